@@ -1,0 +1,150 @@
+"""Precomputed flow folders: onset->apex flow maps that users already hold, as a dataset.
+
+Layout (docs/DATASETS.md, "the mefnet flow-image format")::
+
+    <root>/labels.csv                       dataset,subject,clip,label
+    <root>/<dataset>/<subject>/<clip>.png   R = u, G = v, B = optical strain (0..255 each)
+    <root>/<dataset>/<subject>/<clip>.npy   or a float array of shape (3, H, W)
+
+``labels.csv`` may start with that header line or not (the STSTNet/HTNet-derived
+``megc2019_smic`` folder has one, the official MEGC2019 list has none). ``label`` is a
+class index 0..K-1 or a class name of ``class_names``. Subject and clip ids are stored in
+the index in the canonical spelling of :mod:`mefnet.datasets.subject_ids` (``samm,6``
+becomes ``006``) so a flow folder lines up with frame-based indexes of the same clips;
+files are looked up under the spelling ``labels.csv`` uses. When both ``.npy`` and
+``.png`` exist, the ``.npy`` (unquantized) is used.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mefnet.datasets.bad_clips import BadClipLog
+from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
+from mefnet.datasets.protocols import check_no_empty_class
+from mefnet.datasets.sheet_io import require_root
+from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
+
+LABEL_FILE = "labels.csv"
+HEADER = ("dataset", "subject", "clip", "label")
+FLOW_SUFFIXES = (".npy", ".png")
+
+
+def read_flow_map(path: str | Path) -> np.ndarray:
+    """A flow map as float32 (3, H, W): channels u, v, optical strain.
+
+    PNG: channels come back in R, G, B order (OpenCV reads B, G, R and is reordered here)
+    and are scaled to 0..1 (by 255, or 65535 for 16-bit files); an alpha channel is
+    dropped. NPY: the stored values, unscaled, as float32.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"flow map {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DatasetError(f"flow map {path} cannot be read as a .npy array ({e})") from None
+        if array.ndim != 3 or array.shape[0] != 3:
+            raise DatasetError(
+                f"flow map {path} has shape {array.shape}; expected (3, H, W) with channels u, v, strain"
+            )
+        return np.asarray(array, dtype=np.float32)
+    if suffix == ".png":
+        import cv2
+
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DatasetError(f"flow map {path} cannot be read as an image")
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise DatasetError(
+                f"flow map {path} has shape {image.shape}; expected a 3-channel colour image "
+                "(R = u, G = v, B = strain)"
+            )
+        scale = 65535.0 if image.dtype == np.uint16 else 255.0
+        rgb = image[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(scale)
+    raise DatasetError(f"flow map {path}: unsupported file type '{path.suffix}'; expected .png or .npy")
+
+
+def _label_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of labels.csv, without its header line if it has one."""
+    with path.open(newline="") as f:
+        rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if row]
+    if rows and [c.lower() for c in rows[0][1][:4]] == list(HEADER):
+        rows = rows[1:]
+    return rows
+
+
+def _class_of(value: str, class_names: Sequence[str]) -> int | None:
+    if value.isdigit() and int(value) < len(class_names):
+        return int(value)
+    lowered = [c.lower() for c in class_names]
+    return lowered.index(value.lower()) if value.lower() in lowered else None
+
+
+def load_flow_folder(
+    root: str | Path | None,
+    class_names: Sequence[str] = ("negative", "positive", "surprise"),
+    on_bad_clip: str = "error",
+    name: str = "",
+) -> ClipIndex:
+    """Index a flow folder; each clip's ``flow_path`` is its map (onset/apex/offset 0)."""
+    root_path = require_root(
+        root, dataset_title="flow folder", env_var="MEFNET_FLOW_ROOT", config_key="dataset.index.root"
+    )
+    class_names = [str(c) for c in class_names]
+    labels_path = root_path / LABEL_FILE
+    if not labels_path.is_file():
+        raise DatasetError(
+            f"{labels_path} does not exist; a flow folder needs labels.csv with columns "
+            f"{','.join(HEADER)} beside the <dataset>/<subject>/<clip>.png files"
+        )
+    log = BadClipLog(f"flow folder {root_path}", on_bad_clip)
+    clips: list[Clip] = []
+    seen: dict[str, int] = {}
+    for row_no, cells in _label_rows(labels_path):
+        where = f"{labels_path}, row {row_no}"
+        if len(cells) < 4 or not all(cells[:4]):
+            log.bad(f"{where}: expected 4 values {','.join(HEADER)}, got {cells}")
+            continue
+        dataset, subject, clip, label_text = cells[:4]
+        try:
+            subject_id = canonical_subject(dataset, subject)
+            clip_id = canonical_clip(dataset, clip)
+        except DatasetError as e:
+            log.bad(f"{where}: {e}")
+            continue
+        key = f"{dataset}/{subject_id}/{clip_id}"
+        where = f"{where} (clip {key})"
+        if key in seen:
+            log.bad(f"{where}: duplicate clip id, already in row {seen[key]}; expected each clip once")
+            continue
+        seen[key] = row_no
+        label = _class_of(label_text, class_names)
+        if label is None:
+            log.bad(
+                f"{where}: unknown label '{label_text}'; expected 0..{len(class_names) - 1} or one of "
+                f"{class_names} (config key dataset.index.class_names)"
+            )
+            continue
+        stem = root_path / dataset / subject / clip
+        found = [stem.with_name(stem.name + s) for s in FLOW_SUFFIXES if stem.with_name(stem.name + s).is_file()]
+        if not found:
+            log.bad(f"{where}: flow map {stem}.png (or .npy) does not exist")
+            continue
+        clips.append(
+            Clip(
+                dataset=dataset, subject=subject_id, clip=clip_id, label=label,
+                label_name=class_names[label], onset=0, apex=0, offset=0,
+                frame_dir="", flow_path=str(found[0]),
+            )
+        )
+    check_no_empty_class(class_names, [c.label for c in clips], where=str(labels_path))
+    skipped = log.finish()
+    return ClipIndex(clips, class_names, name=name or root_path.name, skipped=skipped)
