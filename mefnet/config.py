@@ -1,0 +1,40 @@
+"""Where mefnet's Hydra configs are, and composing them outside the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mefnet
+
+
+def _find_config_dir() -> str:
+    # An installed wheel ships conf/ as the package data mefnet/conf; a source checkout
+    # (editable install) has it beside the package.
+    pkg = Path(mefnet.__file__).resolve().parent
+    for candidate in (pkg / "conf", pkg.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"mefnet's configs (conf/train.yaml) were not found next to {pkg}; reinstall mefnet")
+
+
+CONFIG_DIR = _find_config_dir()
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train"):
+    """Compose the config as ``mefnet-train`` would (for notebooks and tests).
+
+    The ``hydra:`` resolver (used by ``experiment_name``) is made available too.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    return OmegaConf.create(resolved)

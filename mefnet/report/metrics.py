@@ -1,0 +1,52 @@
+"""Pooled metrics, exactly as PROTOCOL.md defines them.
+
+Predictions of every fold are pooled first; TP / FP / FN are counted once over the
+pool. Averaging per-fold scores gives different (wrong) numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predicted classes."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        cm[int(t), int(p)] += 1
+    return cm
+
+
+def pooled_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], num_classes: int, class_names: Sequence[str] | None = None
+) -> dict:
+    """UF1 (macro F1), UAR (macro recall), accuracy and the confusion matrix of pooled predictions.
+
+    A class with no ground-truth clip in the pool is an error in the setup (its recall is
+    undefined), not a number to hide.
+    """
+    if len(y_true) == 0:
+        raise ValueError("no predictions to score")
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    support = cm.sum(axis=1)
+    names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+    absent = [names[c] for c in range(num_classes) if support[c] == 0]
+    if absent:
+        raise ValueError(f"class(es) {absent} have no clip in the pooled ground truth; UAR is undefined")
+    tp = np.diag(cm).astype(float)
+    fp = cm.sum(axis=0) - tp
+    fn = support - tp
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    recall = tp / support
+    return {
+        "uf1": float(f1.mean()),
+        "uar": float(recall.mean()),
+        "accuracy": float(tp.sum() / cm.sum()),
+        "n": int(cm.sum()),
+        "f1_per_class": f1.tolist(),
+        "recall_per_class": recall.tolist(),
+        "confusion": cm.tolist(),
+    }

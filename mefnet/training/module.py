@@ -1,0 +1,70 @@
+"""LightningModule: a backbone, a loss, an optimizer and the UF1 / UAR metrics.
+
+Training logs ``train/loss``, ``train/uf1`` and ``train/uar`` per epoch. There is no
+test loop: the test subject is predicted once, after training, with
+``trainer.predict``, and scores are computed by the report over the pooled
+predictions of all folds (per-fold scores are not what the field reports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassF1Score, MulticlassRecall
+
+
+class MERModule(L.LightningModule):
+    """Args:
+    backbone: maps ``(B, 3, H, W)`` input maps to ``(B, num_classes)`` logits.
+    loss: a built loss module, called ``loss(logits, targets)``.
+    optimizer: a partial optimizer (``torch.optim.Adam`` with its settings), completed
+        here with the parameters.
+    num_classes: number of classes.
+    scheduler: optional partial LR scheduler, completed with the optimizer.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        scheduler: Callable[..., object] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "loss", "optimizer", "scheduler"])
+        self.backbone = backbone
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_uf1 = MulticlassF1Score(num_classes=num_classes, average="macro")
+        self.train_uar = MulticlassRecall(num_classes=num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        preds = logits.argmax(dim=1)
+        self.train_uf1(preds, y)
+        self.train_uar(preds, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/uf1", self.train_uf1, on_step=False, on_epoch=True)
+        self.log("train/uar", self.train_uar, on_step=False, on_epoch=True)
+        return loss
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        # Predictions use the plain logits, whatever the loss adjusted during training.
+        return torch.softmax(self(batch[0]), dim=1)
+
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt)}}
