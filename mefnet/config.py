@@ -29,12 +29,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
-    return OmegaConf.create(resolved)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))

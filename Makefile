@@ -1,0 +1,40 @@
+# mefnet: `make reproduce-table` runs the main job, `make test` the tests.
+# Both create the virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Optional: set dataset roots for the licensed datasets (see README); without them
+# reproduce-table runs on the built-in synthetic dataset.
+export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
+export MEFNET_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install test test-slow test-all lint reproduce-table clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: the local CPU build; a looser pin pulls GBs of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,face]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mefnet tests benchmarks
+
+reproduce-table: $(STAMP)
+	$(PY) -m mefnet.experiment.reproduce
+
+clean:
+	rm -rf outputs .pytest_cache

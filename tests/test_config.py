@@ -1,0 +1,56 @@
+"""Every config composes; config groups carry the names users expect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from mefnet.config import CONFIG_DIR, compose
+
+GROUPS = ("dataset", "backbone", "loss", "trainer", "logger", "callbacks", "paths", "experiment")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+def test_the_config_groups_users_asked_for_exist():
+    for group in GROUPS:
+        assert _options(group), f"conf/{group}/ has no options"
+
+
+def test_default_config_is_synthetic_ststnet_cross_entropy_on_cpu():
+    cfg = compose()
+    assert cfg.dataset.name == "synthetic"
+    assert cfg.backbone._target_.endswith("STSTNet")
+    assert cfg.loss._target_.endswith("CrossEntropyLoss")
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.experiment_name == "synthetic-ststnet-cross_entropy"
+    assert cfg.selection == "fixed_epochs"
+
+
+@pytest.mark.parametrize("group", ["dataset", "backbone", "loss", "trainer", "logger", "experiment"])
+def test_every_option_of_every_group_composes(group):
+    for option in _options(group):
+        cfg = compose([f"{group}={option}"])
+        assert cfg is not None
+
+
+def test_every_backbone_builds_from_its_config():
+    for option in _options("backbone"):
+        cfg = compose([f"backbone={option}"])
+        model = instantiate(cfg.backbone, num_classes=3)
+        assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_wandb_logger_is_offline_by_default():
+    cfg = compose(["logger=wandb"])
+    assert cfg.logger.wandb.offline is True
+
+
+def test_gpu_and_ddp_trainers_exist_but_cpu_is_the_default():
+    assert compose(["trainer=gpu"]).trainer.accelerator == "gpu"
+    ddp = compose(["trainer=ddp"]).trainer
+    assert ddp.strategy == "ddp" and ddp.accelerator == "gpu"

@@ -1,0 +1,117 @@
+"""End-to-end LOSO on a tiny synthetic dataset: folds, predictions, resume, leak guard."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from mefnet.config import compose
+from mefnet.datasets.clip_index import DatasetError
+from mefnet.experiment.train import _absolute_paths, run, run_fold
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.metrics import pooled_metrics
+from mefnet.report.table import experiment_rows
+from tests.helpers import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("loso")
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_one_fold_trains_and_predicts_only_the_test_subject(workdir):
+    cfg = compose(tiny_overrides(workdir, "one-fold", "fold=sub02"))
+    assert run(cfg) is None  # a single fold writes no table
+    fold = Path(cfg.experiment_dir) / "folds" / "synthetic" / "sub02"
+    rows = _read(fold / "predictions.csv")
+    assert rows and {r["subject"] for r in rows} == {"sub02"}
+    for r in rows:
+        assert sum(float(r[f"prob_{n}"]) for n in ("negative", "positive", "surprise")) == pytest.approx(1, abs=1e-4)
+    record = json.loads((fold / "fold.json").read_text())
+    assert record["status"] == "complete" and record["n_test"] == len(rows)
+    assert record["selection"] == "fixed_epochs" and record["versions"]["torch"]
+
+
+def test_all_folds_table_equals_recomputation_and_a_rerun_resumes(workdir):
+    cfg = compose(tiny_overrides(workdir, "all-folds"))
+    rows = run(cfg)
+    exp = Path(cfg.experiment_dir)
+    preds = [r for p in sorted(exp.glob("folds/*/*/predictions.csv")) for r in _read(p)]
+    assert len(preds) == 18 and len({r["subject"] for r in preds}) == 4
+    m = pooled_metrics([int(r["true"]) for r in preds], [int(r["pred"]) for r in preds], 3)
+    assert rows[0]["uf1"] == pytest.approx(m["uf1"], abs=1e-4)
+    assert rows[0]["uar"] == pytest.approx(m["uar"], abs=1e-4)
+    table_md = (exp / "table.md").read_text()
+    assert "fixed_epochs" in table_md
+    stamps = {p: p.stat().st_mtime_ns for p in exp.glob("folds/*/*/fold.json")}
+    assert run(cfg) == rows  # resumed: every fold already finished
+    assert stamps == {p: p.stat().st_mtime_ns for p in exp.glob("folds/*/*/fold.json")}
+    assert (exp / "table.md").read_text() == table_md
+
+
+def test_parallel_folds_give_the_same_predictions_as_sequential(workdir):
+    seq = compose(tiny_overrides(workdir, "all-folds"))
+    par = compose(tiny_overrides(workdir, "all-folds-parallel", "n_jobs=2"))
+    run(par)
+    for p in sorted(Path(seq.experiment_dir).glob("folds/*/*/predictions.csv")):
+        twin = Path(par.experiment_dir) / p.relative_to(seq.experiment_dir)
+        assert p.read_text() == twin.read_text()
+
+
+def test_a_different_config_under_the_same_name_is_refused(workdir):
+    cfg = compose(tiny_overrides(workdir, "all-folds", "optimizer.lr=0.5"))
+    with pytest.raises(RuntimeError, match="different configuration"):
+        run(cfg)
+
+
+def test_test_subject_labels_cannot_influence_its_predictions(workdir):
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, "leak-guard")))
+    index = instantiate(cfg.dataset.index)
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    test_subject = index.subjects[1]
+    honest = run_fold(cfg, index, features, test_subject)
+    honest_preds = (Path(cfg.experiment_dir) / "folds" / test_subject / "predictions.csv").read_text()
+    # Every test-subject clip gets a wrong label; nothing else changes.
+    wrong = [replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
+             if c.subject_key == test_subject else c for c in index]
+    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, "leak-guard-wrong-labels")))
+    run_fold(cfg2, index.with_clips(wrong), features, test_subject)
+    tampered = _read(Path(cfg2.experiment_dir) / "folds" / test_subject / "predictions.csv")
+    honest_rows = _read(Path(cfg.experiment_dir) / "folds" / test_subject / "predictions.csv")
+    assert [r["pred"] for r in tampered] == [r["pred"] for r in honest_rows]
+    assert [r[k] for r in tampered for k in r if k.startswith("prob_")] == \
+        [r[k] for r in honest_rows for k in r if k.startswith("prob_")]
+    assert honest["n_test"] == len(honest_rows) and honest_preds
+
+
+def test_shuffled_training_labels_are_recorded_in_the_experiment(workdir):
+    cfg = compose(tiny_overrides(workdir, "shuffled", "shuffle_train_labels=true", "fold=sub01"))
+    run(cfg)
+    exp = json.loads((Path(cfg.experiment_dir) / "experiment.json").read_text())
+    assert exp["config"]["shuffle_train_labels"] is True
+
+
+def test_an_unknown_fold_subject_is_a_clear_error(workdir):
+    cfg = compose(tiny_overrides(workdir, "bad-fold", "fold=sub77"))
+    with pytest.raises(DatasetError, match="fold 'sub77' is not a subject of synthetic"):
+        run(cfg)
+
+
+def test_table_refuses_missing_folds_unless_told(workdir):
+    from mefnet.report.table import IncompleteExperimentError
+
+    cfg = compose(tiny_overrides(workdir, "one-fold", "fold=sub02"))
+    with pytest.raises(IncompleteExperimentError, match="3 of 4 folds have no finished predictions"):
+        experiment_rows(cfg.experiment_dir)
+    rows = experiment_rows(cfg.experiment_dir, allow_missing=True)
+    assert rows[0]["folds"] == 1 and rows[0]["missing_folds"] == 3
