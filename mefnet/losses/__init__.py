@@ -4,26 +4,24 @@ Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` and construct
 the keyword ``class_counts``: the number of training clips per class *of the current
 training fold* (never of the test subject), which prior-aware losses need and others
 ignore. Predictions always use the plain logits; a loss may only change training.
+
+- :class:`CrossEntropyLoss`: plain (``conf/loss/cross_entropy.yaml``).
+- :class:`LogitAdjustedLoss`: ``CE(logits + tau * log prior)``, AM3F-FlowNet's loss
+  (``logit_adjusted.yaml``).
+- :class:`ClassWeightedCrossEntropyLoss`: inverse-frequency weights
+  (``weighted_cross_entropy.yaml``).
+- :class:`FocalLoss`: ``(1 - p)^gamma``-modulated CE, optionally balanced (``focal.yaml``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from mefnet.losses.cross_entropy import ClassWeightedCrossEntropyLoss, CrossEntropyLoss
+from mefnet.losses.focal import FocalLoss
+from mefnet.losses.logit_adjusted import LogitAdjustedLoss
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-
-class CrossEntropyLoss(nn.Module):
-    """Plain cross-entropy (optionally label-smoothed)."""
-
-    def __init__(self, class_counts: Sequence[int] | None = None, label_smoothing: float = 0.0):
-        super().__init__()
-        self.label_smoothing = float(label_smoothing)
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
-
-
-__all__ = ["CrossEntropyLoss"]
+__all__ = [
+    "ClassWeightedCrossEntropyLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "LogitAdjustedLoss",
+]

@@ -1,0 +1,172 @@
+"""Backbones: shapes at every input size, AM3F-FlowNet's ablation switches, configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from mefnet.models import MODELS, AM3FFlowNet, build_model
+
+BACKBONE_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "backbone"
+NUM_CLASSES = 3
+
+
+def _input(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def _seeded(cls: type[nn.Module], **kwargs: object) -> nn.Module:
+    torch.manual_seed(0)
+    return cls(num_classes=NUM_CLASSES, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("size", [28, 64, 128])
+def test_every_backbone_gives_one_logit_per_class_at_any_size_and_batch(name: str, size: int):
+    model = build_model(name, num_classes=NUM_CLASSES, in_channels=3, input_size=size)
+    for train in (True, False):
+        model.train(train)
+        for batch in (1, 4):
+            logits = model(_input(batch, size))
+            assert logits.shape == (batch, NUM_CLASSES)
+            assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_same_seed_gives_identical_outputs(name: str):
+    x = _input(4, 28)
+    first = _seeded(MODELS[name], input_size=28).eval()(x)
+    second = _seeded(MODELS[name], input_size=28).eval()(x)
+    assert torch.equal(first, second)
+
+
+def test_every_registered_backbone_has_a_config_and_builds_from_it():
+    targets = {}
+    for path in sorted(BACKBONE_CONFIGS.glob("*.yaml")):
+        cfg = OmegaConf.create({"preprocessing": {"size": 28}, "backbone": OmegaConf.load(path)})
+        model = instantiate(cfg.backbone, num_classes=NUM_CLASSES)
+        assert model(_input(2, 28)).shape == (2, NUM_CLASSES)
+        assert model.input_size == 28
+        targets[path.stem] = type(model)
+    assert targets == {name: cls for name, cls in MODELS.items()}
+
+
+def test_backbone_config_follows_preprocessing_size():
+    cfg = OmegaConf.create(
+        {
+            "preprocessing": {"size": 64},
+            "backbone": OmegaConf.load(BACKBONE_CONFIGS / "ststnet.yaml"),
+        }
+    )
+    model = instantiate(cfg.backbone, num_classes=NUM_CLASSES).eval()
+    assert model(_input(2, 64)).shape == (2, NUM_CLASSES)
+
+
+# --- AM3F-FlowNet ablations -------------------------------------------------------------
+
+ABLATIONS = [
+    ("branches", ["u"]),
+    ("branches", ["v"]),
+    ("branches", ["strain"]),
+    ("branches", ["u", "v"]),
+    ("branches", ["v", "strain"]),
+    ("msff", "single"),
+    ("msff", "off"),
+    ("spatial_attention", False),
+    ("mofrw", "stream"),
+    ("mofrw", "channel"),
+    ("mofrw", "off"),
+]
+
+
+def _copy_shared_weights(source: nn.Module, target: nn.Module) -> list[str]:
+    """Copy every tensor ``target`` shares (name and shape) with ``source``; return the rest."""
+    source_state = source.state_dict()
+    target_state = target.state_dict()
+    not_copied = []
+    for key, value in target_state.items():
+        if key in source_state and source_state[key].shape == value.shape:
+            target_state[key] = source_state[key].clone()
+        else:
+            not_copied.append(key)
+    target.load_state_dict(target_state)
+    return not_copied
+
+
+@pytest.mark.parametrize(("key", "value"), ABLATIONS, ids=[f"{k}={v}" for k, v in ABLATIONS])
+def test_each_am3f_ablation_switch_changes_the_output(key: str, value: object):
+    default = _seeded(AM3FFlowNet).eval()
+    ablated = _seeded(AM3FFlowNet, **{key: value}).eval()
+    not_copied = _copy_shared_weights(default, ablated)
+    if key != "branches":
+        # The ablated network is the default one with a part removed: every weight it
+        # has is the default's, so the output difference comes from the switch alone.
+        assert not_copied == []
+        assert sum(p.numel() for p in ablated.parameters()) < sum(
+            p.numel() for p in default.parameters()
+        )
+    x = _input(4, 28)
+    with torch.no_grad():
+        assert not torch.allclose(default(x), ablated(x), atol=1e-4)
+
+
+def test_msff_single_and_off_differ_from_each_other():
+    single = _seeded(AM3FFlowNet, msff="single").eval()
+    off = _seeded(AM3FFlowNet, msff="off").eval()
+    assert _copy_shared_weights(single, off) == []
+    with torch.no_grad():
+        assert not torch.allclose(single(_input(4, 28)), off(_input(4, 28)), atol=1e-4)
+
+
+@pytest.mark.parametrize("branch", ["u", "v", "strain"])
+def test_a_single_branch_model_reads_only_its_own_flow_map(branch: str):
+    model = _seeded(AM3FFlowNet, branches=[branch]).eval()
+    x = _input(2, 28)
+    changed = x.clone()
+    own = ["u", "v", "strain"].index(branch)
+    for channel in range(3):
+        if channel != own:
+            changed[:, channel] = torch.randn_like(changed[:, channel])
+    with torch.no_grad():
+        assert torch.equal(model(x), model(changed))
+        changed[:, own] += 1.0
+        assert not torch.equal(model(x), model(changed))
+
+
+def test_branch_order_does_not_matter():
+    a = _seeded(AM3FFlowNet, branches=["v", "u"]).eval()
+    b = _seeded(AM3FFlowNet, branches=["u", "v"]).eval()
+    with torch.no_grad():
+        assert torch.equal(a(_input(2, 28)), b(_input(2, 28)))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("msff", "triple", "multi, single, off"),
+        ("mofrw", "both_levels", "both, stream, channel, off"),
+        ("spatial_attention", "yes", "true or false"),
+        ("branches", [], "u, v, strain"),
+        ("branches", ["u", "w"], "u, v, strain"),
+        ("branches", ["u", "u"], "u, v, strain"),
+    ],
+)
+def test_invalid_am3f_switch_names_the_key_and_allowed_values(key, value, allowed):
+    with pytest.raises(ValueError, match=rf"am3f: {key}=.*{allowed}"):
+        AM3FFlowNet(**{key: value})
+
+
+def test_am3f_rejects_inputs_that_are_not_u_v_strain():
+    with pytest.raises(ValueError, match="in_channels=2"):
+        AM3FFlowNet(in_channels=2)
+
+
+def test_am3f_stays_small():
+    params = sum(p.numel() for p in AM3FFlowNet(num_classes=3).parameters())
+    assert 10_000 < params < 100_000
