@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from dataset_trees import CASME2_SHEET, build_casme2_tree, copy_rows_appended, edited_workbook
 
 from mefnet.datasets.casme2 import load_casme2, read_casme2_sheet
 from mefnet.datasets.clip_index import DatasetError, frame_path
+from tests.dataset_trees import CASME2_SHEET, build_casme2_tree, copy_rows_appended, edited_workbook
 
 pytestmark = pytest.mark.realdata
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dataset_trees import CASME3_SHEET, build_casme3_tree
 
 from mefnet.datasets.casme3 import load_casme3, read_casme3_sheet
 from mefnet.datasets.clip_index import DatasetError
+from tests.dataset_trees import CASME3_SHEET, build_casme3_tree
 
 pytestmark = pytest.mark.realdata
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dataset_trees import (
+
+from mefnet.datasets.clip_index import DatasetError
+from mefnet.datasets.megc2019 import load_megc2019, read_megc2019_ground_truth
+from tests.dataset_trees import (
     CASME2_SHEET,
     MEGC2019_GT,
     SAMM_SHEET,
@@ -13,9 +16,6 @@ from dataset_trees import (
     build_samm_tree,
     build_smic_tree,
 )
-
-from mefnet.datasets.clip_index import DatasetError
-from mefnet.datasets.megc2019 import load_megc2019, read_megc2019_ground_truth
 
 pytestmark = pytest.mark.realdata
 

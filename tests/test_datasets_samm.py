@@ -6,10 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from dataset_trees import SAMM_SHEET, build_samm_tree, edited_workbook
 
 from mefnet.datasets.clip_index import DatasetError, frame_path
 from mefnet.datasets.samm import load_samm, read_samm_sheet
+from tests.dataset_trees import SAMM_SHEET, build_samm_tree, edited_workbook
 
 pytestmark = pytest.mark.realdata
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dataset_trees import SMIC_APEX, build_smic_tree, write_frames
 
 from mefnet.datasets.clip_index import DatasetError
 from mefnet.datasets.smic import load_smic
+from tests.dataset_trees import SMIC_APEX, build_smic_tree, write_frames
 
 pytestmark = pytest.mark.realdata
 

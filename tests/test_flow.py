@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from mefnet.preprocessing.cache import FlowCache, cache_key
-from mefnet.preprocessing.flow import FlowParams, TVL1Params, compute_flow, flow_maps, normalize_maps, optical_strain
+from mefnet.preprocessing.flow import (
+    FlowParams,
+    TVL1Params,
+    compute_flow,
+    flow_maps,
+    normalize_maps,
+    optical_strain,
+)
 
 
 def test_optical_strain_matches_an_analytic_affine_field():

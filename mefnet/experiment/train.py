@@ -39,7 +39,14 @@ from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.report.table import EXPERIMENT, FOLD_DONE, PREDICTIONS, finished_folds, fold_dir, write_table
+from mefnet.report.table import (
+    EXPERIMENT,
+    FOLD_DONE,
+    PREDICTIONS,
+    finished_folds,
+    fold_dir,
+    write_table,
+)
 from mefnet.training.module import MERModule
 
 log = logging.getLogger("mefnet")
