@@ -104,3 +104,15 @@ def test_cache_writes_atomically_and_drops_damaged_entries(tmp_path):
     assert not p.exists()
     cache.save("cd" * 32, arr)
     assert cache.load("cd" * 32, (3, 4, 4)) is None  # wrong shape counts as damaged
+
+
+def test_face_settings_are_part_of_the_preprocessing_key():
+    from mefnet.preprocessing.features import Preprocessing
+
+    none = Preprocessing.from_config({"face": "none"}).describe()
+    haar = Preprocessing.from_config({"face": "haar"}).describe()
+    wider = Preprocessing.from_config({"face": "haar", "face_options": {"margin": 0.3}}).describe()
+    assert none != haar != wider
+    assert haar["face"]["version"] >= 1
+    with pytest.raises(ValueError, match="preprocessing.face: 'dlib' is not one of"):
+        Preprocessing.from_config({"face": "dlib"})

@@ -53,11 +53,21 @@ class Preprocessing:
             normalize=cfg.get("normalize", "minmax"),
         )
 
+    def face_cropper(self):
+        """The configured face cropper (None for ``face=none``); bad options fail here."""
+        if self.face == "none":
+            return None
+        from mefnet.preprocessing.face import FaceCropper
+
+        return FaceCropper(method=self.face, **self.face_options)
+
     def describe(self) -> dict:
+        cropper = self.face_cropper()
         return {
             "size": self.size,
-            "face": self.face,
-            "face_options": dict(sorted(self.face_options.items())),
+            # The cropper's own description carries its algorithm version, so a change
+            # to the crop code invalidates cached maps.
+            "face": cropper.describe() if cropper else "none",
             "flow": self.flow.describe(),
             "normalize": self.normalize,
         }
@@ -93,10 +103,9 @@ def compute_clip_maps(clip: Clip, prep: Preprocessing, files: list | None = None
     if clip.onset == clip.apex:
         raise DatasetError(f"clip {clip.clip_key}: onset and apex are the same frame ({clip.onset}); no motion to measure")
     onset, apex = _read_image(files[0]), _read_image(files[1])
-    if prep.face != "none":
-        from mefnet.preprocessing.face import FaceCropper
-
-        onset, apex = FaceCropper(method=prep.face, **prep.face_options).crop_pair(onset, apex, clip.clip_key)
+    cropper = prep.face_cropper()
+    if cropper is not None:
+        onset, apex = cropper.crop_pair(onset, apex, clip.clip_key)
     flow = compute_flow(onset, apex, prep.flow)
     return normalize_maps(flow_maps(flow, prep.size), prep.normalize)
 
