@@ -1,0 +1,115 @@
+"""The LightningDataModule every dataset goes through.
+
+A dataset is a clip index (from any adapter) plus preprocessing settings. The module
+computes every clip's input maps once into the flow cache (``prepare_data``), keeps
+them as one in-memory tensor (small datasets fit easily: 442 clips at 3x28x28 are
+4 MB) and splits them by subject for the fold being run: the test subject's clips go
+to the predict loader only and are never seen during training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from mefnet.datasets.clip_index import ClipIndex
+from mefnet.preprocessing.features import Preprocessing, build_features
+
+
+class MERDataModule(L.LightningDataModule):
+    """Leave-one-subject-out folds over a clip index.
+
+    Args:
+        index: the clip index, or a zero-argument callable that builds it (so the
+            dataset's files are only read when the module is used).
+        preprocessing: how input maps are made (also their cache key).
+        cache_dir: where the flow cache lives.
+        fold: the test subject (``dataset/subject`` or an unambiguous ``subject``).
+        features: precomputed maps for ``index`` (the LOSO runner computes them once
+            and shares them between folds); computed from the cache when None.
+        batch_size: training batch size.
+        shuffle_train_labels: permute the training labels (seeded). A sanity control:
+            a model trained this way must score near chance.
+        seed: seed for the label permutation and the loader's shuffling.
+        n_jobs: processes used to fill the flow cache.
+    """
+
+    def __init__(
+        self,
+        index: ClipIndex | Callable[[], ClipIndex],
+        preprocessing: Preprocessing,
+        cache_dir: str | Path,
+        fold: str,
+        features: torch.Tensor | None = None,
+        batch_size: int = 256,
+        shuffle_train_labels: bool = False,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        super().__init__()
+        self._index_source = index
+        self._index: ClipIndex | None = index if isinstance(index, ClipIndex) else None
+        self.preprocessing = preprocessing
+        self.cache_dir = str(cache_dir)
+        self.fold = fold
+        self.features = features
+        self.batch_size = batch_size
+        self.shuffle_train_labels = shuffle_train_labels
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.train_idx: list[int] = []
+        self.test_idx: list[int] = []
+
+    @property
+    def index(self) -> ClipIndex:
+        if self._index is None:
+            self._index = self._index_source()
+        return self._index
+
+    @property
+    def num_classes(self) -> int:
+        return self.index.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.index.class_names)
+
+    @property
+    def test_subject(self) -> str:
+        return self.index.resolve_subject(self.fold)
+
+    def prepare_data(self) -> None:
+        """Fill the flow cache (idempotent; only missing entries are computed)."""
+        if self.features is None:
+            build_features(self.index, self.preprocessing, self.cache_dir, n_jobs=self.n_jobs)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.features is None:
+            self.features = build_features(self.index, self.preprocessing, self.cache_dir, n_jobs=self.n_jobs)
+        if len(self.features) != len(self.index):
+            raise ValueError(f"{len(self.features)} feature maps for {len(self.index)} clips")
+        self.train_idx, self.test_idx = self.index.fold_indices(self.fold)
+        labels = torch.tensor([c.label for c in self.index], dtype=torch.long)
+        train_y = labels[self.train_idx]
+        if self.shuffle_train_labels:
+            rng = np.random.default_rng(self.seed)
+            train_y = train_y[torch.from_numpy(rng.permutation(len(train_y)))]
+        self.train_set = TensorDataset(self.features[self.train_idx], train_y)
+        # The test subject's labels stay out of every loader: prediction needs none.
+        self.test_set = TensorDataset(self.features[self.test_idx])
+
+    def train_class_counts(self) -> list[int]:
+        """Clips per class in the training fold (what prior-aware losses may use)."""
+        return self.index.class_counts(self.train_idx)
+
+    def train_dataloader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False)
