@@ -35,7 +35,7 @@ def test_mefnet_train_and_table_run_from_a_temporary_directory(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    exp = tmp_path / "out" / "cli"
+    exp = tmp_path / "out" / "cli" / "seed_42"
     assert (exp / "table.md").is_file() and len(list(exp.glob("folds/*/*/predictions.csv"))) == 4
     table = subprocess.run([_script("mefnet-table"), str(exp), "--out", "t"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)

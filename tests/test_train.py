@@ -39,7 +39,7 @@ def test_one_fold_trains_and_predicts_only_the_test_subject(workdir):
         assert sum(float(r[f"prob_{n}"]) for n in ("negative", "positive", "surprise")) == pytest.approx(1, abs=1e-4)
     record = json.loads((fold / "fold.json").read_text())
     assert record["status"] == "complete" and record["n_test"] == len(rows)
-    assert record["selection"] == "fixed_epochs" and record["versions"]["torch"]
+    assert record["selection"]["rule"] == "fixed_epochs" and record["versions"]["torch"]
 
 
 def test_all_folds_table_equals_recomputation_and_a_rerun_resumes(workdir):
@@ -74,8 +74,14 @@ def test_a_different_config_under_the_same_name_is_refused(workdir):
         run(cfg)
 
 
-def test_test_subject_labels_cannot_influence_its_predictions(workdir):
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, "leak-guard")))
+INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
+             "inner_val.val_fraction=0.3"]
+
+
+@pytest.mark.parametrize("selection", ["fixed_epochs", "inner_val"])
+def test_test_subject_labels_cannot_influence_its_predictions(workdir, selection):
+    extra = INNER_VAL if selection == "inner_val" else []
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-{selection}", *extra)))
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     test_subject = index.subjects[1]
@@ -84,7 +90,7 @@ def test_test_subject_labels_cannot_influence_its_predictions(workdir):
     # Every test-subject clip gets a wrong label; nothing else changes.
     wrong = [replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
              if c.subject_key == test_subject else c for c in index]
-    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, "leak-guard-wrong-labels")))
+    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-wrong-labels-{selection}", *extra)))
     run_fold(cfg2, index.with_clips(wrong), features, test_subject)
     tampered = _read(Path(cfg2.experiment_dir) / "folds" / test_subject / "predictions.csv")
     honest_rows = _read(Path(cfg.experiment_dir) / "folds" / test_subject / "predictions.csv")
@@ -92,6 +98,48 @@ def test_test_subject_labels_cannot_influence_its_predictions(workdir):
     assert [r[k] for r in tampered for k in r if k.startswith("prob_")] == \
         [r[k] for r in honest_rows for k in r if k.startswith("prob_")]
     assert honest["n_test"] == len(honest_rows) and honest_preds
+    if selection == "inner_val":
+        assert test_subject not in honest["selection"]["val_subjects"]
+
+
+def test_inner_validation_draws_training_subjects_only_seeded_per_fold(workdir):
+    from mefnet.training.selection import choose_val_subjects
+
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, "draws", "dataset.index.num_subjects=10",
+                                                 "dataset.index.num_clips=60")))
+    index = instantiate(cfg.dataset.index)
+    draws = {s: choose_val_subjects(index, s, 0.25, seed=7) for s in index.subjects}
+    for test, val in draws.items():
+        assert test not in val and len(val) == 2 and set(val) <= set(index.subjects)
+        train = [c.label for c in index if c.subject_key not in val and c.subject_key != test]
+        assert set(train) == {0, 1, 2}
+    assert draws == {s: choose_val_subjects(index, s, 0.25, seed=7) for s in index.subjects}
+    assert len({tuple(v) for v in draws.values()}) > 1
+    assert draws != {s: choose_val_subjects(index, s, 0.25, seed=8) for s in index.subjects}
+    with pytest.raises(ValueError, match="val_fraction"):
+        choose_val_subjects(index, index.subjects[0], 1.0, seed=7)
+
+
+@pytest.mark.parametrize("refit", ["true", "false"])
+def test_inner_validation_picks_an_epoch_and_records_it(workdir, refit):
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}", *INNER_VAL, "trainer.max_epochs=4",
+                                                 f"inner_val.refit={refit}", "fold=sub03")))
+    run(cfg)
+    fold = Path(cfg.experiment_dir) / "folds" / "synthetic" / "sub03"
+    rec = json.loads((fold / "fold.json").read_text())["selection"]
+    assert rec["rule"] == "inner_val" and rec["refit"] is (refit == "true")
+    assert [r["epoch"] for r in rec["curve"]] == [1, 2, 3, 4]
+    assert 1 <= rec["best_epoch"] <= 4 and "synthetic/sub03" not in rec["val_subjects"]
+    best = max(rec["curve"], key=lambda r: (r["uf1"], -r["epoch"]))
+    assert rec["best_epoch"] == best["epoch"]
+    exp = json.loads((Path(cfg.experiment_dir) / "experiment.json").read_text())
+    assert exp["selection"].startswith("inner_val: 30% of the training subjects")
+    # Same config and seed: identical predictions.
+    again = _absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}-again", *INNER_VAL,
+                                                   "trainer.max_epochs=4", f"inner_val.refit={refit}", "fold=sub03")))
+    run(again)
+    assert (Path(again.experiment_dir) / "folds/synthetic/sub03/predictions.csv").read_text() == \
+        (fold / "predictions.csv").read_text()
 
 
 def test_shuffled_training_labels_are_recorded_in_the_experiment(workdir):

@@ -37,6 +37,8 @@ class MERDataModule(L.LightningDataModule):
             a model trained this way must score near chance.
         seed: seed for the label permutation and the loader's shuffling.
         n_jobs: processes used to fill the flow cache.
+        val_subjects: training subjects held out as an inner validation set (model
+            selection without the test subject); their clips leave the training set.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class MERDataModule(L.LightningDataModule):
         shuffle_train_labels: bool = False,
         seed: int = 0,
         n_jobs: int = 1,
+        val_subjects: list[str] | None = None,
     ) -> None:
         super().__init__()
         self._index_source = index
@@ -62,7 +65,9 @@ class MERDataModule(L.LightningDataModule):
         self.shuffle_train_labels = shuffle_train_labels
         self.seed = seed
         self.n_jobs = n_jobs
+        self.val_subjects = list(val_subjects or [])
         self.train_idx: list[int] = []
+        self.val_idx: list[int] = []
         self.test_idx: list[int] = []
 
     @property
@@ -94,12 +99,19 @@ class MERDataModule(L.LightningDataModule):
         if len(self.features) != len(self.index):
             raise ValueError(f"{len(self.features)} feature maps for {len(self.index)} clips")
         self.train_idx, self.test_idx = self.index.fold_indices(self.fold)
+        if self.val_subjects:
+            val = {self.index.resolve_subject(s) for s in self.val_subjects}
+            if self.test_subject in val:
+                raise ValueError(f"the test subject {self.test_subject} cannot be a validation subject")
+            self.val_idx = [i for i in self.train_idx if self.index[i].subject_key in val]
+            self.train_idx = [i for i in self.train_idx if self.index[i].subject_key not in val]
         labels = torch.tensor([c.label for c in self.index], dtype=torch.long)
         train_y = labels[self.train_idx]
         if self.shuffle_train_labels:
             rng = np.random.default_rng(self.seed)
             train_y = train_y[torch.from_numpy(rng.permutation(len(train_y)))]
         self.train_set = TensorDataset(self.features[self.train_idx], train_y)
+        self.val_set = TensorDataset(self.features[self.val_idx], labels[self.val_idx])
         # The test subject's labels stay out of every loader: prediction needs none.
         self.test_set = TensorDataset(self.features[self.test_idx])
 

@@ -1,8 +1,10 @@
 """``mefnet-train``: leave-one-subject-out training and prediction, driven by Hydra.
 
-One experiment is one directory, ``<paths.output_dir>/<experiment_name>/``::
+One experiment (one seed) is one directory,
+``<paths.output_dir>/<experiment_name>/seed_<seed>/``::
 
     experiment.json                       the folds, classes, selection rule and config
+    clips.csv                             every clip: frames, onset / apex and the apex's source
     folds/<dataset>/<subject>/
         predictions.csv                   dataset,subject,clip,true,...,pred,...,prob_<class>
         fold.json                         written last: the fold is finished
@@ -48,6 +50,7 @@ from mefnet.report.table import (
     write_table,
 )
 from mefnet.training.module import MERModule
+from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
 
 log = logging.getLogger("mefnet")
 
@@ -122,7 +125,19 @@ def _selection_rule(cfg: DictConfig) -> str:
             f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
             "after training; it is never used for early stopping, checkpoint choice or priors"
         )
-    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs")
+    if cfg.selection == "inner_val":
+        iv = cfg.get("inner_val")
+        if iv is None:
+            raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
+        then = ("retrained on the whole training fold for that many epochs" if iv.refit
+                else "the weights of that epoch kept")
+        return (
+            f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
+            f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
+            f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
+            "never used for epoch choice, checkpoint choice or priors"
+        )
+    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
 
 
 def _prepare_experiment(cfg: DictConfig, index: ClipIndex) -> Path:
@@ -150,23 +165,62 @@ def _prepare_experiment(cfg: DictConfig, index: ClipIndex) -> Path:
                 f"delete {exp_dir} yourself to start over."
             )
         return exp_dir
+    # The clips as used: frames, and which apex frame was taken and how (annotated,
+    # midpoint, spotted, apex file), one row per clip.
+    clips_tmp = exp_dir / f".clips.csv.tmp-{os.getpid()}"
+    index.to_csv(clips_tmp)
+    os.replace(clips_tmp, exp_dir / "clips.csv")
     _atomic_write(path, json.dumps(record, indent=2))
     return exp_dir
 
 
-def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str) -> list:
+def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str | None = None) -> list:
     loggers = []
-    for name, lg in (cfg.logger or {}).items():
+    for key, lg in (cfg.logger or {}).items():
         if lg is None:
             continue
         extra = {"save_dir": str(out)}
+        if name and "CSVLogger" in str(lg.get("_target_", "")):
+            extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
             os.environ.setdefault("WANDB_MODE", "offline")
             os.environ.setdefault("WANDB_SILENT", "true")
             extra["name"] = f"{cfg.experiment_name}/{subject_key}"
         loggers.append(instantiate(lg, **extra))
-        log.debug("logger %s -> %s", name, out)
+        log.debug("logger %s -> %s", key, out)
     return loggers
+
+
+def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
+         max_epochs: int, extra_callbacks: list, log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
+    """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    train_counts = dm.train_class_counts()
+    backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
+    loss = instantiate(cfg.loss)(class_counts=train_counts)
+    module = MERModule(
+        backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+    )
+    callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
+    trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks + extra_callbacks,
+        default_root_dir=str(out), max_epochs=int(max_epochs),
+    )
+    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+    return module, trainer
+
+
+def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
+                val_subjects: list[str] | None = None) -> MERDataModule:
+    dm = MERDataModule(
+        index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
+        features=features, batch_size=int(cfg.data.batch_size),
+        shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
+    )
+    dm.setup("fit")
+    return dm
 
 
 def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
@@ -176,27 +230,35 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     start = time.perf_counter()
     out = fold_dir(cfg.experiment_dir, subject_key)
     out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    prep = Preprocessing.from_config(cfg.preprocessing)
-    dm = MERDataModule(
-        index, prep, cfg.preprocessing.cache_dir, fold=subject_key, features=features,
-        batch_size=int(cfg.data.batch_size), shuffle_train_labels=bool(cfg.shuffle_train_labels),
-        seed=int(cfg.seed),
-    )
-    dm.setup("fit")
+    _selection_rule(cfg)  # refuses an unknown rule before any training
+    selection: dict = {"rule": cfg.selection}
+    max_epochs = int(cfg.trainer.max_epochs)
+
+    if cfg.selection == "inner_val":
+        iv = cfg.inner_val
+        val_subjects = choose_val_subjects(index, subject_key, float(iv.val_fraction), int(cfg.seed))
+        inner = _datamodule(cfg, index, features, subject_key, val_subjects)
+        vx, vy = val_tensors(inner.features, index, inner.val_idx)
+        tracker = InnerValidation(
+            vx, vy, index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth),
+            every_n_epochs=int(iv.every_n_epochs), min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit),
+        )
+        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, [tracker],
+                               log_name="inner" if bool(iv.refit) else None)
+        selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
+                         **tracker.summary())
+        if bool(iv.refit):
+            for lg in trainer.loggers:
+                lg.finalize("success")
+            dm = _datamodule(cfg, index, features, subject_key)
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [])
+        else:
+            dm = inner
+            module.load_state_dict(tracker.best_state())
+    else:
+        dm = _datamodule(cfg, index, features, subject_key)
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [])
     train_counts = dm.train_class_counts()
-    backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
-    loss = instantiate(cfg.loss)(class_counts=train_counts)
-    module = MERModule(
-        backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-    )
-    callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
-    trainer = instantiate(
-        cfg.trainer, logger=_instantiate_loggers(cfg, out, subject_key) or False,
-        callbacks=callbacks, default_root_dir=str(out),
-    )
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
     # The one and only look at the test subject.
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
     preds = probs.argmax(dim=1)
@@ -219,7 +281,7 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         "status": "complete",
         "fold": subject_key,
         "seed": int(cfg.seed),
-        "selection": cfg.selection,
+        "selection": selection,
         "epochs": int(trainer.current_epoch),
         "n_train": len(dm.train_idx),
         "n_test": len(dm.test_idx),
@@ -246,25 +308,26 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.warning("skipped clip: %s", s)
     folds = index.subjects if str(cfg.fold) == "all" else [index.resolve_subject(str(cfg.fold))]
     exp_dir = _prepare_experiment(cfg, index)
-    prep = Preprocessing.from_config(cfg.preprocessing)
-    features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
 
     done = finished_folds(exp_dir)
     todo = [f for f in folds if f not in done]
     if len(todo) < len(folds):
-        log.info("resuming %s: %d of %d folds already finished", exp_dir, len(folds) - len(todo), len(folds))
-    n_jobs = max(1, int(cfg.n_jobs))
-    start = time.perf_counter()
-    if n_jobs > 1 and len(todo) > 1:
-        from joblib import Parallel, delayed
+        log.info("%s: %d of %d folds already finished (skipped, left untouched)",
+                 exp_dir, len(folds) - len(todo), len(folds))
+    if todo:
+        prep = Preprocessing.from_config(cfg.preprocessing)
+        features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
+        n_jobs = max(1, int(cfg.n_jobs))
+        if n_jobs > 1 and len(todo) > 1:
+            from joblib import Parallel, delayed
 
-        container = OmegaConf.to_container(cfg, resolve=True)
-        jobs = (delayed(_run_fold_job)(container, index, features, f) for f in todo)
-        for k, rec in enumerate(Parallel(n_jobs=n_jobs, return_as="generator")(jobs), start=1):
-            _progress(k, len(todo), rec, start)
-    else:
-        for k, f in enumerate(todo, start=1):
-            _progress(k, len(todo), run_fold(cfg, index, features, f), start)
+            container = OmegaConf.to_container(cfg, resolve=True)
+            jobs = (delayed(_run_fold_job)(container, index, features, f) for f in todo)
+            for rec in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+                log_progress(exp_dir, rec, workers=n_jobs)
+        else:
+            for f in todo:
+                log_progress(exp_dir, run_fold(cfg, index, features, f), workers=1)
 
     if str(cfg.fold) != "all":
         return None
@@ -276,11 +339,40 @@ def run(cfg: DictConfig) -> list[dict] | None:
     return rows
 
 
-def _progress(k: int, total: int, rec: dict, start: float) -> None:
-    elapsed = time.perf_counter() - start
-    eta = elapsed / k * (total - k)
-    log.info("fold %d/%d %s: %d test clips, %.1f s (elapsed %.0f s, about %.0f s left)",
-             k, total, rec["fold"], rec["n_test"], rec["elapsed_s"], elapsed, eta)
+def progress(exp_dir: str | Path, workers: int = 1) -> dict:
+    """Folds finished / total of an experiment and an estimate of the time left.
+
+    Read from the experiment directory alone (``experiment.json`` and every finished
+    fold's ``fold.json``), so it works the same for every launcher, while a sweep runs
+    or after it was interrupted. The estimate is the mean time of a finished fold times
+    the folds left, divided by the workers running them.
+    """
+    exp_dir = Path(exp_dir)
+    total = json.loads((exp_dir / EXPERIMENT).read_text())["folds"]
+    times = []
+    for f in exp_dir.glob(f"folds/*/*/{FOLD_DONE}"):
+        try:
+            times.append(float(json.loads(f.read_text()).get("elapsed_s", 0.0)))
+        except (OSError, ValueError):
+            continue
+    left = max(0, len(total) - len(times))
+    mean = sum(times) / len(times) if times else float("nan")
+    return {"done": len(times), "total": len(total), "left": left,
+            "mean_fold_s": mean, "eta_s": mean * left / max(1, workers) if times else float("nan")}
+
+
+def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
+    p = progress(exp_dir, workers)
+    log.info("[%s] fold %s done in %.1f s (%d test clips) | %d/%d folds, about %s left",
+             Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"], rec["n_test"],
+             p["done"], p["total"], _duration(p["eta_s"]))
+
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
