@@ -183,12 +183,23 @@ def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str
         if name and "CSVLogger" in str(lg.get("_target_", "")):
             extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
-            os.environ.setdefault("WANDB_MODE", "offline")
-            os.environ.setdefault("WANDB_SILENT", "true")
-            extra["name"] = f"{cfg.experiment_name}/{subject_key}"
+            from mefnet.report.tracking import wandb_run_settings
+
+            extra.update(wandb_run_settings(cfg, subject_key, name))
+            logger = instantiate(lg, **extra)
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            loggers.append(logger)
+            continue
         loggers.append(instantiate(lg, **extra))
         log.debug("logger %s -> %s", key, out)
     return loggers
+
+
+def _close_loggers(trainer: L.Trainer) -> None:
+    for lg in trainer.loggers:
+        lg.finalize("success")
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()  # one wandb run per fold, not one for the whole process
 
 
 def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
@@ -248,8 +259,7 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
                          **tracker.summary())
         if bool(iv.refit):
-            for lg in trainer.loggers:
-                lg.finalize("success")
+            _close_loggers(trainer)
             dm = _datamodule(cfg, index, features, subject_key)
             module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [])
         else:
@@ -275,8 +285,7 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     os.replace(tmp, out / PREDICTIONS)
     if cfg.get("save_checkpoint", True):
         trainer.save_checkpoint(str(out / "model.ckpt"))
-    for lg in trainer.loggers:
-        lg.finalize("success")
+    _close_loggers(trainer)
     record = {
         "status": "complete",
         "fold": subject_key,
@@ -326,17 +335,51 @@ def run(cfg: DictConfig) -> list[dict] | None:
             for rec in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
                 log_progress(exp_dir, rec, workers=n_jobs)
         else:
+            workers = _launcher_workers() if len(todo) == 1 else 1
             for f in todo:
-                log_progress(exp_dir, run_fold(cfg, index, features, f), workers=1)
+                log_progress(exp_dir, run_fold(cfg, index, features, f), workers=workers)
 
     if str(cfg.fold) != "all":
+        return None
+    return finish_experiment(cfg, exp_dir)
+
+
+def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
+    """Write the table of a finished experiment (and log it to wandb when that logger is on).
+
+    An experiment with unfinished folds gets no table: it says how many are missing and
+    how to resume.
+    """
+    exp_dir = Path(exp_dir)
+    record = json.loads((exp_dir / EXPERIMENT).read_text())
+    missing = sorted(set(record["folds"]) - set(finished_folds(exp_dir)))
+    if missing:
+        log.warning("%s: %d of %d folds unfinished (%s%s); run the same command again to resume",
+                    exp_dir, len(missing), len(record["folds"]), ", ".join(missing[:5]),
+                    ", ..." if len(missing) > 5 else "")
         return None
     rows = write_table([exp_dir], exp_dir)
     for r in rows:
         log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%d clips, %d folds)",
                  r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], r["clips"], r["folds"])
     log.info("table: %s", exp_dir / "table.md")
+    if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
+        from mefnet.report.tracking import log_experiment_to_wandb
+
+        log_experiment_to_wandb(cfg, exp_dir, rows)
     return rows
+
+
+def _launcher_workers() -> int:
+    """Parallel jobs of the Hydra launcher running this job (1 outside a parallel sweep)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+        n = int(launcher.get("n_jobs") or launcher.get("array_parallelism") or 1)
+        return os.cpu_count() or 1 if n < 0 else max(1, n)
+    except (ValueError, AttributeError, TypeError):
+        return 1
 
 
 def progress(exp_dir: str | Path, workers: int = 1) -> dict:
@@ -375,7 +418,32 @@ def _duration(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``mefnet-train``)."""
+def task(cfg: DictConfig) -> str:
+    """One Hydra job: run the configured fold(s); returns the experiment directory."""
     run(cfg)
+    return str(_absolute_paths(cfg).experiment_dir)
+
+
+def register_plugins() -> None:
+    """Make mefnet's LOSO sweeper known to Hydra.
+
+    An installed wheel puts it in the ``hydra_plugins`` namespace, where Hydra finds it
+    by scanning; an editable install maps it there without making it scannable, so it
+    is registered explicitly as well (harmless when already found).
+    """
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # scans first: the scan re-executes Hydra's plugin modules
+    from hydra_plugins.mefnet_loso import LosoSweeper
+
+    plugins.register(LosoSweeper)
+
+
+def main() -> None:
+    """Console entry point (``mefnet-train``)."""
+    register_plugins()
+    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Weights & Biases tracking, offline by default (no account, no network needed).
+
+With ``logger=wandb`` every fold is one wandb run with its training curves
+(``train/*``, and ``val/*`` under ``selection=inner_val``); all folds of one experiment
+and seed share a group (``<experiment_name>/seed_<seed>``), so the dashboard shows the
+sweep as one group. When the experiment's last fold is done, one more run of the group
+(``job_type=summary``) logs the pooled table, the per-class scores and the confusion
+matrix.
+
+Runs are written under each fold's directory (``wandb/offline-run-*``) and the summary
+under the experiment directory; upload them later with ``wandb sync`` (see README).
+``WANDB_MODE=online`` in the environment logs live instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mefnet.report.metrics import confusion_matrix
+
+
+def _offline_by_default() -> None:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+
+
+def group_name(cfg: DictConfig) -> str:
+    return f"{cfg.experiment_name}/seed_{cfg.seed}"
+
+
+def wandb_run_settings(cfg: DictConfig, subject_key: str, phase: str | None = None) -> dict:
+    """Extra ``WandbLogger`` arguments of one fold's run: name, group, job type.
+
+    (The run's config is logged with ``log_hyperparams`` once the logger exists.)
+    """
+    _offline_by_default()
+    return {
+        "name": f"{subject_key}" + (f" ({phase})" if phase else ""),
+        "group": group_name(cfg),
+        "job_type": "fold" if not phase else f"fold-{phase}",
+    }
+
+
+def _pooled_predictions(exp_dir: Path) -> tuple[list[int], list[int]]:
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    for p in sorted(exp_dir.glob("folds/*/*/predictions.csv")):
+        with p.open(newline="") as f:
+            for row in csv.DictReader(f):
+                y_true.append(int(row["true"]))
+                y_pred.append(int(row["pred"]))
+    return y_true, y_pred
+
+
+def log_experiment_to_wandb(cfg: DictConfig, exp_dir: str | Path, rows: list[dict]) -> Path:
+    """Log the finished experiment's table and confusion matrix as the group's summary run.
+
+    Returns the run's local directory.
+    """
+    import wandb
+
+    _offline_by_default()
+    exp_dir = Path(exp_dir)
+    record = json.loads((exp_dir / "experiment.json").read_text())
+    names = record["class_names"]
+    lg = next(v for v in (cfg.get("logger") or {}).values() if v and "Wandb" in str(v.get("_target_", "")))
+    run = wandb.init(
+        project=lg.get("project", "mefnet"), group=group_name(cfg), name="table", job_type="summary",
+        dir=str(exp_dir), config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
+        mode="offline" if lg.get("offline", True) and os.environ.get("WANDB_MODE") != "online" else "online",
+    )
+    columns = ["experiment", "part", "uf1", "uar", "accuracy", "clips", "folds"]
+    run.log({"results": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})
+    y_true, y_pred = _pooled_predictions(exp_dir)
+    cm = confusion_matrix(y_true, y_pred, len(names))
+    run.log({"confusion_matrix": wandb.Table(columns=["true", *names],
+                                             data=[[names[i], *map(int, cm[i])] for i in range(len(names))])})
+    run.log({"confusion_matrix_plot": wandb.plot.confusion_matrix(y_true=y_true, preds=y_pred, class_names=names)})
+    for r in rows:
+        prefix = "" if r["part"] == "all" else f"{r['part']}/"
+        for k in ("uf1", "uar", "accuracy"):
+            run.summary[f"{prefix}{k}"] = r[k]
+    run.summary["selection"] = record.get("selection", "")
+    run_dir = Path(run.dir).parent
+    run.finish()
+    return run_dir
