@@ -140,9 +140,9 @@ class LosoSweeperImpl(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        from mefnet.experiment.train import finish_experiment
-
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        from mefnet.experiment.train import finish_experiment
 
         params_conf = [f"{k}={v}" for k, v in self.params.items()]
         params_conf.extend(arguments)
