@@ -50,7 +50,12 @@ def test_mefnet_table_names_what_is_missing(tmp_path):
 
 
 def test_every_subpackage_is_listed_in_pyproject():
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    # A package mapped from another folder (package-dir) is found under that folder's name.
+    for name, folder in tool["package-dir"].items():
+        if name in listed:
+            listed.add(".".join(Path(folder).parts))
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "mefnet").rglob("__init__.py")}
     assert found - listed == set(), "add these to [tool.setuptools] packages"
 
@@ -65,3 +70,5 @@ def test_the_wheel_ships_the_hydra_configs_inside_the_package(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for cfg in (REPO / "conf").rglob("*.yaml"):
         assert f"mefnet/conf/{cfg.relative_to(REPO / 'conf').as_posix()}" in names
+    # The LOSO sweeper sits in Hydra's plugin namespace, where Hydra's scan finds it.
+    assert "hydra_plugins/mefnet_loso/__init__.py" in names and "hydra_plugins/__init__.py" not in names

@@ -1,0 +1,141 @@
+"""Hydra multirun sweeps: fold=each, the joblib launcher, interruption and resume, SLURM config."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mefnet.config import compose
+from mefnet.experiment.train import run
+from mefnet.report.metrics import pooled_metrics
+from tests.helpers import TINY_SYNTHETIC, tiny_overrides
+
+TRAIN = [sys.executable, "-m", "mefnet.experiment.train"]
+
+
+def _env(tmp: Path) -> dict:
+    return {**os.environ, "MEFNET_OUTPUT_DIR": str(tmp / "out"), "MEFNET_DATA_DIR": str(tmp / "data"),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _predictions(exp: Path) -> dict[str, str]:
+    return {p.relative_to(exp).as_posix(): p.read_text() for p in sorted(exp.glob("folds/*/*/predictions.csv"))}
+
+
+def test_fold_each_runs_every_subject_through_the_joblib_launcher(tmp_path):
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=5", "dataset.index.num_clips=24", "experiment_name=sweep"]
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    exp = tmp_path / "out" / "sweep" / "seed_42"
+    preds = _predictions(exp)
+    assert len(preds) == 5  # one fold per subject, no list typed by hand
+    # The table is what the predictions files give, pooled once.
+    rows = [r for p in sorted(exp.glob("folds/*/*/predictions.csv")) for r in _rows(p)]
+    m = pooled_metrics([int(r["true"]) for r in rows], [int(r["pred"]) for r in rows], 3)
+    table = next(r for r in _rows(exp / "table.csv") if r["part"] == "all")
+    assert float(table["uf1"]) == pytest.approx(m["uf1"], abs=5e-5)
+    assert float(table["uar"]) == pytest.approx(m["uar"], abs=5e-5)
+    assert float(table["accuracy"]) == pytest.approx(m["accuracy"], abs=5e-5)
+    assert int(table["clips"]) == 24 and "table:" in res.stderr + res.stdout
+    # Parallel fold jobs predict exactly what one sequential fold=all run does.
+    seq = compose([*args, f"paths.output_dir={tmp_path / 'seq'}", f"paths.data_dir={tmp_path / 'data'}"])
+    run(seq)
+    assert _predictions(Path(seq.experiment_dir)) == preds
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path):
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=6", "dataset.index.num_clips=30",
+            "trainer.max_epochs=40", "experiment_name=resume"]
+    exp = tmp_path / "out" / "resume" / "seed_42"
+    proc = subprocess.Popen([*TRAIN, "-m", *args, "fold=each"], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while len(list(exp.glob("folds/*/*/fold.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(exp.glob("folds/*/*/fold.json"))
+    assert 2 <= len(finished) < 6, "the kill should land mid-sweep"
+    assert not (exp / "table.csv").exists()
+    kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for f in finished
+            for p in (f, f.parent / "predictions.csv")}
+
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each"], cwd=tmp_path, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for p, (mtime, data) in kept.items():  # nothing finished was recomputed or rewritten
+        assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, p
+    assert len(list(exp.glob("folds/*/*/fold.json"))) == 6
+
+    clean = compose([*args, f"paths.output_dir={tmp_path / 'clean'}", f"paths.data_dir={tmp_path / 'data'}"])
+    run(clean)
+    clean_dir = Path(clean.experiment_dir)
+    assert (exp / "table.csv").read_text() == (clean_dir / "table.csv").read_text()
+    assert (exp / "table.md").read_text() == (clean_dir / "table.md").read_text()
+    assert _predictions(exp) == _predictions(clean_dir)
+
+
+def test_the_loso_sweeper_is_the_default_and_keys_fold_directories_by_experiment(tmp_path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mefnet.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose("train", overrides=tiny_overrides(tmp_path, "x"), return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.mefnet_loso.LosoSweeper"
+    # No timestamps: the sweep directory is the experiment's, each job's is its fold's.
+    assert cfg.hydra.sweep.dir == str(tmp_path / "outputs" / "x" / "seed_42") == cfg.experiment_dir
+    assert cfg.hydra.sweep.subdir == "folds/all" and cfg.hydra.run.dir == cfg.experiment_dir
+
+
+def test_slurm_launcher_config_composes_into_sbatch_parameters(tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit")
+    # submitit looks for srun before writing a job file; no job is submitted here.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mefnet.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu",
+                                                "hydra.launcher.mem_gb=4"], return_hydra_config=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.cpus_per_task == 2 and launcher.timeout_min == 120 and launcher.array_parallelism == 128
+    assert launcher.submitit_folder == f"{cfg.experiment_dir}/.submitit/%j"
+    # The parameters the launcher hands to submitit become these #SBATCH lines.
+    executor = submitit.AutoExecutor(folder=str(tmp_path / "jobs"), cluster="slurm")
+    base = {"timeout_min", "nodes", "tasks_per_node", "cpus_per_task", "mem_gb", "gpus_per_node", "name"}
+    skip = {"_target_", "submitit_folder", "max_num_timeout", "setup"}
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in launcher.items()
+                                  if k not in skip and v is not None})
+    text = executor._executor._make_submission_file_text("python -m mefnet.experiment.train", "uid")
+    for line in ("#SBATCH --cpus-per-task=2", "#SBATCH --partition=cpu", "#SBATCH --time=120",
+                 "#SBATCH --mem=4GB", "#SBATCH --nodes=1"):
+        assert line in text, line
