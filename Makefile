@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Optional: set dataset roots for the licensed datasets (see README); without them
-# reproduce-table runs on the built-in synthetic dataset.
+# Optional: dataset roots for the licensed datasets, in the environment or in local.mk
+# (not tracked), e.g.
+#   export MEFNET_CASME2_ROOT = /data/CASME2
+#   export MEFNET_SAMM_ROOT = /data/SAMM
+#   export MEFNET_SMIC_ROOT = /data/SMIC
+# With all three, reproduce-table runs the paper's set (conf/reproduce/paper.yaml);
+# without them, the same models and ablations on the built-in synthetic dataset.
+-include local.mk
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 

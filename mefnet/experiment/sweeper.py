@@ -144,6 +144,9 @@ class LosoSweeperImpl(Sweeper):
 
         from mefnet.experiment.train import finish_experiment
 
+        # Hydra does not set HydraConfig for the master config of a multirun, but our
+        # sweep directory (= experiment_dir) interpolates hydra:runtime.choices.
+        HydraConfig.instance().set_config(self.config)
         params_conf = [f"{k}={v}" for k, v in self.params.items()]
         params_conf.extend(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -156,9 +159,9 @@ class LosoSweeperImpl(Sweeper):
         log.info("sweep: %d jobs over %d experiment(s): %s", len(jobs), len(experiments), ", ".join(experiments))
 
         n = len(jobs) if self.max_batch_size in (None, -1) else int(self.max_batch_size)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        for exp in experiments:  # the sweep's config, in every experiment it writes to
+            Path(exp).mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, Path(exp) / "multirun.yaml")
 
         returns = []
         initial_job_idx = 0

@@ -1,0 +1,46 @@
+"""The reproduction sets compose, and the right one is chosen (the run itself is a slow test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mefnet.config import compose
+from mefnet.experiment.reproduce import choose_set, experiments, load_set
+
+ROOTS = ("MEFNET_CASME2_ROOT", "MEFNET_SAMM_ROOT", "MEFNET_SMIC_ROOT")
+
+
+@pytest.mark.parametrize("name", ["synthetic", "paper"])
+def test_every_experiment_of_a_set_composes_with_its_own_name(name):
+    todo = experiments(load_set(name))
+    assert len({n for n, _ in todo}) == len(todo)
+    for exp_name, overrides in todo:
+        cfg = compose([*overrides, f"experiment_name={exp_name}"])
+        assert cfg.experiment_name == exp_name
+
+
+def test_paper_set_has_the_composite_the_five_class_sets_baselines_and_ablations():
+    spec = load_set("paper")
+    names = [n for n, _ in experiments(spec)]
+    for needle in ("megc2019-am3f-la", "megc2019-am3f-ce", "megc2019-ststnet", "megc2019-offapexnet",
+                   "megc2019-resnet", "no-msff", "no-spatial-attention", "no-mofrw",
+                   "casme2-5class-am3f", "samm-5class-am3f"):
+        assert any(needle in n for n in names), needle
+    composite = dict(experiments(spec))["megc2019-am3f-la"]
+    cfg = compose(composite)
+    assert cfg.dataset.name == "megc2019" and cfg.backbone._target_.endswith("AM3FFlowNet")
+
+
+def test_the_paper_set_needs_every_dataset_root(monkeypatch):
+    for var in ROOTS:
+        monkeypatch.delenv(var, raising=False)
+    assert choose_set(None) == "synthetic"
+    monkeypatch.setenv("MEFNET_CASME2_ROOT", "/data/casme2")
+    assert choose_set(None) == "synthetic"
+    with pytest.raises(SystemExit, match="MEFNET_SAMM_ROOT, MEFNET_SMIC_ROOT"):
+        choose_set("paper")
+    for var in ROOTS:
+        monkeypatch.setenv(var, f"/data/{var}")
+    assert choose_set(None) == "paper"
+    with pytest.raises(SystemExit, match="known sets: paper, synthetic"):
+        load_set("nonexistent")
