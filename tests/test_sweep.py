@@ -15,6 +15,7 @@ import pytest
 from mefnet.config import compose
 from mefnet.experiment.train import run
 from mefnet.report.metrics import pooled_metrics
+from mefnet.report.progress import progress
 from tests.helpers import TINY_SYNTHETIC, tiny_overrides
 
 TRAIN = [sys.executable, "-m", "mefnet.experiment.train"]
@@ -70,6 +71,9 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path):
     finished = sorted(exp.glob("folds/*/*/fold.json"))
     assert 2 <= len(finished) < 6, "the kill should land mid-sweep"
     assert not (exp / "table.csv").exists()
+    p = progress(exp, workers=2)  # what mefnet-progress shows of the stopped sweep
+    assert (p["done"], p["total"], p["left"]) == (len(finished), 6, 6 - len(finished))
+    assert p["eta_s"] == pytest.approx(p["mean_fold_s"] * p["left"] / 2) and p["eta_s"] > 0
     kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for f in finished
             for p in (f, f.parent / "predictions.csv")}
 

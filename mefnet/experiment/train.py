@@ -41,6 +41,7 @@ from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.progress import duration, progress
 from mefnet.report.table import (
     EXPERIMENT,
     FOLD_DONE,
@@ -382,40 +383,11 @@ def _launcher_workers() -> int:
         return 1
 
 
-def progress(exp_dir: str | Path, workers: int = 1) -> dict:
-    """Folds finished / total of an experiment and an estimate of the time left.
-
-    Read from the experiment directory alone (``experiment.json`` and every finished
-    fold's ``fold.json``), so it works the same for every launcher, while a sweep runs
-    or after it was interrupted. The estimate is the mean time of a finished fold times
-    the folds left, divided by the workers running them.
-    """
-    exp_dir = Path(exp_dir)
-    total = json.loads((exp_dir / EXPERIMENT).read_text())["folds"]
-    times = []
-    for f in exp_dir.glob(f"folds/*/*/{FOLD_DONE}"):
-        try:
-            times.append(float(json.loads(f.read_text()).get("elapsed_s", 0.0)))
-        except (OSError, ValueError):
-            continue
-    left = max(0, len(total) - len(times))
-    mean = sum(times) / len(times) if times else float("nan")
-    return {"done": len(times), "total": len(total), "left": left,
-            "mean_fold_s": mean, "eta_s": mean * left / max(1, workers) if times else float("nan")}
-
-
 def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
     p = progress(exp_dir, workers)
     log.info("[%s] fold %s done in %.1f s (%d test clips) | %d/%d folds, about %s left",
              Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"], rec["n_test"],
-             p["done"], p["total"], _duration(p["eta_s"]))
-
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # nan
-        return "?"
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m else f"{s} s"
+             p["done"], p["total"], duration(p["eta_s"]))
 
 
 def task(cfg: DictConfig) -> str:
