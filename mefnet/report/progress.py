@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("dirs", nargs="+", help="experiment directories or folders above them")
     ap.add_argument("--workers", type=int, default=1, help="fold jobs running at once (for the estimate)")
     a = ap.parse_args(argv)
-    runs = find_runs(a.dirs)
+    try:
+        runs = find_runs(a.dirs)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     if not runs:
         raise SystemExit(f"no experiment.json found under {' '.join(a.dirs)}")
     print("| experiment | seed | folds done | mean fold | time left |")
