@@ -6,7 +6,8 @@ One experiment is one directory, ``<paths.output_dir>/<experiment_name>/``::
     folds/<dataset>/<subject>/
         predictions.csv                   dataset,subject,clip,true,...,pred,...,prob_<class>
         fold.json                         written last: the fold is finished
-        model.ckpt                        the trained model (save_checkpoint=true)
+        model.ckpt                        Lightning checkpoint (save_checkpoint=true)
+        model.pt                          the trained model for mefnet-predict (save_model=true)
         logs/metrics.csv                  training curves (logger=csv)
     table.md, table.csv                   pooled scores (written when fold=all)
 
@@ -38,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.table import (
     EXPERIMENT,
@@ -213,6 +215,8 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     os.replace(tmp, out / PREDICTIONS)
     if cfg.get("save_checkpoint", True):
         trainer.save_checkpoint(str(out / "model.ckpt"))
+    if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
+        save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
     for lg in trainer.loggers:
         lg.finalize("success")
     record = {
