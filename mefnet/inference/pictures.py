@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -49,7 +48,6 @@ from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation
 from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
 from mefnet.inference.predict import Predictor, _specs_from_args, add_input_arguments
 
-log = logging.getLogger("mefnet.pictures")
 DPI = 100
 
 
@@ -399,7 +397,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
     ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="mefnet-pictures: %(message)s", stream=sys.stderr)
     wants_clips = bool(a.onset or a.batch)
     if not wants_clips and not a.dataset:
         ap.error("give a clip (--onset/--apex, --frames, --batch) and/or --dataset")
@@ -416,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor = Predictor.from_path(a.model, face=a.face)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
-                log.warning("%s", w)
+                print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
             model = predictor.models[0]
             target = None
             if a.target is not None:
@@ -431,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                     prepared = predictor.prepare(spec, a.spot_stride)
                     clips.append(clip_pictures(prepared, model, out / folder, target))
                 except ClipError as e:
-                    log.warning("%s", e)
+                    print(f"mefnet-pictures: {e}", file=sys.stderr)
                     clips.append({"clip": spec.name, "error": str(e)})
                     failed += 1
             save_rgb(flow_wheel(), out / "flow_wheel.png")

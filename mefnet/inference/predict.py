@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from dataclasses import replace
@@ -39,8 +38,6 @@ from mefnet.inference.inputs import (
     read_clip_list,
 )
 from mefnet.preprocessing.features import FACE_METHODS, Preprocessing
-
-log = logging.getLogger("mefnet.predict")
 
 
 class Predictor:
@@ -109,7 +106,6 @@ class Predictor:
             try:
                 prepared = self.prepare(spec, spot_stride)
             except ClipError as e:
-                log.warning("%s", e)
                 results.append({"clip": spec.name, "error": str(e)})
                 continue
             ready.append((len(results), prepared))
@@ -183,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the JSON here (default: standard output)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="mefnet-predict: %(message)s", stream=sys.stderr)
     try:
         specs = _specs_from_args(a, ap)
         predictor = Predictor.from_path(a.model, face=a.face)
@@ -193,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mefnet-predict: {e}", file=sys.stderr)
         return 2
     for w in predictor.warnings:
-        log.warning("%s", w)
+        print(f"mefnet-predict: warning: {w}", file=sys.stderr)
     clips = predictor.predict(specs, spot_stride=a.spot_stride)
-    failed = sum("error" in c for c in clips)
-    _write_json({**predictor.describe(), "warnings": predictor.warnings, "failed": failed, "clips": clips},
+    errors = [c["error"] for c in clips if "error" in c]
+    for e in errors:
+        print(f"mefnet-predict: {e}", file=sys.stderr)
+    _write_json({**predictor.describe(), "warnings": predictor.warnings, "failed": len(errors), "clips": clips},
                 a.out, a.overwrite)
-    if failed:
-        log.warning("%d of %d clips failed (see their 'error')", failed, len(clips))
-    return 1 if failed else 0
+    if errors:
+        print(f"mefnet-predict: {len(errors)} of {len(clips)} clips failed (see their 'error')", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
