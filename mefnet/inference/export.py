@@ -117,7 +117,13 @@ def onnx_available() -> str | None:
     """None when ONNX export can run, else what is missing."""
     import importlib.util
 
-    missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # a broken or blocked installation
+            return True
+
+    missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if absent(m)]
     return f"{', '.join(missing)} not installed; {ONNX_INSTALL_HINT}" if missing else None
 
 

@@ -101,17 +101,19 @@ class Predictor:
     def predict(self, specs: list[ClipSpec], spot_stride: int = 1) -> list[dict]:
         """One result per clip, in order: the prediction, or ``{"clip", "error"}``."""
         results: list[dict] = []
-        ready: list[tuple[int, PreparedClip]] = []
+        # Only the small input maps are kept: a batch of long clips must not hold every
+        # clip's full-resolution frames and flow in memory.
+        ready: list[tuple[int, np.ndarray]] = []
         for spec in specs:
             try:
                 prepared = self.prepare(spec, spot_stride)
             except ClipError as e:
                 results.append({"clip": spec.name, "error": str(e)})
                 continue
-            ready.append((len(results), prepared))
+            ready.append((len(results), prepared.pair.maps))
             results.append(prepared.describe())
         if ready:
-            maps = torch.from_numpy(np.stack([p.pair.maps for _, p in ready]))
+            maps = torch.from_numpy(np.stack([m for _, m in ready]))
             probs = self.probabilities(maps)
             for (slot, _), p in zip(ready, probs.tolist(), strict=True):
                 best = max(range(len(p)), key=p.__getitem__)
