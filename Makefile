@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the local CPU build; a looser pin pulls GBs of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,face]'
+	$(PY) -m pip install -q -e '.[dev,face,onnx]'
 	touch $(STAMP)
 
 test: $(STAMP)

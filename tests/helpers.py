@@ -25,3 +25,28 @@ def tiny_overrides(tmp: Path, name: str, *extra: str) -> list[str]:
         f"experiment_name={name}",
         *extra,
     ]
+
+
+# A LOSO experiment of AM3F-FlowNet big enough for per-class statistics (60 clips, 6
+# folds) and still fast (about 15 s on 2 cores, once per test session).
+TINY_AM3F = [
+    *TINY_SYNTHETIC,
+    "backbone=am3f",
+    "dataset.index.num_subjects=6",
+    "dataset.index.num_clips=60",
+]
+
+
+def trained_am3f(base: Path) -> Path:
+    """The experiment folder of a finished tiny AM3F-FlowNet run under ``base``.
+
+    Trained by ``mefnet-train``'s own code path (:func:`mefnet.experiment.train.run`); a
+    second call (from another test module) finds every fold finished and trains nothing.
+    """
+    from mefnet.config import compose
+    from mefnet.experiment.train import run
+
+    cfg = compose([*TINY_AM3F, f"paths.output_dir={base / 'outputs'}",
+                   f"paths.data_dir={base / 'data'}", "experiment_name=am3f-tiny"])
+    run(cfg)
+    return Path(cfg.experiment_dir)

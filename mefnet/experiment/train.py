@@ -8,7 +8,8 @@ One experiment (one seed) is one directory,
     folds/<dataset>/<subject>/
         predictions.csv                   dataset,subject,clip,true,...,pred,...,prob_<class>
         fold.json                         written last: the fold is finished
-        model.ckpt                        the trained model (save_checkpoint=true)
+        model.ckpt                        Lightning checkpoint (save_checkpoint=true)
+        model.pt                          the trained model for mefnet-predict (save_model=true)
         logs/metrics.csv                  training curves (logger=csv)
     table.md, table.csv                   pooled scores (written when fold=all)
 
@@ -40,6 +41,8 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.inference.checkpoint import MODEL_FILE, save_model
+from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.progress import duration, progress
 from mefnet.report.table import (
@@ -57,7 +60,7 @@ log = logging.getLogger("mefnet")
 
 # Keys that choose what runs, not what is computed: they may differ between the runs
 # that together make up one experiment.
-_RUN_KEYS = ("fold", "n_jobs", "logger", "trainer.enable_progress_bar")
+_RUN_KEYS = ("fold", "n_jobs", "logger", "trainer.enable_progress_bar", "save_model", "save_checkpoint")
 
 
 def _quiet_lightning() -> None:
@@ -286,6 +289,12 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     os.replace(tmp, out / PREDICTIONS)
     if cfg.get("save_checkpoint", True):
         trainer.save_checkpoint(str(out / "model.ckpt"))
+    if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
+        save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
+    # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
+    # (after the predictions are written; nothing here feeds back into training).
+    fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
+                  [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
     _close_loggers(trainer)
     record = {
         "status": "complete",

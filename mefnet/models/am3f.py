@@ -236,10 +236,24 @@ class MultiOpticalFlowReweighting(nn.Module):
         assert self.stream_gate is not None
         return torch.softmax(self.stream_gate(descriptors), dim=1) * len(self.streams)
 
-    def forward(self, descriptors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _channel_reweighted(self, descriptors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         parts = [descriptors[name] for name in self.streams]
         if self.channel_attention is not None:
             parts = [self.channel_attention[n](p) for n, p in zip(self.streams, parts, strict=True)]
+        return parts
+
+    def weights(self, descriptors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The ``(batch, streams)`` stream weights :meth:`forward` applies to these
+        descriptors (in ``self.streams`` order), or None when stream level is off.
+
+        For inspection (``mefnet-pictures``); it recomputes what forward computes.
+        """
+        if self.stream_gate is None:
+            return None
+        return self.stream_weights(torch.cat(self._channel_reweighted(descriptors), dim=1))
+
+    def forward(self, descriptors: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = self._channel_reweighted(descriptors)
         fused = torch.cat(parts, dim=1)
         if self.stream_gate is None:
             return fused

@@ -73,7 +73,8 @@ class Preprocessing:
         }
 
 
-def _read_image(path) -> np.ndarray:
+def read_image(path) -> np.ndarray:
+    """A frame as uint8 grey (H, W) or BGR (H, W, 3), with a clear error naming the file."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DatasetError(f"cannot read image {path} (missing, empty or not an image)")
@@ -102,12 +103,35 @@ def compute_clip_maps(clip: Clip, prep: Preprocessing, files: list | None = None
         return normalize_maps(maps, prep.normalize)
     if clip.onset == clip.apex:
         raise DatasetError(f"clip {clip.clip_key}: onset and apex are the same frame ({clip.onset}); no motion to measure")
-    onset, apex = _read_image(files[0]), _read_image(files[1])
+    return pair_maps(read_image(files[0]), read_image(files[1]), prep, clip.clip_key).maps
+
+
+@dataclass(frozen=True)
+class PairMaps:
+    """Every stage of one onset/apex pair on its way to the network."""
+
+    onset: np.ndarray
+    """The onset frame the flow was computed on (face-cropped when ``face`` is set)."""
+    apex: np.ndarray
+    """The apex frame, cropped with the onset's geometry."""
+    flow: np.ndarray
+    """``(H, W, 2)`` float32 TV-L1 flow on the cropped frames, in their pixels."""
+    maps: np.ndarray
+    """``(3, size, size)`` float32 u / v / strain: the network input."""
+
+
+def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key: str = "") -> PairMaps:
+    """Face crop, flow, strain, resize and normalization of one onset/apex pair.
+
+    The one path from frames to input maps: training (through :func:`compute_clip_maps`)
+    and ``mefnet-predict`` both use it, so a model sees at prediction time exactly what
+    it saw in training.
+    """
     cropper = prep.face_cropper()
     if cropper is not None:
-        onset, apex = cropper.crop_pair(onset, apex, clip.clip_key)
+        onset, apex = cropper.crop_pair(onset, apex, clip_key)
     flow = compute_flow(onset, apex, prep.flow)
-    return normalize_maps(flow_maps(flow, prep.size), prep.normalize)
+    return PairMaps(onset, apex, flow, normalize_maps(flow_maps(flow, prep.size), prep.normalize))
 
 
 def clip_cache_key(clip: Clip, prep: Preprocessing, files: list) -> str:

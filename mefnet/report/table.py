@@ -61,6 +61,7 @@ _NOT_COMPARED = (
     "paths",
     "experiment_dir",
     "save_checkpoint",
+    "save_model",
     "trainer.enable_progress_bar",
     "preprocessing.cache_dir",
     "preprocessing.n_jobs",

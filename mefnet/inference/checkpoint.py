@@ -1,0 +1,247 @@
+"""The mefnet model file, ``model.pt``: a trained backbone that loads without running code.
+
+Every LOSO fold writes one next to its predictions. It holds only tensors and plain
+data, so :func:`load_model` reads it with ``torch.load(weights_only=True)``::
+
+    format          "mefnet-model"
+    version         1 (FORMAT_VERSION)
+    state_dict      the backbone's parameters and buffers
+    class_names     ["negative", "positive", "surprise"]: the order of the logits
+    config          the resolved training config as a JSON string (backbone,
+                    preprocessing, dataset, ...): prediction reads the face crop, flow,
+                    size and normalization from here, never from the user
+    fold            the test subject of the fold that trained it ("synthetic/sub03")
+    mefnet_version  the mefnet that wrote it
+
+The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is one of
+mefnet's registered backbones (:data:`mefnet.models.MODELS`): a model file cannot make
+mefnet import or call anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "mefnet-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pt"
+
+
+class ModelFileError(ValueError):
+    """A file is not a (readable, compatible) mefnet model file; the message names it."""
+
+
+def _plain_config(config: Any) -> dict:
+    if isinstance(config, dict):
+        return json.loads(json.dumps(config, default=str))
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(config, resolve=True)
+
+
+def save_model(
+    path: str | Path,
+    backbone: nn.Module,
+    config: Any,
+    class_names: Sequence[str],
+    fold: str = "",
+) -> Path:
+    """Write ``backbone`` with its resolved ``config`` (a dict or DictConfig) to ``path``.
+
+    The file appears whole or not at all (written beside it, then renamed).
+    """
+    import mefnet
+
+    path = Path(path)
+    cfg = _plain_config(config)
+    if "backbone" not in cfg or "preprocessing" not in cfg:
+        raise ValueError("save_model: the config needs its 'backbone' and 'preprocessing' sections")
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
+        "class_names": [str(n) for n in class_names],
+        "config": json.dumps(cfg, sort_keys=True, default=str),
+        "fold": str(fold),
+        "mefnet_version": mefnet.__version__,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A model file, read: the backbone (in eval mode) and what it was trained with."""
+
+    path: Path
+    model: nn.Module
+    class_names: list[str]
+    config: dict
+    fold: str = ""
+    mefnet_version: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def backbone_name(self) -> str:
+        return str(getattr(self.model, "model_name", type(self.model).__name__))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.config["preprocessing"]["size"])
+
+    def preprocessing(self):
+        """The stored :class:`~mefnet.preprocessing.features.Preprocessing`."""
+        from mefnet.preprocessing.features import Preprocessing
+
+        return Preprocessing.from_config(self.config["preprocessing"])
+
+    @torch.no_grad()
+    def probabilities(self, maps: torch.Tensor) -> torch.Tensor:
+        """Softmax of the logits for ``(N, 3, size, size)`` input maps."""
+        self.model.eval()
+        return torch.softmax(self.model(maps.float()), dim=1)
+
+
+def _backbone_class(target: str, path: Path) -> type[nn.Module]:
+    from mefnet.models import MODELS
+
+    known = {f"{cls.__module__}.{cls.__name__}": cls for cls in MODELS.values()}
+    if target not in known:
+        raise ModelFileError(
+            f"{path}: backbone '{target}' is not one of mefnet's backbones "
+            f"({', '.join(sorted(known))}); refusing to build it"
+        )
+    return known[target]
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise ModelFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(
+            f"{path} is a folder; give a model file (<fold dir>/{MODEL_FILE}) or, where a command "
+            "accepts it, an experiment folder holding experiment.json"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path} is not a mefnet model file (not a PyTorch file at all); expected the {MODEL_FILE} "
+            "that mefnet-train writes in each fold folder"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(e))
+        raise ModelFileError(
+            f"{path} is not a mefnet model file: it holds Python objects other than tensors and plain "
+            f"data{f' ({unsafe.group(1)})' if unsafe else ''}, so it is not loaded. A Lightning checkpoint "
+            f"(model.ckpt) is not a model file; use {MODEL_FILE} from the same fold folder"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ModelFileError(
+            f"{path} is not a mefnet model file (not a readable PyTorch file: {str(e)[:200]})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        hint = ""
+        if isinstance(payload, dict) and "pytorch-lightning_version" in payload:
+            hint = f"; it is a Lightning checkpoint: use {MODEL_FILE} from the same fold folder"
+        raise ModelFileError(
+            f"{path} is not a mefnet model file: expected format '{FORMAT}', found {found!r}{hint}"
+        )
+    version = payload.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: mefnet model format version {version!r} is newer than this mefnet reads "
+            f"(up to {FORMAT_VERSION}); upgrade mefnet"
+        )
+    for key, kind in (("state_dict", dict), ("class_names", list), ("config", str)):
+        if not isinstance(payload.get(key), kind):
+            raise ModelFileError(f"{path}: the model file's '{key}' is missing or not a {kind.__name__}")
+    return payload
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Read a model file safely and rebuild its backbone (CPU, eval mode)."""
+    path = Path(path)
+    payload = _read(path)
+    try:
+        config = json.loads(payload["config"])
+        spec = dict(config["backbone"])
+        target = spec.pop("_target_")
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"{path}: the stored config has no usable backbone section ({e})") from None
+    cls = _backbone_class(str(target), path)
+    kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
+    kwargs["num_classes"] = len(payload["class_names"])
+    try:
+        model = cls(**kwargs)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: the stored weights do not fit backbone {target} ({str(e)[:300]})") from None
+    model.eval()
+    return LoadedModel(
+        path=path,
+        model=model,
+        class_names=list(payload["class_names"]),
+        config=config,
+        fold=str(payload.get("fold", "")),
+        mefnet_version=str(payload.get("mefnet_version", "")),
+    )
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """The model files a user means by ``path``: the file itself, or every fold's model
+    of an experiment folder (``<experiment>/folds/*/*/model.pt``), in fold order."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    exp = path / "experiment.json"
+    if not exp.is_file():
+        raise ModelFileError(
+            f"{path} is a folder but not a mefnet experiment (no experiment.json); give a "
+            f"{MODEL_FILE} file or an experiment folder"
+        )
+    folds = json.loads(exp.read_text()).get("folds", [])
+    found = [path / "folds" / f / MODEL_FILE for f in folds]
+    present = [p for p in found if p.is_file()]
+    if not present:
+        raise ModelFileError(
+            f"experiment {path} has no {MODEL_FILE} in any of its {len(folds)} fold folders "
+            "(run it with a mefnet that writes model files, or give one model file)"
+        )
+    missing = len(found) - len(present)
+    if missing:
+        raise ModelFileError(
+            f"experiment {path}: {missing} of {len(found)} folds have no {MODEL_FILE} (unfinished "
+            f"folds?); finish the experiment or give one fold's {MODEL_FILE}"
+        )
+    return present
+
+
+def load_models(path: str | Path) -> list[LoadedModel]:
+    """:func:`load_model` for every file of :func:`model_files`; they must agree on the
+    classes and the preprocessing (one experiment's folds always do)."""
+    models = [load_model(p) for p in model_files(path)]
+    first = models[0]
+    for m in models[1:]:
+        if m.class_names != first.class_names:
+            raise ModelFileError(
+                f"{m.path}: classes {m.class_names} differ from {first.path}'s {first.class_names}"
+            )
+        if m.preprocessing().describe() != first.preprocessing().describe():
+            raise ModelFileError(f"{m.path}: preprocessing differs from {first.path}'s")
+    return models

@@ -1,0 +1,460 @@
+"""``mefnet-pictures``: flow, strain, attention and class-activation pictures as PNG files.
+
+::
+
+    # one clip (same inputs as mefnet-predict): flow and where the network looks
+    mefnet-pictures outputs/<experiment>/folds/<dataset>/<subject>/model.pt \\
+        --onset onset.png --apex apex.png --out pictures/
+    # per-class pictures over a whole LOSO experiment: every fold's model on its own
+    # held-out test subject
+    mefnet-pictures outputs/<experiment> --dataset --out pictures/
+
+Per clip, in ``<out>/<clip>/``:
+
+``onset_apex.png``   the (face-cropped) onset and apex frames the flow is computed on
+``u.png``, ``v.png``, ``strain.png``  flow components (pixels) and optical strain
+``flow_color.png``   the flow in the colour-wheel coding (hue = direction, saturation =
+                     speed relative to the clip's fastest pixel, white = still), at the
+                     crop's size; ``flow_wheel.png`` (in ``<out>``) is its legend
+``attention.png``    AM3F-FlowNet's spatial attention, per branch and scale, on the apex
+``gradcam.png``      Grad-CAM of the predicted class on the apex face
+
+With ``--dataset``, in ``<out>``:
+
+``class_attention.png``  mean spatial attention (per branch) and Grad-CAM of the true class,
+                         one row per class
+``stream_weights.png``   MOFRW stream weights per class (mean and standard deviation)
+
+``pictures.json`` lists every file with the numbers behind the pictures (predictions,
+class counts, stream weights). :func:`log_pictures` logs pictures to wandb runs, and
+:func:`fold_pictures` makes the per-class pictures of one LOSO fold and logs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model, model_files
+from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain
+from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
+from mefnet.inference.predict import Predictor, _specs_from_args, add_input_arguments
+
+DPI = 100
+
+
+# ----------------------------------------------------------------------- arrays
+
+
+def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """``(H, W, 2)`` flow as an ``(H, W, 3)`` uint8 RGB image: hue = direction (0 deg, flow to
+    the right, is red; 90 deg, downwards in image coordinates, is yellow-green), saturation
+    = magnitude / ``max_magnitude`` (default: the largest in the image), value = 255, so
+    zero flow is white."""
+    flow = np.asarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
+    u, v = flow[..., 0], flow[..., 1]
+    magnitude = np.hypot(u, v)
+    top = float(max_magnitude) if max_magnitude else float(magnitude.max())
+    angle = (np.degrees(np.arctan2(v, u)) + 360.0) % 360.0
+    hsv = np.empty((*u.shape, 3), np.uint8)
+    hsv[..., 0] = np.round(angle / 2.0).astype(np.int64) % 180  # OpenCV hue is 0..179
+    hsv[..., 1] = np.clip(np.round(255.0 * magnitude / top), 0, 255) if top > 0 else 0
+    hsv[..., 2] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def flow_wheel(size: int = 128) -> np.ndarray:
+    """The legend of :func:`flow_to_color`: a disc whose pixel at offset (dx, dy) from the
+    centre shows the colour of flow (dx, dy); white outside the disc."""
+    r = (size - 1) / 2.0
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    flow = np.stack([x - r, y - r], axis=-1)
+    img = flow_to_color(flow, max_magnitude=r)
+    img[np.hypot(x - r, y - r) > r] = 255
+    return img
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def save_rgb(image: np.ndarray, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def figure_map(values: np.ndarray, title: str, symmetric: bool, unit: str = "px") -> Figure:
+    """One map with a colour bar; ``symmetric`` centres a diverging scale on 0."""
+    fig = Figure(figsize=(4, 3.6))
+    ax = fig.add_subplot()
+    if symmetric:
+        lim = float(np.abs(values).max()) or 1.0
+        im = ax.imshow(values, cmap="coolwarm", vmin=-lim, vmax=lim)
+    else:
+        im = ax.imshow(values, cmap="viridis", vmin=0.0)
+    ax.set_title(title)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=unit)
+    fig.tight_layout()
+    return fig
+
+
+def figure_onset_apex(onset: np.ndarray, apex: np.ndarray, name: str) -> Figure:
+    fig = Figure(figsize=(7, 3.6))
+    panels = [(onset, "onset"), (apex, "apex"),
+              (np.abs(_grey(apex).astype(np.float32) - _grey(onset).astype(np.float32)), "|apex - onset|")]
+    for k, (img, title) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 3, k)
+        if img.ndim == 3:
+            ax.imshow(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        else:
+            ax.imshow(img, cmap="gray" if k < 3 else "magma")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(name)
+    fig.tight_layout()
+    return fig
+
+
+def _overlay(ax, face: np.ndarray, heat: np.ndarray, title: str, vmin: float = 0.0, vmax: float = 1.0):
+    h, w = face.shape[:2]
+    ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
+    im = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
+                   interpolation="bilinear")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return im
+
+
+def _range(maps) -> tuple[float, float]:
+    values = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    return (lo, hi) if hi > lo else (lo - 1e-3, hi + 1e-3)
+
+
+def figure_attention(apex: np.ndarray, explanation: Explanation, index: int = 0) -> Figure | None:
+    """Spatial attention per branch (rows) and scale (columns), plus their mean, on the apex.
+
+    One colour scale for all panels, from the smallest to the largest weight shown (the
+    colour bar gives the values): attention weights of a trained network often vary by a
+    few hundredths only, which a 0..1 scale would hide.
+    """
+    if not explanation.attention:
+        return None
+    branches = list(explanation.attention)
+    scales = list(explanation.attention[branches[0]])
+    means = explanation.attention_maps()
+    panels = [[(f"{b} {s} ({explanation.attention[b][s].shape[-1]}px)", explanation.attention[b][s][index].numpy())
+               for s in scales] + [(f"{b} mean", means[b][index].numpy())] for b in branches]
+    vmin, vmax = _range(m for row in panels for _, m in row)
+    fig = Figure(figsize=(2.2 * (len(scales) + 1) + 1.0, 2.3 * len(branches) + 0.5), layout="constrained")
+    axes = fig.subplots(len(branches), len(scales) + 1, squeeze=False)
+    im = None
+    for r, row in enumerate(panels):
+        for c, (title, heat) in enumerate(row):
+            im = _overlay(axes[r, c], apex, heat, title, vmin, vmax)
+    fig.colorbar(im, ax=axes, fraction=0.03, label="attention weight")
+    fig.suptitle("AM3F-FlowNet spatial attention on the apex frame")
+    return fig
+
+
+def figure_gradcam(apex: np.ndarray, cam: np.ndarray, title: str) -> Figure:
+    fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    axes[0].imshow(_grey(apex), cmap="gray")
+    axes[0].set_title("apex")
+    axes[0].axis("off")
+    im = _overlay(axes[1], apex, cam, title)
+    fig.colorbar(im, ax=axes, fraction=0.03, label="Grad-CAM (0..1)")
+    return fig
+
+
+def figure_class_attention(summary: ClassSummary) -> Figure:
+    """Rows: classes; columns: mean attention per branch (one colour scale, min..max), then
+    the mean Grad-CAM (0..1)."""
+    branches = list(summary.attention)
+    columns = [*branches, "Grad-CAM"]
+    rows = [i for i, n in enumerate(summary.counts) if n > 0]
+    fig = Figure(figsize=(2.3 * len(columns) + 1.6, 2.3 * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), len(columns), squeeze=False)
+    vmin, vmax = _range(summary.attention[b][k] for b in branches for k in rows) if branches else (0, 1)
+    im_att = im_cam = None
+    for r, k in enumerate(rows):
+        for c, col in enumerate(columns):
+            ax = axes[r, c]
+            if col == "Grad-CAM":
+                im_cam = ax.imshow(summary.cam[k], cmap="jet", vmin=0, vmax=1)
+            else:
+                im_att = ax.imshow(summary.attention[col][k], cmap="viridis", vmin=vmin, vmax=vmax)
+            ax.set_title(f"{summary.class_names[k]} (n={summary.counts[k]}): {col}", fontsize=8)
+            ax.axis("off")
+    if im_att is not None:
+        fig.colorbar(im_att, ax=axes[:, :-1], fraction=0.03, label="mean attention")
+    fig.colorbar(im_cam, ax=axes[:, -1], fraction=0.08, label="mean Grad-CAM")
+    fig.suptitle("Per-class means (true class) over the network input")
+    return fig
+
+
+def figure_stream_weights(summary: ClassSummary) -> Figure | None:
+    """Grouped bars: for each class, the mean MOFRW weight of every stream (1 = uniform)."""
+    if summary.stream_weights is None:
+        return None
+    rows = [i for i, n in enumerate(summary.counts) if n > 0]
+    k = len(summary.stream_names)
+    fig = Figure(figsize=(1.6 + 1.3 * len(rows), 3.4))
+    ax = fig.add_subplot()
+    width = 0.8 / k
+    x = np.arange(len(rows))
+    for j, stream in enumerate(summary.stream_names):
+        ax.bar(x + (j - (k - 1) / 2) * width, summary.stream_weights[rows, j], width,
+               yerr=summary.stream_weights_std[rows, j], capsize=3, label=stream)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(x, [f"{summary.class_names[i]}\n(n={summary.counts[i]})" for i in rows])
+    ax.set_ylabel("stream weight (mean 1)")
+    ax.set_title("MOFRW stream weights per class")
+    ax.legend(title="stream", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------- writers
+
+
+def clip_pictures(prepared: PreparedClip, model: LoadedModel, out_dir: str | Path,
+                  target: int | None = None) -> dict:
+    """Write one clip's pictures into ``out_dir``; returns the files and the numbers."""
+    out = Path(out_dir)
+    pair = prepared.pair
+    x = torch.from_numpy(pair.maps[None])
+    e = explain(model.model, x, target=target)
+    probs = e.probabilities[0].tolist()
+    t = int(e.target[0])
+    files = {
+        "onset_apex": save_figure(figure_onset_apex(pair.onset, pair.apex, prepared.spec.name), out / "onset_apex.png"),
+        "u": save_figure(figure_map(pair.flow[..., 0], "u (horizontal flow)", True), out / "u.png"),
+        "v": save_figure(figure_map(pair.flow[..., 1], "v (vertical flow)", True), out / "v.png"),
+        "strain": save_figure(figure_map(_strain(pair.flow), "optical strain", False, "strain"), out / "strain.png"),
+        "flow_color": save_rgb(flow_to_color(pair.flow), out / "flow_color.png"),
+    }
+    att = figure_attention(pair.apex, e)
+    if att is not None:
+        files["attention"] = save_figure(att, out / "attention.png")
+    files["gradcam"] = save_figure(
+        figure_gradcam(pair.apex, e.cam[0].numpy(), f"Grad-CAM: {model.class_names[t]} (p={probs[t]:.2f})"),
+        out / "gradcam.png")
+    record = {
+        **prepared.describe(),
+        "model": str(model.path),
+        "pred_name": model.class_names[int(np.argmax(probs))],
+        "probabilities": dict(zip(model.class_names, [round(p, 6) for p in probs], strict=True)),
+        "cam_class": model.class_names[t],
+        "max_flow_px": round(float(np.hypot(pair.flow[..., 0], pair.flow[..., 1]).max()), 4),
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    if e.stream_weights is not None:
+        record["stream_weights"] = dict(zip(e.stream_names, [round(float(w), 4) for w in e.stream_weights[0]],
+                                            strict=True))
+    return record
+
+
+def _strain(flow: np.ndarray) -> np.ndarray:
+    from mefnet.preprocessing.flow import optical_strain
+
+    return optical_strain(flow[..., 0], flow[..., 1])
+
+
+def class_pictures(summary: ClassSummary, out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
+    """Write ``class_attention.png`` and (AM3F-FlowNet with MOFRW) ``stream_weights.png``."""
+    out = Path(out_dir)
+    files = {"class_attention": save_figure(figure_class_attention(summary), out / f"{prefix}class_attention.png")}
+    bars = figure_stream_weights(summary)
+    if bars is not None:
+        files["stream_weights"] = save_figure(bars, out / f"{prefix}stream_weights.png")
+    return files
+
+
+# ------------------------------------------------------------------ dataset level
+
+
+def _dataset_index(config: dict):
+    from hydra.utils import instantiate
+
+    spec = dict(config["dataset"]["index"])
+    target = str(spec.get("_target_", ""))
+    if not target.startswith("mefnet.datasets."):
+        raise ModelFileError(f"dataset adapter '{target}' is not one of mefnet's; refusing to call it")
+    return instantiate(spec)
+
+
+def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False) -> tuple[ClassSummary, dict]:
+    """Per-class means over the clips each model did not train on.
+
+    ``model_path`` is an experiment folder (every fold's model on its held-out test subject:
+    the whole dataset, each clip seen by a model that never trained on it) or one model
+    file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
+    training clips included).
+    """
+    from mefnet.preprocessing.features import build_features
+
+    models = [load_model(p) for p in model_files(model_path)]
+    config = models[0].config
+    index = _dataset_index(config)
+    prep = models[0].preprocessing()
+    cache = cache_dir or config["preprocessing"]["cache_dir"]
+    features = build_features(index, prep, cache, n_jobs=1)
+    labels = torch.tensor([c.label for c in index], dtype=torch.long)
+    acc = ClassAccumulator(list(index.class_names))
+    used = 0
+    for m in models:
+        if all_clips:
+            rows = list(range(len(index)))
+        else:
+            if not m.fold:
+                raise ModelFileError(f"{m.path} does not record its fold; use all_clips")
+            rows = index.fold_indices(m.fold)[1]
+        acc.add(m.model, features[rows], labels[rows])
+        used += len(rows)
+    info = {"models": len(models), "clips": used,
+            "clips_used": "all clips (training clips included)" if all_clips else "held-out test clips of each fold"}
+    return acc.summary(), info
+
+
+# ------------------------------------------------------------------------ wandb
+
+
+def log_pictures(loggers, pictures: dict[str, str | Path], prefix: str = "pictures") -> int:
+    """Log PNG files to every Weights & Biases logger among ``loggers`` (Lightning loggers,
+    e.g. ``trainer.loggers``); returns how many images were logged (0 without wandb)."""
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        return 0
+    count = 0
+    for lg in loggers or []:
+        if not isinstance(lg, WandbLogger):
+            continue
+        for name, path in pictures.items():
+            lg.log_image(key=f"{prefix}/{name}", images=[str(path)])
+            count += 1
+    return count
+
+
+def fold_pictures(loggers, backbone: torch.nn.Module, maps: torch.Tensor, labels, class_names: list[str],
+                  out_dir: str | Path) -> dict[str, Path]:
+    """The per-class pictures of one fold's test clips, written to ``out_dir`` and logged to
+    wandb when a WandbLogger is among ``loggers``; does nothing (returns {}) without one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not any(isinstance(lg, WandbLogger) for lg in loggers or []):
+        return {}
+    acc = ClassAccumulator(list(class_names))
+    acc.add(backbone, maps, labels)
+    files = class_pictures(acc.summary(), out_dir)
+    log_pictures(loggers, files)
+    return files
+
+
+# -------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``mefnet-pictures``)."""
+    ap = argparse.ArgumentParser(prog="mefnet-pictures",
+                                 description="Flow, strain, attention and Grad-CAM pictures of a trained model.")
+    ap.add_argument("model", help="a fold's model.pt; with --dataset also an experiment folder")
+    add_input_arguments(ap)
+    ap.add_argument("--dataset", action="store_true",
+                    help="per-class pictures over the model's dataset (held-out clips of each fold)")
+    ap.add_argument("--all-clips", action="store_true",
+                    help="with --dataset and one model file: use every clip, training clips included")
+    ap.add_argument("--cache-dir", help="with --dataset: the flow cache (default: the one used in training)")
+    ap.add_argument("--target", help="class whose Grad-CAM to draw (default: the predicted class)")
+    ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
+    ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
+    a = ap.parse_args(argv)
+    wants_clips = bool(a.onset or a.batch)
+    if not wants_clips and not a.dataset:
+        ap.error("give a clip (--onset/--apex, --frames, --batch) and/or --dataset")
+    out = Path(a.out)
+    try:
+        if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
+            raise FileExistsError(f"{out} already holds pictures; choose another --out or pass --overwrite")
+        record: dict = {"model": str(a.model), "warnings": []}
+        failed = 0
+        if wants_clips:
+            specs = _specs_from_args(a, ap)
+            if Path(a.model).is_dir():
+                raise ModelFileError(f"{a.model}: pictures of a clip need one model file (a fold's model.pt)")
+            predictor = Predictor.from_path(a.model, face=a.face)
+            record["warnings"] = list(predictor.warnings)
+            for w in predictor.warnings:
+                print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
+            model = predictor.models[0]
+            target = None
+            if a.target is not None:
+                if a.target not in model.class_names:
+                    raise ValueError(f"--target '{a.target}' is not one of {model.class_names}")
+                target = model.class_names.index(a.target)
+            clips = []
+            used: set[str] = set()
+            for spec in specs:
+                folder = _safe_name(spec.name, used)
+                try:
+                    prepared = predictor.prepare(spec, a.spot_stride)
+                    clips.append(clip_pictures(prepared, model, out / folder, target))
+                except ClipError as e:
+                    print(f"mefnet-pictures: {e}", file=sys.stderr)
+                    clips.append({"clip": spec.name, "error": str(e)})
+                    failed += 1
+            save_rgb(flow_wheel(), out / "flow_wheel.png")
+            record["clips"] = clips
+        if a.dataset:
+            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips)
+            files = class_pictures(summary, out)
+            record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}
+        record["failed"] = failed
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pictures.json").write_text(json.dumps(record, indent=2) + "\n")
+    except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
+        print(f"mefnet-pictures: {e}", file=sys.stderr)
+        return 2
+    print(f"pictures written to {out} (index: {out / 'pictures.json'})")
+    return 1 if failed else 0
+
+
+def _safe_name(name: str, used: set[str]) -> str:
+    base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "clip"
+    candidate, n = base, 2
+    while candidate in used:
+        candidate, n = f"{base}_{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+if __name__ == "__main__":
+    sys.exit(main())
