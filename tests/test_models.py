@@ -116,6 +116,21 @@ def test_each_am3f_ablation_switch_changes_the_output(key: str, value: object):
         assert not torch.allclose(default(x), ablated(x), atol=1e-4)
 
 
+def test_the_spatial_head_keeps_a_grid_per_stream_and_gap_pools_it_away():
+    spatial = _seeded(AM3FFlowNet).eval()
+    gap = _seeded(AM3FFlowNet, head="gap").eval()
+    not_copied = _copy_shared_weights(spatial, gap)
+    assert not_copied == ["classifier.weight"]  # only the classifier's input size differs
+    x = _input(4, 28)
+    with torch.no_grad():
+        assert spatial.forward_features(x).shape == (4, 3 * 32 * 16)
+        assert gap.forward_features(x).shape == (4, 3 * 32)
+        # Same weights below the head: the gap features are the grid features averaged.
+        grid = spatial.forward_features(x).view(4, 3, 32, 16)
+        assert torch.allclose(grid.mean(dim=3).view(4, -1), gap.forward_features(x), atol=1e-5)
+        assert spatial.forward_features(_input(2, 128)).shape == (2, 3 * 32 * 16)
+
+
 def test_msff_single_and_off_differ_from_each_other():
     single = _seeded(AM3FFlowNet, msff="single").eval()
     off = _seeded(AM3FFlowNet, msff="off").eval()

@@ -10,8 +10,8 @@ Architecture (one branch per flow map, channel order u, v, optical strain)::
 
     x[:, k] --BranchTrunk--> [stage1 (H/2), stage2 (H/4), stage3 (H/8)]
             --MSFF---------> fused map (D, H/8, W/8)          D = widths[-1]
-            --global avg---> descriptor d_k (D)
-    [d_u, d_v, d_strain] --MOFRW--> reweighted, concatenated (K * D)
+            --avg pool to a 4x4 grid--> map m_k (D, 4, 4)      (head="gap": global avg, (D))
+    [m_u, m_v, m_strain] --MOFRW--> reweighted, flattened, concatenated (K * D * 16)
             --dropout, Linear--> logits
 
 Choices where the paper is silent, and why:
@@ -34,15 +34,24 @@ Choices where the paper is silent, and why:
   pixels wide, so a 7x7 kernel would span half to all of a map, and the 7x7 attention
   convolution alone took about 60% of a CPU training step (``attention_kernel: 7``
   restores CBAM's choice, e.g. for 128x128 inputs).
-- **MOFRW** acts on the pooled descriptors. Channel level: one SE block per stream
-  (reduction 4). Because global pooling follows, SE on the descriptor equals SE on the
-  map (``GAP(SE(x)) == SE(GAP(x))``) at a fraction of the cost. Stream level: a small
+- **Head: a coarse spatial grid, not global pooling.** The faces are aligned, so *where*
+  the motion is (brows, eyes, mouth corners) is the main cue; global average pooling
+  throws that away, where STSTNet and OFF-ApexNet keep it by flattening their last
+  maps. Each branch's fused map is average-pooled to a fixed ``head_grid`` x
+  ``head_grid`` grid (4: the native grid of a 28x28 input; any input size gives the
+  same grid) and flattened. On the SMIC development set the global-pooling head
+  (``head: gap``, kept as an ablation) scored far below STSTNet under the identical
+  recipe (see README).
+- **MOFRW** acts on the per-stream maps. Channel level: one SE block per stream
+  (reduction 4), squeezing each map by global pooling and rescaling its channels. With
+  ``head: gap`` it acts on the pooled descriptor, which is exact there
+  (``GAP(SE(x)) == SE(GAP(x))``). Stream level: a small
   MLP on the concatenated descriptors gives one score per stream; a softmax over streams
   times the number of streams turns them into weights that average 1, so "off" and
   "uniform" have the same scale and the streams compete for importance. Channel
   weighting runs first, so the stream weights see the reweighted channels. With a single
   branch the softmax stream weight is identically 1 (nothing to compete with).
-- **Fusion of branches**: concatenation of the reweighted descriptors, dropout (0.5, as
+- **Fusion of branches**: concatenation of the reweighted, flattened streams, dropout (0.5, as
   STSTNet and OFF-ApexNet), one linear classifier. Concatenation keeps each stream's
   features apart for the classifier, where a sum would force a shared feature space.
 
@@ -55,8 +64,10 @@ Ablations (constructor arguments = config keys):
 - ``spatial_attention``: ``false`` replaces every MSFF spatial attention by the identity.
 - ``mofrw``: ``both``, ``stream`` (stream-level only), ``channel`` (channel-level only),
   ``off`` (plain concatenation).
+- ``head``: ``spatial`` (a ``head_grid`` x ``head_grid`` grid per stream) or ``gap``
+  (global average pooling, one value per channel).
 
-About 28k parameters with three classes at any input size; the width and depth do not
+About 33k parameters with three classes at any input size; the width and depth do not
 depend on ``input_size``.
 """
 
@@ -76,6 +87,7 @@ FLOW_MAPS: tuple[str, ...] = ("u", "v", "strain")
 
 MSFF_MODES: tuple[str, ...] = ("multi", "single", "off")
 MOFRW_MODES: tuple[str, ...] = ("both", "stream", "channel", "off")
+HEAD_MODES: tuple[str, ...] = ("spatial", "gap")
 
 
 def _require_choice(key: str, value: object, allowed: Sequence[str]) -> str:
@@ -242,6 +254,10 @@ class MultiOpticalFlowReweighting(nn.Module):
             parts = [self.channel_attention[n](p) for n, p in zip(self.streams, parts, strict=True)]
         return parts
 
+    @staticmethod
+    def _pooled(part: torch.Tensor) -> torch.Tensor:
+        return part.mean(dim=(2, 3)) if part.dim() == 4 else part
+
     def weights(self, descriptors: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The ``(batch, streams)`` stream weights :meth:`forward` applies to these
         descriptors (in ``self.streams`` order), or None when stream level is off.
@@ -250,16 +266,18 @@ class MultiOpticalFlowReweighting(nn.Module):
         """
         if self.stream_gate is None:
             return None
-        return self.stream_weights(torch.cat(self._channel_reweighted(descriptors), dim=1))
+        parts = self._channel_reweighted(descriptors)
+        return self.stream_weights(torch.cat([self._pooled(p) for p in parts], dim=1))
 
     def forward(self, descriptors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each stream is a pooled descriptor ``(batch, C)`` or a map ``(batch, C, h, w)``;
+        the stream weights are computed from the pooled (reweighted) channels either way,
+        and the output is the concatenation of the flattened, reweighted streams."""
         parts = self._channel_reweighted(descriptors)
-        fused = torch.cat(parts, dim=1)
         if self.stream_gate is None:
-            return fused
-        weights = self.stream_weights(fused)
-        batch, channels = parts[0].shape
-        return (fused.view(batch, len(parts), channels) * weights[:, :, None]).view(batch, -1)
+            return torch.cat([p.flatten(1) for p in parts], dim=1)
+        weights = self.stream_weights(torch.cat([self._pooled(p) for p in parts], dim=1))
+        return torch.cat([p.flatten(1) * weights[:, k:k + 1] for k, p in enumerate(parts)], dim=1)
 
 
 @register_model("am3f")
@@ -280,6 +298,8 @@ class AM3FFlowNet(nn.Module):
         attention_kernel: int = 3,
         se_reduction: int = 4,
         dropout: float = 0.5,
+        head: str = "spatial",
+        head_grid: int = 4,
     ) -> None:
         super().__init__()
         if in_channels != len(FLOW_MAPS):
@@ -289,6 +309,10 @@ class AM3FFlowNet(nn.Module):
             )
         self.branch_names = _require_branches(branches)
         self.msff = _require_choice("msff", msff, MSFF_MODES)
+        self.head = _require_choice("head", head, HEAD_MODES)
+        if int(head_grid) < 1:
+            raise ValueError(f"am3f: head_grid={head_grid!r} is not allowed; choose a positive grid size")
+        self.head_grid = int(head_grid)
         self.mofrw_mode = _require_choice("mofrw", mofrw, MOFRW_MODES)
         if not isinstance(spatial_attention, bool):
             raise ValueError(
@@ -312,15 +336,18 @@ class AM3FFlowNet(nn.Module):
             reduction=se_reduction,
         )
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(widths[-1] * len(self.branch_names), num_classes)
+        cells = self.head_grid ** 2 if self.head == "spatial" else 1
+        self.classifier = nn.Linear(widths[-1] * cells * len(self.branch_names), num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused, reweighted descriptor ``(batch, branches * widths[-1])``."""
-        descriptors = {
-            name: branch(x[:, FLOW_MAPS.index(name)].unsqueeze(1)).mean(dim=(2, 3))
-            for name, branch in self.branches.items()
-        }
-        return self.reweighting(descriptors)
+        """The fused, reweighted features ``(batch, branches * widths[-1] * cells)``
+        (``cells`` = ``head_grid ** 2`` for the spatial head, 1 for ``gap``)."""
+        maps = {name: branch(x[:, FLOW_MAPS.index(name)].unsqueeze(1)) for name, branch in self.branches.items()}
+        if self.head == "gap":
+            streams = {name: m.mean(dim=(2, 3)) for name, m in maps.items()}
+        else:
+            streams = {name: F.adaptive_avg_pool2d(m, self.head_grid) for name, m in maps.items()}
+        return self.reweighting(streams)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.forward_features(x)))
