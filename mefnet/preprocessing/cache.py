@@ -124,10 +124,11 @@ class FlowCache:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
         try:
+            # No fsync: after a power cut an entry may be empty or torn, but the checksum
+            # catches that on read and the entry is recomputed; a killed process loses
+            # nothing the kernel already has.
             with os.fdopen(fd, "wb") as f:
                 f.write(encode_entry(arr))
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

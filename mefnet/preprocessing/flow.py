@@ -24,6 +24,7 @@ section for the measured figures).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -329,3 +330,29 @@ def flow_maps(flow: np.ndarray, size: int) -> np.ndarray:
     sx, sy = size / w, size / h
     resize = lambda m: cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA)  # noqa: E731
     return np.stack([resize(u) * sx, resize(v) * sy, resize(strain)]).astype(np.float32)
+
+
+FLO_TAG = 202021.25
+
+
+def read_flo(path: str | Path) -> np.ndarray:
+    """A Middlebury ``.flo`` file as ``(H, W, 2)`` float32 (u, v), as IPOL and Sintel write it."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 12 or np.frombuffer(data[:4], "<f4")[0] != np.float32(FLO_TAG):
+        raise ValueError(f"{path} is not a Middlebury .flo file (its first 4 bytes are not the tag {FLO_TAG})")
+    width, height = (int(x) for x in np.frombuffer(data[4:12], "<i4"))
+    expected = 12 + width * height * 8
+    if width <= 0 or height <= 0 or len(data) != expected:
+        raise ValueError(
+            f"{path}: header says {width}x{height} (expecting {expected} bytes), the file has {len(data)}"
+        )
+    return np.frombuffer(data[12:], "<f4").reshape(height, width, 2).copy()
+
+
+def endpoint_error(flow: np.ndarray, reference: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Mean endpoint error ``|flow - reference|`` in pixels, over ``valid`` pixels if given."""
+    if flow.shape != reference.shape:
+        raise ValueError(f"flow {flow.shape} and reference {reference.shape} differ in shape")
+    epe = np.linalg.norm(flow.astype(np.float64) - reference, axis=-1)
+    return float(epe[valid].mean() if valid is not None else epe.mean())
