@@ -222,7 +222,11 @@ class FillReport:
             f"failed: {len(self.failed)}",
         ]
         out += [f"  {clip}: {reason}" for clip, reason in self.failed]
-        rate = f", {self.pairs_per_second:.1f} pairs/s with {self.n_jobs} worker(s)" if self.computed else ""
+        rate = (
+            f" ({self.compute_seconds:.1f} s computing: {self.pairs_per_second:.1f} pairs/s "
+            f"with {self.n_jobs} worker{'s' if self.n_jobs > 1 else ''})"
+            if self.computed else ""
+        )
         out.append(f"time: {self.seconds:.1f} s{rate}")
         out.append(f"cache: {self.cache_dir}")
         return out
@@ -235,12 +239,7 @@ def _set_cv_threads(n: int) -> int:
 
 
 def _compute_entry(i: int, clip: Clip, prep: Preprocessing, cache_root: str, key: str, files: list) -> tuple[int, str, str]:
-    """Make and store one entry; ``(i, status, reason)``. Runs in a worker process.
-
-    One OpenCV thread per worker: the workers are the parallelism, and more threads per
-    worker only contend for the same cores.
-    """
-    cv2.setNumThreads(1)
+    """Make and store one entry; ``(i, status, reason)``."""
     cache = FlowCache(cache_root)
     shape = (3, prep.size, prep.size)
     try:
@@ -250,6 +249,13 @@ def _compute_entry(i: int, clip: Clip, prep: Preprocessing, cache_root: str, key
     except Exception as err:  # noqa: BLE001 - reported per clip; the fill goes on
         return i, "failed", f"{type(err).__name__}: {err}"
     return i, "computed", ""
+
+
+def _compute_entry_in_worker(*args) -> tuple[int, str, str]:
+    """:func:`_compute_entry` in a worker process, with one OpenCV thread: the workers are
+    the parallelism, and more threads per worker only contend for the same cores."""
+    cv2.setNumThreads(1)
+    return _compute_entry(*args)
 
 
 def fill_cache(
@@ -314,6 +320,7 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
     """Yield ``(i, status, reason)`` per entry as it finishes, optionally under a progress bar."""
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -324,7 +331,7 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
         )
 
         bar = Progress(TextColumn("flow cache"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("eta"), TimeRemainingColumn())
+                       TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True))
         task = bar.add_task("fill", total=len(todo))
         bar.start()
     try:
@@ -332,7 +339,8 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
             from joblib import Parallel, delayed
 
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(_compute_entry)(i, clip, prep, cache_root, key, files) for i, clip, key, files in todo
+                delayed(_compute_entry_in_worker)(i, clip, prep, cache_root, key, files)
+                for i, clip, key, files in todo
             )
             for result in results:
                 if bar is not None:
