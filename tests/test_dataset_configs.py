@@ -19,8 +19,16 @@ ENV = {"casme2": "MEFNET_CASME2_ROOT", "samm": "MEFNET_SAMM_ROOT", "smic": "MEFN
 @pytest.mark.parametrize("name", NAMES)
 def test_config_has_name_face_and_an_index_target(name):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    assert cfg.name == name and cfg.face in ("none", "landmarks", "haar")
+    methods = cfg.face.values() if OmegaConf.is_dict(cfg.face) else [cfg.face]
+    assert cfg.name == name and set(methods) <= {"none", "landmarks", "haar"}
     assert cfg.index._target_.startswith("mefnet.datasets.")
+
+
+def test_face_defaults_per_dataset_and_per_source_in_the_composite():
+    face = {name: OmegaConf.load(CONF / f"{name}.yaml").face for name in NAMES}
+    assert (face["casme2"], face["smic"], face["samm"]) == ("none", "none", "landmarks")
+    # The composite crops each source as that dataset's own config does.
+    assert OmegaConf.to_container(face["megc2019"]) == {"casme2": "none", "smic": "none", "samm": "landmarks"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,12 +8,15 @@ import pytest
 
 from mefnet.preprocessing.cache import FlowCache, cache_key
 from mefnet.preprocessing.flow import (
+    FLOW_METHODS,
     FlowParams,
     TVL1Params,
     compute_flow,
+    endpoint_error,
     flow_maps,
     normalize_maps,
     optical_strain,
+    read_flo,
 )
 
 
@@ -56,6 +59,75 @@ def test_tvl1_recovers_a_known_subpixel_shift_of_a_textured_image():
     inner = flow[16:-16, 16:-16]
     epe = np.linalg.norm(inner - np.array([dx, dy], np.float32), axis=-1).mean()
     assert epe < 0.1, f"mean endpoint error {epe:.3f} px"
+
+
+@pytest.mark.parametrize("method,bound", [("tvl1", 0.05), ("dis", 0.15), ("farneback", 0.15)])
+@pytest.mark.parametrize("dx,dy", [(0.6, -0.35), (2.5, 1.5)])
+def test_every_method_recovers_a_known_shift(method, bound, dx, dy):
+    # Measured: tvl1 0.01-0.02, dis 0.06-0.07, farneback 0.04-0.05 px.
+    img = _texture()
+    shifted = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), img.shape[::-1],
+                             flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    flow = compute_flow(img, shifted, FlowParams(method=method))
+    assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
+    inner = flow[16:-16, 16:-16]
+    assert endpoint_error(inner, np.broadcast_to(np.float32([dx, dy]), inner.shape)) < bound
+
+
+def test_flow_settings_are_a_config_group_and_the_keys_still_work():
+    from mefnet.config import compose
+
+    default = compose().preprocessing.flow
+    assert default.method == "tvl1" and FlowParams.from_config(default) == FlowParams()
+    assert compose(["flow=tvl1"]).preprocessing.flow.tvl1.warps == 5  # OpenCV's defaults
+    assert compose(["preprocessing.flow.tvl1.warps=3"]).preprocessing.flow.tvl1.warps == 3
+    for method in FLOW_METHODS:
+        assert FlowParams.from_config(compose([f"flow={method if method != 'tvl1' else 'tvl1_fast'}"])
+                                      .preprocessing.flow).method == method
+    dis = FlowParams.from_config(compose(["flow=dis", "preprocessing.flow.dis.patch_size=12"]).preprocessing.flow)
+    assert dis.dis.patch_size == 12
+    switched = FlowParams.from_config(compose(["preprocessing.flow.method=farneback"]).preprocessing.flow)
+    assert switched.method == "farneback" and switched.farneback.winsize == 15
+
+
+def test_only_the_chosen_methods_parameters_key_the_cache():
+    a = FlowParams(method="dis")
+    b = FlowParams(method="dis", tvl1=TVL1Params(warps=9))
+    assert a.describe() == b.describe() and set(a.describe()) == {"method", "dis"}
+    assert FlowParams(method="tvl1").describe() != FlowParams(method="dis").describe()
+
+
+@pytest.mark.parametrize(
+    "cfg,message",
+    [
+        ({"method": "lk"}, r"preprocessing.flow.method: 'lk' is not one of tvl1, dis, farneback"),
+        ({"tvl1": {"scale_step": 1.2}}, r"preprocessing.flow.tvl1: scale_step must be between 0 and 1"),
+        ({"tvl1": {"median_filtering": 4}}, r"median_filtering must be an odd number"),
+        ({"tvl1": {"warps": 0}}, r"warps must be a whole number >= 1, got 0"),
+        ({"tvl1": {"lambda": "high"}}, r"preprocessing.flow.tvl1.lambda: expected a number, got 'high'"),
+        ({"dis": {"patch_stride": 9}}, r"patch_stride must be <= patch_size \(8\)"),
+        ({"dis": {"use_spatial_propagation": "yes"}}, r"dis.use_spatial_propagation: expected true or false"),
+        ({"farneback": {"poly_n": 6}}, r"preprocessing.flow.farneback: poly_n must be 5 or 7, got 6"),
+        ({"farneback": {"window": 9}}, r"farneback: unknown key\(s\) \['window'\]"),
+        ({"speed": 1}, r"preprocessing.flow: unknown key\(s\) \['speed'\]"),
+    ],
+)
+def test_bad_flow_settings_name_the_key_and_what_was_expected(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        FlowParams.from_config(cfg)
+
+
+def test_flo_files_round_trip_and_bad_ones_are_named(tmp_path):
+    flow = np.random.default_rng(0).standard_normal((5, 7, 2)).astype(np.float32)
+    path = tmp_path / "a.flo"
+    path.write_bytes(np.float32(202021.25).tobytes() + np.int32([7, 5]).tobytes() + flow.tobytes())
+    np.testing.assert_array_equal(read_flo(path), flow)
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ValueError, match=r"a.flo: header says 7x5"):
+        read_flo(path)
+    path.write_bytes(b"GIF89a" + b"\0" * 8)
+    with pytest.raises(ValueError, match="not a Middlebury .flo file"):
+        read_flo(path)
 
 
 def test_flow_maps_are_u_v_strain_resized_with_pixel_units_kept():
@@ -116,3 +188,7 @@ def test_face_settings_are_part_of_the_preprocessing_key():
     assert haar["face"]["version"] >= 1
     with pytest.raises(ValueError, match="preprocessing.face: 'dlib' is not one of"):
         Preprocessing.from_config({"face": "dlib"})
+    with pytest.raises(ValueError, match="margin must be >= 0"):  # bad options fail up front
+        Preprocessing.from_config({"face": "haar", "face_options": {"margin": -1}})
+    with pytest.raises(ValueError, match="preprocessing.normalize: 'zscore' is not one of"):
+        Preprocessing.from_config({"normalize": "zscore"})

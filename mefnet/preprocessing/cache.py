@@ -6,25 +6,60 @@ preprocessing parameter and the OpenCV version. Change any of them and the key
 changes, so a stale entry can never be read.
 
 Writes go to a temporary file in the same folder and are renamed into place, which is
-atomic on POSIX: a killed run leaves no half-written entry, and two processes filling
-the same cache at once at worst both compute an entry and the last rename wins (with
-identical bytes). An entry that cannot be read back as the expected array is treated
-as absent and recomputed.
+atomic on POSIX: a killed run leaves no half-written entry (at most an orphaned
+``.*.tmp`` file, never read, removed by :meth:`FlowCache.remove_stale_temporaries`), and
+two processes filling the same cache at once at worst both compute an entry and the last
+rename wins (with identical bytes).
+
+Each entry is an ordinary ``.npy`` file followed by a trailer holding the sha256 of the
+``.npy`` bytes (``np.load`` ignores it, so entries stay readable by any numpy). An entry
+that is truncated, overwritten, bit-flipped or of the wrong shape fails the check on read,
+is removed, and is recomputed by the caller.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-CACHE_FORMAT = 1
+# 2: entries carry a sha256 trailer.
+CACHE_FORMAT = 2
+_TRAILER_TAG = b"MEFNETSHA256"
+_TRAILER_SIZE = len(_TRAILER_TAG) + 32
+
+
+class DamagedEntryError(ValueError):
+    """A cache file that is not a complete, intact entry."""
+
+
+def encode_entry(arr: np.ndarray) -> bytes:
+    """The bytes of one entry: ``.npy`` bytes, then the tag and their sha256."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    body = buf.getvalue()
+    return body + _TRAILER_TAG + hashlib.sha256(body).digest()
+
+
+def decode_entry(data: bytes) -> np.ndarray:
+    """The array of an entry's bytes; :class:`DamagedEntryError` if they are not intact."""
+    if len(data) < _TRAILER_SIZE or data[-_TRAILER_SIZE:-32] != _TRAILER_TAG:
+        raise DamagedEntryError("no checksum trailer (truncated or not a mefnet cache entry)")
+    body, digest = data[:-_TRAILER_SIZE], data[-32:]
+    if hashlib.sha256(body).digest() != digest:
+        raise DamagedEntryError("checksum mismatch (the file was altered)")
+    try:
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DamagedEntryError(f"not a .npy array ({err})") from None
 
 
 def file_fingerprint(path: str | Path) -> list:
@@ -61,31 +96,60 @@ class FlowCache:
 
     def load(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
         """The cached array, or None if absent or damaged (a damaged file is removed)."""
-        p = self.path(key)
-        if not p.is_file():
-            return None
-        try:
-            arr = np.load(p, allow_pickle=False)
-            if shape is not None and arr.shape != tuple(shape):
-                raise ValueError(f"shape {arr.shape}, expected {tuple(shape)}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError("non-finite values")
-        except (ValueError, OSError, EOFError):
-            p.unlink(missing_ok=True)
-            return None
+        arr, _ = self.check(key, shape)
         return arr
 
+    def check(self, key: str, shape: tuple[int, ...] | None = None) -> tuple[np.ndarray | None, str]:
+        """``(array, "")`` for an intact entry, ``(None, "absent")``, or ``(None, reason)``
+        for a damaged entry, which is removed so that it gets recomputed."""
+        p = self.path(key)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return None, "absent"
+        try:
+            arr = decode_entry(data)
+            if shape is not None and arr.shape != tuple(shape):
+                raise DamagedEntryError(f"shape {arr.shape}, expected {tuple(shape)}")
+            if not np.all(np.isfinite(arr)):
+                raise DamagedEntryError("non-finite values")
+        except DamagedEntryError as err:
+            p.unlink(missing_ok=True)
+            return None, f"damaged: {err}"
+        return arr, ""
+
     def save(self, key: str, arr: np.ndarray) -> Path:
+        """Write an entry atomically: a temporary file in the same folder, then a rename."""
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
         try:
+            # No fsync: after a power cut an entry may be empty or torn, but the checksum
+            # catches that on read and the entry is recomputed; a killed process loses
+            # nothing the kernel already has.
             with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+                f.write(encode_entry(arr))
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return p
+
+    def remove_stale_temporaries(self, older_than_s: float = 600.0) -> int:
+        """Remove temporary files left by killed writers; returns how many.
+
+        Only files older than ``older_than_s`` go: a writer holds its temporary file for
+        milliseconds, so a younger one may belong to a process filling the cache now.
+        """
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for tmp in self.root.glob("??/.*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed

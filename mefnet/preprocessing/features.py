@@ -2,35 +2,55 @@
 
 ``build_features`` is what data modules call (in ``prepare_data``): it computes every
 clip's maps once, stores them in the flow cache, and returns them as one in-memory
-tensor so that training never touches the disk again.
+tensor so that training never touches the disk again. ``fill_cache`` is the filling
+step alone (what ``mefnet-cache`` runs): parallel workers, an optional progress bar,
+and a :class:`FillReport` of what it found and did.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, frame_path, list_frames
 from mefnet.preprocessing.cache import FlowCache, cache_key
-from mefnet.preprocessing.flow import FlowParams, compute_flow, flow_maps, normalize_maps
+from mefnet.preprocessing.flow import (
+    NORMALIZATIONS,
+    FlowParams,
+    compute_flow,
+    flow_maps,
+    normalize_maps,
+)
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 FACE_METHODS = ("none", "landmarks", "haar")
+#: The key of a per-dataset face mapping that applies to datasets it does not name.
+FACE_DEFAULT_KEY = "default"
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Every choice that shapes a clip's input maps (all of it goes into the cache key)."""
+    """Every choice that shapes a clip's input maps (all of it goes into the cache key).
+
+    ``face`` is one method for every clip, or a mapping from a clip's source dataset
+    (``Clip.dataset``) to a method, for composites whose parts differ: the MEGC2019
+    composite crops SAMM's raw frames (``landmarks``) but not CASME II's and SMIC's
+    already-cropped faces (``none``). A ``default`` entry covers datasets not named.
+    ``face_options`` apply to every method other than ``none``.
+    """
 
     size: int = 28
-    face: str = "none"
+    face: str | Mapping[str, str] = "none"
     face_options: dict = field(default_factory=dict)
     flow: FlowParams = field(default_factory=FlowParams)
     normalize: str = "minmax"
@@ -43,34 +63,82 @@ class Preprocessing:
         if unknown:
             raise ValueError(f"preprocessing: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
         face = cfg.get("face") or "none"
-        if face not in FACE_METHODS:
-            raise ValueError(f"preprocessing.face: '{face}' is not one of {FACE_METHODS}")
-        return cls(
-            size=int(cfg.get("size", 28)),
+        if isinstance(face, Mapping):
+            face = {str(k): (v or "none") for k, v in face.items()}
+            for dataset, method in face.items():
+                if method not in FACE_METHODS:
+                    raise ValueError(
+                        f"preprocessing.face.{dataset}: '{method}' is not one of {FACE_METHODS}"
+                    )
+        elif face not in FACE_METHODS:
+            raise ValueError(
+                f"preprocessing.face: '{face}' is not one of {FACE_METHODS} "
+                "(or a mapping dataset -> method)"
+            )
+        size = cfg.get("size", 28)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"preprocessing.size: expected a positive whole number, got {size!r}")
+        normalize = cfg.get("normalize", "minmax")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"preprocessing.normalize: '{normalize}' is not one of {NORMALIZATIONS}")
+        prep = cls(
+            size=size,
             face=face,
             face_options=dict(cfg.get("face_options") or {}),
             flow=FlowParams.from_config(cfg.get("flow")),
-            normalize=cfg.get("normalize", "minmax"),
+            normalize=normalize,
+        )
+        for method in prep.face_methods():  # bad face_options fail here, not mid-fill
+            prep._cropper(method)
+        return prep
+
+    def face_methods(self) -> list[str]:
+        """Every face method this configuration can use."""
+        methods = self.face.values() if isinstance(self.face, Mapping) else [self.face]
+        return sorted(set(methods))
+
+    def face_method(self, dataset: str | None = None) -> str:
+        """The face method of clips from ``dataset``."""
+        if not isinstance(self.face, Mapping):
+            return self.face
+        if dataset in self.face:
+            return self.face[dataset]
+        if FACE_DEFAULT_KEY in self.face:
+            return self.face[FACE_DEFAULT_KEY]
+        raise DatasetError(
+            f"preprocessing.face names no face method for dataset '{dataset}' (it has "
+            f"{', '.join(sorted(self.face))}); add preprocessing.face.{dataset}=none|landmarks|haar "
+            f"or a '{FACE_DEFAULT_KEY}' entry"
         )
 
-    def face_cropper(self):
-        """The configured face cropper (None for ``face=none``); bad options fail here."""
-        if self.face == "none":
+    def _cropper(self, method: str):
+        if method == "none":
             return None
         from mefnet.preprocessing.face import FaceCropper
 
-        return FaceCropper(method=self.face, **self.face_options)
+        return FaceCropper(method=method, **self.face_options)
 
-    def describe(self) -> dict:
-        cropper = self.face_cropper()
-        return {
-            "size": self.size,
-            # The cropper's own description carries its algorithm version, so a change
-            # to the crop code invalidates cached maps.
-            "face": cropper.describe() if cropper else "none",
-            "flow": self.flow.describe(),
-            "normalize": self.normalize,
-        }
+    def face_cropper(self, dataset: str | None = None):
+        """The face cropper for clips of ``dataset`` (None for method ``none``)."""
+        return self._cropper(self.face_method(dataset))
+
+    def describe(self, dataset: str | None = None) -> dict:
+        """What the maps of a clip from ``dataset`` depend on (its cache-key parameters).
+
+        With a per-dataset ``face`` mapping and no ``dataset``, every dataset's face
+        description is listed.
+        """
+        if dataset is None and isinstance(self.face, Mapping):
+            face: Any = {name: self._describe_face(m) for name, m in sorted(self.face.items())}
+        else:
+            face = self._describe_face(self.face_method(dataset))
+        return {"size": self.size, "face": face, "flow": self.flow.describe(), "normalize": self.normalize}
+
+    def _describe_face(self, method: str) -> Any:
+        # The cropper's own description carries its algorithm version, so a change to the
+        # crop code invalidates cached maps.
+        cropper = self._cropper(method)
+        return cropper.describe() if cropper else "none"
 
 
 def read_image(path) -> np.ndarray:
@@ -103,7 +171,7 @@ def compute_clip_maps(clip: Clip, prep: Preprocessing, files: list | None = None
         return normalize_maps(maps, prep.normalize)
     if clip.onset == clip.apex:
         raise DatasetError(f"clip {clip.clip_key}: onset and apex are the same frame ({clip.onset}); no motion to measure")
-    return pair_maps(read_image(files[0]), read_image(files[1]), prep, clip.clip_key).maps
+    return pair_maps(read_image(files[0]), read_image(files[1]), prep, clip.clip_key, clip.dataset).maps
 
 
 @dataclass(frozen=True)
@@ -120,14 +188,16 @@ class PairMaps:
     """``(3, size, size)`` float32 u / v / strain: the network input."""
 
 
-def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key: str = "") -> PairMaps:
+def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key: str = "",
+              dataset: str | None = None) -> PairMaps:
     """Face crop, flow, strain, resize and normalization of one onset/apex pair.
 
     The one path from frames to input maps: training (through :func:`compute_clip_maps`)
     and ``mefnet-predict`` both use it, so a model sees at prediction time exactly what
-    it saw in training.
+    it saw in training. ``dataset`` picks the face crop of that source dataset when the
+    face setting is per dataset (a composite).
     """
-    cropper = prep.face_cropper()
+    cropper = prep.face_cropper(dataset)
     if cropper is not None:
         onset, apex = cropper.crop_pair(onset, apex, clip_key)
     flow = compute_flow(onset, apex, prep.flow)
@@ -136,52 +206,209 @@ def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key
 
 def clip_cache_key(clip: Clip, prep: Preprocessing, files: list) -> str:
     identity = {"clip": clip.clip_key, "onset": clip.onset, "apex": clip.apex, "flow_path": clip.flow_path}
-    return cache_key(identity, files, prep.describe())
+    return cache_key(identity, files, prep.describe(clip.dataset))
 
 
-def _fill_one(clip: Clip, prep: Preprocessing, cache_root: str) -> tuple[str, bool]:
+# ----------------------------------------------------------------------------- filling
+
+
+@dataclass
+class FillReport:
+    """What one cache fill found and did. ``status[i]`` is clip i's outcome:
+    ``cached`` (an intact entry was there), ``computed``, or ``failed``."""
+
+    cache_dir: str
+    total: int = 0
+    cached: int = 0
+    computed: int = 0
+    damaged: int = 0
+    """Entries found damaged (removed and recomputed; counted in ``computed`` too)."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(clip key, reason) of every clip whose maps could not be made."""
+    seconds: float = 0.0
+    """Wall time of the whole fill."""
+    compute_seconds: float = 0.0
+    """Wall time spent computing missing entries (workers' start-up included)."""
+    n_jobs: int = 1
+    keys: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def pairs_per_second(self) -> float:
+        """Computed clip pairs per second of compute time (0 when nothing was computed)."""
+        return self.computed / self.compute_seconds if self.computed and self.compute_seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"clips: {self.total}",
+            f"already cached: {self.cached}",
+            f"computed: {self.computed}"
+            + (f" ({self.damaged} of them replacing damaged entries)" if self.damaged else ""),
+            f"failed: {len(self.failed)}",
+        ]
+        out += [f"  {clip}: {reason}" for clip, reason in self.failed]
+        rate = (
+            f" ({self.compute_seconds:.1f} s computing: {self.pairs_per_second:.1f} pairs/s "
+            f"with {self.n_jobs} worker{'s' if self.n_jobs > 1 else ''})"
+            if self.computed else ""
+        )
+        out.append(f"time: {self.seconds:.1f} s{rate}")
+        out.append(f"cache: {self.cache_dir}")
+        return out
+
+
+def _set_cv_threads(n: int) -> int:
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    return old
+
+
+def _compute_entry(i: int, clip: Clip, prep: Preprocessing, cache_root: str, key: str, files: list) -> tuple[int, str, str]:
+    """Make and store one entry; ``(i, status, reason)``."""
     cache = FlowCache(cache_root)
-    files = clip_inputs(clip)
-    key = clip_cache_key(clip, prep, files)
-    if cache.load(key, (3, prep.size, prep.size)) is not None:
-        return key, False
-    cache.save(key, compute_clip_maps(clip, prep, files))
-    return key, True
+    shape = (3, prep.size, prep.size)
+    try:
+        if cache.load(key, shape) is not None:  # another process filled it meanwhile
+            return i, "cached", ""
+        cache.save(key, compute_clip_maps(clip, prep, files))
+    except Exception as err:  # noqa: BLE001 - reported per clip; the fill goes on
+        return i, "failed", f"{type(err).__name__}: {err}"
+    return i, "computed", ""
 
 
-def build_features(
-    index: ClipIndex, prep: Preprocessing, cache_dir: str, n_jobs: int = 1
-) -> torch.Tensor:
-    """All clips' maps as one ``(N, 3, size, size)`` float tensor, in index order.
+def _compute_entry_in_worker(*args) -> tuple[int, str, str]:
+    """:func:`_compute_entry` in a worker process, with one OpenCV thread: the workers are
+    the parallelism, and more threads per worker only contend for the same cores."""
+    cv2.setNumThreads(1)
+    return _compute_entry(*args)
 
-    Missing cache entries are computed (in ``n_jobs`` processes when > 1) and stored
-    before the tensor is assembled, so a second call reads only the cache.
+
+def fill_cache(
+    index: ClipIndex,
+    prep: Preprocessing,
+    cache_dir: str,
+    n_jobs: int = 1,
+    progress: bool = False,
+    on_error: str = "raise",
+) -> FillReport:
+    """Compute every clip's maps that the cache lacks (or holds damaged), in ``n_jobs`` processes.
+
+    Resumable and safe to run in several processes at once: entries are checked before
+    they are computed and written atomically. ``on_error="raise"`` raises one
+    :class:`DatasetError` naming every clip that failed (after the others were cached);
+    ``"skip"`` records them in the report.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     start = time.perf_counter()
     cache = FlowCache(cache_dir)
     shape = (3, prep.size, prep.size)
-    keys: list[str | None] = []
-    todo: list[int] = []
+    n = len(index)
+    report = FillReport(cache_dir=str(cache_dir), total=n, n_jobs=max(1, int(n_jobs)))
+    report.keys, report.status, report.reasons = [""] * n, [""] * n, [""] * n
+    todo: list[tuple[int, Clip, str, list]] = []
     for i, clip in enumerate(index):
-        key = clip_cache_key(clip, prep, clip_inputs(clip))
-        keys.append(key)
-        if not cache.path(key).is_file():
-            todo.append(i)
+        try:
+            files = clip_inputs(clip)
+            key = clip_cache_key(clip, prep, files)
+        except (DatasetError, OSError) as err:
+            report.status[i], report.reasons[i] = "failed", f"{type(err).__name__}: {err}"
+            continue
+        report.keys[i] = key
+        arr, why = cache.check(key, shape)
+        if arr is not None:
+            report.status[i] = "cached"
+        else:
+            report.damaged += why.startswith("damaged")
+            todo.append((i, clip, key, files))
     if todo:
-        log.info("computing input maps for %d of %d clips (cache: %s)", len(todo), len(index), cache_dir)
+        log.info("computing input maps for %d of %d clips (cache: %s)", len(todo), n, cache_dir)
+        compute_start = time.perf_counter()
+        for i, status, reason in _run(todo, prep, str(cache_dir), report.n_jobs, progress):
+            report.status[i], report.reasons[i] = status, reason
+        report.compute_seconds = time.perf_counter() - compute_start
+    report.cached = report.status.count("cached")
+    report.computed = report.status.count("computed")
+    report.failed = [(index[i].clip_key, r) for i, (s, r) in enumerate(zip(report.status, report.reasons, strict=True)) if s == "failed"]
+    report.seconds = time.perf_counter() - start
+    if report.failed and on_error == "raise":
+        shown = "\n".join(f"  {c}: {r}" for c, r in report.failed[:20])
+        more = f"\n  ... and {len(report.failed) - 20} more" if len(report.failed) > 20 else ""
+        raise DatasetError(
+            f"input maps could not be made for {len(report.failed)} of {n} clips "
+            f"(the other clips are cached in {cache_dir}):\n{shown}{more}"
+        )
+    return report
+
+
+def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress: bool):
+    """Yield ``(i, status, reason)`` per entry as it finishes, optionally under a progress bar."""
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(TextColumn("flow cache"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True))
+        task = bar.add_task("fill", total=len(todo))
+        bar.start()
+    try:
         if n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
-            Parallel(n_jobs=n_jobs)(delayed(_fill_one)(index[i], prep, str(cache_dir)) for i in todo)
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(_compute_entry_in_worker)(i, clip, prep, cache_root, key, files)
+                for i, clip, key, files in todo
+            )
+            for result in results:
+                if bar is not None:
+                    bar.advance(task)
+                yield result
         else:
-            for i in todo:
-                _fill_one(index[i], prep, str(cache_dir))
+            old = _set_cv_threads(1)
+            try:
+                for i, clip, key, files in todo:
+                    result = _compute_entry(i, clip, prep, cache_root, key, files)
+                    if bar is not None:
+                        bar.advance(task)
+                    yield result
+            finally:
+                cv2.setNumThreads(old)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def build_features(
+    index: ClipIndex, prep: Preprocessing, cache_dir: str, n_jobs: int = 1, progress: bool = False
+) -> torch.Tensor:
+    """All clips' maps as one ``(N, 3, size, size)`` float tensor, in index order.
+
+    Missing or damaged cache entries are computed (in ``n_jobs`` processes when > 1) and
+    stored before the tensor is assembled, so a second call reads only the cache.
+    """
+    import torch  # here, not at the top: cache-filling workers import this module
+
+    start = time.perf_counter()
+    report = fill_cache(index, prep, cache_dir, n_jobs=n_jobs, progress=progress)
+    cache = FlowCache(cache_dir)
+    shape = (3, prep.size, prep.size)
     out = np.empty((len(index), *shape), np.float32)
-    for i, (clip, key) in enumerate(zip(index, keys, strict=True)):
+    for i, (clip, key) in enumerate(zip(index, report.keys, strict=True)):
         arr = cache.load(key, shape)
-        if arr is None:  # damaged or removed between fill and read: recompute
-            _, _ = _fill_one(clip, prep, str(cache_dir))
+        if arr is None:  # damaged or removed between fill and read: recompute here
+            _, status, reason = _compute_entry(i, clip, prep, str(cache_dir), key, clip_inputs(clip))
             arr = cache.load(key, shape)
+            if arr is None:
+                raise DatasetError(f"clip {clip.clip_key}: input maps could not be stored in {cache_dir} ({reason or status})")
         out[i] = arr
     log.info("input maps for %d clips ready in %.1f s", len(index), time.perf_counter() - start)
     return torch.from_numpy(out)
