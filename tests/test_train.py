@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from mefnet.config import compose
@@ -163,3 +164,39 @@ def test_table_refuses_missing_folds_unless_told(workdir):
         experiment_rows(cfg.experiment_dir)
     rows = experiment_rows(cfg.experiment_dir, allow_missing=True)
     assert rows[0]["folds"] == 1 and rows[0]["missing_folds"] == 3
+
+
+@pytest.mark.parametrize("selection", ["fixed_epochs", "inner_val"])
+def test_class_priors_are_counted_on_the_training_fold_only(workdir, monkeypatch, selection):
+    """The test subject's clips are all one class, unlike the rest: the logit-adjusted
+    loss must see the training fold's class mix, not the dataset's."""
+    from mefnet.losses import LogitAdjustedLoss
+
+    extra = INNER_VAL if selection == "inner_val" else []
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"priors-{selection}", "loss=logit_adjusted", *extra)))
+    index = instantiate(cfg.dataset.index)
+    test_subject = index.subjects[0]
+    skewed = index.with_clips([replace(c, label=2, label_name=index.class_names[2])
+                               if c.subject_key == test_subject else c for c in index])
+    features = build_features(skewed, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    seen: list[torch.Tensor] = []
+    original = LogitAdjustedLoss.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.log_prior.exp())
+
+    monkeypatch.setattr(LogitAdjustedLoss, "__init__", spy)
+    record = run_fold(cfg, skewed, features, test_subject)
+    train_idx, test_idx = skewed.fold_indices(test_subject)
+    expected = torch.tensor(skewed.class_counts(train_idx), dtype=torch.float64)
+    whole = torch.tensor(skewed.class_counts(range(len(skewed))), dtype=torch.float64)
+    assert not torch.allclose(expected / expected.sum(), whole / whole.sum(), atol=1e-3)
+    # The final model's loss (the last one built) uses the training fold's mix.
+    assert torch.allclose(seen[-1].double(), expected / expected.sum(), atol=1e-6)
+    assert record["train_class_counts"] == skewed.class_counts(train_idx)
+    if selection == "inner_val":  # the inner model's priors leave the validation subjects out too
+        val = set(record["selection"]["val_subjects"])
+        inner = [i for i in train_idx if skewed[i].subject_key not in val]
+        inner_counts = torch.tensor(skewed.class_counts(inner), dtype=torch.float64)
+        assert torch.allclose(seen[0].double(), inner_counts / inner_counts.sum(), atol=1e-6)
