@@ -200,3 +200,22 @@ def test_class_priors_are_counted_on_the_training_fold_only(workdir, monkeypatch
         inner = [i for i in train_idx if skewed[i].subject_key not in val]
         inner_counts = torch.tensor(skewed.class_counts(inner), dtype=torch.float64)
         assert torch.allclose(seen[0].double(), inner_counts / inner_counts.sum(), atol=1e-6)
+
+
+@pytest.mark.parametrize("smooth", [1, 3, 5])
+def test_the_weights_of_the_chosen_epoch_are_always_kept(smooth):
+    """Whatever the validation curve, the state of the epoch chosen at the end was kept
+    (a smoothed score can still move after its epoch; the pruning must allow for that)."""
+    import numpy as np
+
+    from mefnet.training.selection import InnerValidation
+
+    rng = np.random.default_rng(smooth)
+    for _ in range(300):
+        tracker = InnerValidation(torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 3,
+                                  smooth=smooth, min_epochs=int(rng.integers(1, 6)), keep_best=True)
+        for epoch in range(1, int(rng.integers(2, 25))):
+            tracker.curve.append({"epoch": epoch, "uf1": float(rng.integers(0, 5)) / 4, "loss": 0.0})
+            tracker._keep(epoch, {"epoch": epoch})
+            assert len(tracker._states) <= smooth // 2 + 1
+        assert tracker.best_state() == {"epoch": tracker.best_epoch}

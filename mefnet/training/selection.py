@@ -123,25 +123,42 @@ class InnerValidation(L.Callback):
         for k in ("loss", "uf1", "uar", "accuracy"):
             pl_module.log(f"val/{k}", row[k], on_step=False, on_epoch=True)
         if self.keep_best:
-            # Keep the best so far and the last few (a smoothing window can still move
-            # the best onto one of them).
-            self._states[epoch] = copy.deepcopy(pl_module.state_dict())
-            keep = {self.best_epoch, *(r["epoch"] for r in self.curve[-(self.smooth // 2 + 1):])}
-            self._states = {e: s for e, s in self._states.items() if e in keep}
+            self._keep(epoch, copy.deepcopy(pl_module.state_dict()))
+
+    def _keep(self, epoch: int, state: dict) -> None:
+        """Remember the weights of the evaluation just appended to the curve."""
+        self._states[epoch] = state
+        # An evaluation's smoothed score is final once the evaluations after it that its
+        # window covers are in. A final score that is not the best final score can never
+        # become the best, so keep: the best final one, and every one whose score can
+        # still change.
+        n, h = len(self.curve), self.smooth // 2
+        final = [i for i in range(n) if i + h < n]
+        keep = {r["epoch"] for r in self.curve[max(0, n - h):]}
+        best_final = self._best_index(final)
+        if best_final is not None:
+            keep.add(self.curve[best_final]["epoch"])
+        self._states = {e: st for e, st in self._states.items() if e in keep}
 
     def _scores(self) -> list[float]:
         vals = [(-r["loss"] if self.metric == "loss" else r[self.metric]) for r in self.curve]
         h = self.smooth // 2
         return [float(np.mean(vals[max(0, i - h): i + h + 1])) for i in range(len(vals))]
 
+    def _best_index(self, indices: list[int]) -> int | None:
+        """The best of these evaluations by smoothed score (ties: the earliest), preferring
+        those at or after ``min_epochs``."""
+        if not indices:
+            return None
+        scores = self._scores()
+        eligible = [i for i in indices if self.curve[i]["epoch"] >= self.min_epochs] or indices
+        return max(eligible, key=lambda i: (scores[i], -i))
+
     @property
     def best_epoch(self) -> int:
         if not self.curve:
             raise RuntimeError("no validation score recorded")
-        scores = self._scores()
-        eligible = [i for i, r in enumerate(self.curve) if r["epoch"] >= self.min_epochs] or list(range(len(scores)))
-        best = max(eligible, key=lambda i: (scores[i], -i))
-        return int(self.curve[best]["epoch"])
+        return int(self.curve[self._best_index(list(range(len(self.curve))))]["epoch"])
 
     def best_state(self) -> dict:
         return self._states[self.best_epoch]
