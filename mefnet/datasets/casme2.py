@@ -40,6 +40,7 @@ CODING_COLUMNS = (
     SheetColumn("apex", ("ApexFrame", "Apex Frame")),
     SheetColumn("offset", ("OffsetFrame", "Offset Frame")),
     SheetColumn("emotion", ("Estimated Emotion", "Emotion")),
+    SheetColumn("aus", ("Action Units", "Action Unit"), required=False),
 )
 OBJECTIVE_COLUMNS = (
     SheetColumn("subject", ("Subject",)),
@@ -83,6 +84,8 @@ def load_casme2(
     check_frames: bool = True,
     objective_sheet: str | Path | None = None,
     drop_clips_without_onset_apex_motion: bool | None = None,
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> ClipIndex:
     """Index the user's CASME II copy under a class protocol.
 
@@ -92,6 +95,10 @@ def load_casme2(
     onset) are left out as the official list does and listed in ``ClipIndex.skipped``;
     ``drop_clips_without_onset_apex_motion`` overrides that for any protocol (False turns
     a missing apex into a bad clip).
+
+    ``action_units`` (set by ``task=au``): every clip's action-unit cell must parse, or
+    the row is a bad clip; ``au_uncertain`` (exclude | include) decides whether ``ref(X)``
+    and ``X or Y`` AUs count (:mod:`mefnet.datasets.action_units`).
     """
     root_path = require_root(
         root, dataset_title="CASME II", env_var="MEFNET_CASME2_ROOT",
@@ -119,6 +126,8 @@ def load_casme2(
         check_frames=check_frames,
         label_column=label_column,
         drop_clips_without_onset_apex_motion=drop_clips_without_onset_apex_motion,
+        action_units=action_units,
+        au_uncertain=au_uncertain,
     )
     return finish_index(clips, chosen, log, name=f"casme2-{chosen.name}", source=str(sheet_path))
 

@@ -39,6 +39,7 @@ LABEL_COLUMNS = (
     SheetColumn("apex", ("Apex",)),
     SheetColumn("offset", ("Offset",)),
     SheetColumn("emotion", ("emotion", "Estimated Emotion")),
+    SheetColumn("aus", ("AU", "Action Units"), required=False),
     SheetColumn("objective", ("Objective class", "Objective Classes"), required=False),
 )
 
@@ -62,12 +63,18 @@ def load_casme3(
     check_frames: bool = True,
     sheet_name: str | None = None,
     drop_clips_without_onset_apex_motion: bool | None = None,
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> ClipIndex:
     """Index the user's CAS(ME)^3 part A copy under a class protocol.
 
     The v2 sheet has 860 rows; four of them cannot be used as written (apex outside
     onset..offset, offset 0: spNO.149 d, spNO.216 d, spNO.40 e twice), so the default
     ``on_bad_clip: error`` stops on them and ``skip`` gives 856 clips.
+
+    ``action_units`` (set by ``task=au``): every clip's action-unit cell must parse, or
+    the row is a bad clip; ``au_uncertain`` (exclude | include) decides whether ``ref(X)``
+    and ``X or Y`` AUs count (:mod:`mefnet.datasets.action_units`).
     """
     root_path = require_root(
         root, dataset_title="CAS(ME)^3", env_var="MEFNET_CASME3_ROOT",
@@ -91,5 +98,7 @@ def load_casme3(
         check_frames=check_frames,
         label_column="objective" if chosen.source == "objective" else "emotion",
         drop_clips_without_onset_apex_motion=drop_clips_without_onset_apex_motion,
+        action_units=action_units,
+        au_uncertain=au_uncertain,
     )
     return finish_index(clips, chosen, log, name=f"casme3-{chosen.name}", source=str(sheet_path))

@@ -32,6 +32,7 @@ CODING_COLUMNS = (
     SheetColumn("apex", ("Apex Frame", "ApexFrame")),
     SheetColumn("offset", ("Offset Frame", "OffsetFrame")),
     SheetColumn("emotion", ("Estimated Emotion", "Emotion")),
+    SheetColumn("aus", ("Action Units", "Action Unit"), required=False),
     SheetColumn("objective", ("Objective Classes", "Objective Class"), required=False),
 )
 
@@ -52,12 +53,18 @@ def load_samm(
     sheet_name: str | None = SHEET_NAME,
     header_row: int | None = None,
     drop_clips_without_onset_apex_motion: bool | None = None,
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> ClipIndex:
     """Index the user's SAMM copy under a class protocol.
 
     ``header_row`` is the spreadsheet row of the header (14 in SAMM_Micro_FACS_Codes_v2);
     None finds it below the preamble. Protocol ``objective`` uses the sheet's
     ``Objective Classes`` column.
+
+    ``action_units`` (set by ``task=au``): every clip's action-unit cell must parse, or
+    the row is a bad clip; ``au_uncertain`` (exclude | include) decides whether ``ref(X)``
+    and ``X or Y`` AUs count (:mod:`mefnet.datasets.action_units`).
     """
     root_path = require_root(
         root, dataset_title="SAMM", env_var="MEFNET_SAMM_ROOT", config_key="dataset.index.root"
@@ -84,5 +91,7 @@ def load_samm(
         check_frames=check_frames,
         label_column="objective" if chosen.source == "objective" else "emotion",
         drop_clips_without_onset_apex_motion=drop_clips_without_onset_apex_motion,
+        action_units=action_units,
+        au_uncertain=au_uncertain,
     )
     return finish_index(clips, chosen, log, name=f"samm-{chosen.name}", source=str(sheet_path))

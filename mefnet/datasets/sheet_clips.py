@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mefnet.datasets.action_units import parse_au_cell
 from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.protocols import MEGC2019_APEX_RULE, Protocol, check_no_empty_class
@@ -39,12 +40,19 @@ def clips_from_sheet(
     check_frames: bool = True,
     label_column: str = "emotion",
     drop_clips_without_onset_apex_motion: bool | None = None,
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> list[Clip]:
     """Checked clips of every row of ``table`` (from :func:`sheet_io.read_sheet`).
 
     ``frame_dir_of(subject, clip, row)`` gives the clip's frame folder. ``clip_id_of``
     builds the clip id from a row when the sheet's clip column alone is not unique
     (CAS(ME)^3). ``drop_clips_without_onset_apex_motion`` None follows the protocol.
+
+    The action units of a table with an ``aus`` column are recorded in normalised form
+    (:mod:`mefnet.datasets.action_units`). With ``action_units`` (the AU task) a cell that
+    does not parse makes the row a bad clip (reported by row); without it such a clip's
+    AUs are left empty, since the emotion task does not use them.
     """
     source = table.attrs.get("source", "annotation sheet")
     drop_motionless = (
@@ -129,6 +137,18 @@ def clips_from_sheet(
             )
             continue
 
+        aus = ""
+        if "aus" in table.attrs.get("columns_found", table.columns):
+            parsed = parse_au_cell(row["aus"], au_uncertain)
+            if parsed.problem is not None and action_units:
+                log.bad(f"{where}: action units {describe_cell(row['aus'])} do not parse: {parsed.problem}")
+                continue
+            aus = parsed.normalised if parsed.problem is None else ""
+        elif action_units:
+            raise DatasetError(
+                f"{source}: no action-unit column (Action Units / AU), so the AU task cannot use {dataset}"
+            )
+
         frame_dir = frame_dir_of(subject, clip, row)
         if check_frames:
             problem = missing_frames_problem(frame_dir, onset, offset)
@@ -147,6 +167,7 @@ def clips_from_sheet(
                 offset=offset,
                 frame_dir=str(frame_dir),
                 apex_source="annotated",
+                aus=aus,
             )
         )
     return clips

@@ -185,6 +185,7 @@ def read_sheet(
         if col.key not in table:
             table[col.key] = None
     table.attrs["source"] = where
+    table.attrs["columns_found"] = list(positions)  # optional columns absent from the sheet are all None
     return table
 
 
