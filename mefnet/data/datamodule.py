@@ -39,6 +39,11 @@ class MERDataModule(L.LightningDataModule):
         n_jobs: processes used to fill the flow cache.
         val_subjects: training subjects held out as an inner validation set (model
             selection without the test subject); their clips leave the training set.
+        split: (train, test) clip indices of the fold when the protocol is not
+            leave-one-subject-out (:mod:`mefnet.experiment.splits`); None: leave out
+            subject ``fold``.
+        targets: per-clip training targets replacing the class labels (the AU task's
+            multi-hot rows, :mod:`mefnet.tasks.au`); None: class labels.
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class MERDataModule(L.LightningDataModule):
         seed: int = 0,
         n_jobs: int = 1,
         val_subjects: list[str] | None = None,
+        split: tuple[list[int], list[int]] | None = None,
+        targets: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self._index_source = index
@@ -66,6 +73,8 @@ class MERDataModule(L.LightningDataModule):
         self.seed = seed
         self.n_jobs = n_jobs
         self.val_subjects = list(val_subjects or [])
+        self.split = split
+        self.targets = targets
         self.train_idx: list[int] = []
         self.val_idx: list[int] = []
         self.test_idx: list[int] = []
@@ -98,14 +107,21 @@ class MERDataModule(L.LightningDataModule):
             self.features = build_features(self.index, self.preprocessing, self.cache_dir, n_jobs=self.n_jobs)
         if len(self.features) != len(self.index):
             raise ValueError(f"{len(self.features)} feature maps for {len(self.index)} clips")
-        self.train_idx, self.test_idx = self.index.fold_indices(self.fold)
+        if self.split is not None:
+            self.train_idx, self.test_idx = (list(part) for part in self.split)
+        else:
+            self.train_idx, self.test_idx = self.index.fold_indices(self.fold)
         if self.val_subjects:
             val = {self.index.resolve_subject(s) for s in self.val_subjects}
-            if self.test_subject in val:
-                raise ValueError(f"the test subject {self.test_subject} cannot be a validation subject")
+            tested = {self.index[i].subject_key for i in self.test_idx} & val
+            if tested:
+                raise ValueError(f"the test subject(s) {sorted(tested)} cannot be validation subjects")
             self.val_idx = [i for i in self.train_idx if self.index[i].subject_key in val]
             self.train_idx = [i for i in self.train_idx if self.index[i].subject_key not in val]
-        labels = torch.tensor([c.label for c in self.index], dtype=torch.long)
+        labels = (self.targets if self.targets is not None
+                  else torch.tensor([c.label for c in self.index], dtype=torch.long))
+        if len(labels) != len(self.index):
+            raise ValueError(f"{len(labels)} targets for {len(self.index)} clips")
         train_y = labels[self.train_idx]
         if self.shuffle_train_labels:
             rng = np.random.default_rng(self.seed)

@@ -30,12 +30,17 @@ How a clip is made
   and in-plane rotation drifting over the clip, illumination gain/offset drift, sensor
   noise, blinks and a random off-class facial twitch, and a per-clip intensity spread
   that makes some clips nearly invisible.
+* Every clip's action units are written to the sheet (``Action Units``, e.g. ``4+15``,
+  ``1+2+26``): the class's AUs, plus with probability ``extra_au_rate`` one more AU
+  outside the class (drawn from its own random stream, so ``extra_au_rate: 0`` leaves
+  the frames exactly as before). Blinks and twitches are nuisances, not AUs.
 * Labels follow the MEGC2019 composite's imbalance (57 / 25 / 18 %) exactly over the
   dataset, and clips are spread unevenly over subjects (some subjects have one clip).
 
 On disk (``root``)::
 
-    annotations.csv                      Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Emotion
+    annotations.csv                      Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Emotion,
+                                         Action Units
     generator.json                       every generation parameter and the format version
     sub01/clip003/img117.png ...         frames, numbered like the real datasets (not from 0)
 
@@ -61,13 +66,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mefnet.datasets.action_units import parse_au_cell
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sheet lists each clip's action units
 CLASS_NAMES = ("negative", "positive", "surprise")
 SHEET = "annotations.csv"
 MANIFEST = "generator.json"
 SHEET_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Emotion")
+AU_COLUMN = "Action Units"
+# Extra (off-class) AUs a clip may get with extra_au_rate, and their FACS numbers.
+_EXTRA_AUS = ("AU1+2", "AU4", "AU6", "AU9", "AU12", "AU15", "AU26")
+_AU_NUMBERS = {"AU1+2": (1, 2), "AU4": (4,), "AU6": (6,), "AU9": (9,), "AU12": (12,), "AU15": (15,),
+               "AU26": (26,)}
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class SyntheticSpec:
     class_proportions: tuple[float, ...] = (0.57, 0.25, 0.18)
     color: bool = True
     class_names: tuple[str, ...] = field(default=CLASS_NAMES)
+    extra_au_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_subjects < 2:
@@ -110,11 +122,16 @@ class SyntheticSpec:
                 f"synthetic: classes must be among {list(CLASS_NAMES)} (the generator knows "
                 f"their action units), got {list(self.class_names)}"
             )
+        if not 0.0 <= self.extra_au_rate <= 1.0:
+            raise DatasetError(f"synthetic: extra_au_rate must be in 0..1, got {self.extra_au_rate}")
         if not 0.0 <= self.difficulty <= 2.0:
             raise DatasetError(f"synthetic: difficulty must be in 0..2, got {self.difficulty}")
 
     def key(self) -> str:
-        blob = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        params = asdict(self)
+        if not self.extra_au_rate:
+            params.pop("extra_au_rate")  # added later; absent = 0 keeps earlier keys
+        blob = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -374,7 +391,12 @@ def _write(spec: SyntheticSpec, out: Path) -> None:
             # Some clips are barely visible: the spread grows with difficulty.
             clip_strength = crng.uniform(max(0.15, 1 - 0.85 * d), 1.0)
             amplitude = crng.uniform(*spec.amplitude_px) * px * face.intensity * clip_strength
-            field_ = _displacement(face, _class_aus(label_name, crng), amplitude, size)
+            aus = _class_aus(label_name, crng)
+            xrng = np.random.default_rng([spec.seed, s, c, 2])  # extra AUs: their own stream
+            if spec.extra_au_rate and xrng.random() < spec.extra_au_rate:
+                others = [a for a in _EXTRA_AUS if a not in {name for name, _ in aus}]
+                aus = [*aus, (others[int(xrng.integers(len(others)))], float(xrng.uniform(0.5, 1.0)))]
+            field_ = _displacement(face, aus, amplitude, size)
             if crng.random() < 0.35 * d:
                 field_ += _displacement(face, [("blink", 1.0)], crng.uniform(0.5, 2.0) * px, size)
             if crng.random() < 0.6 * d:
@@ -396,10 +418,11 @@ def _write(spec: SyntheticSpec, out: Path) -> None:
                 if not spec.color:
                     frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 cv2.imwrite(str(folder / f"img{first + t}.png"), frame)
-            rows.append((subject, clip, first, first + apex, first + n - 1, label_name))
+            au_text = "+".join(str(n) for n in sorted({n for name, _ in aus for n in _AU_NUMBERS[name]}))
+            rows.append((subject, clip, first, first + apex, first + n - 1, label_name, au_text))
     with (out / SHEET).open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(SHEET_COLUMNS)
+        w.writerow((*SHEET_COLUMNS, AU_COLUMN))
         w.writerows(rows)
     (out / MANIFEST).write_text(
         json.dumps({"key": spec.key(), "format": FORMAT_VERSION, "spec": asdict(spec)}, indent=2)
@@ -407,8 +430,13 @@ def _write(spec: SyntheticSpec, out: Path) -> None:
 
 
 # -- the adapter ---------------------------------------------------------------------------
-def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES) -> ClipIndex:
-    """Read a generated synthetic dataset (its sheet and frame folders) into a ClipIndex."""
+def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES,
+                   dataset: str = "synthetic") -> ClipIndex:
+    """Read a generated synthetic dataset (its sheet and frame folders) into a ClipIndex.
+
+    ``dataset`` is the clips' dataset name (several synthetic datasets in one composite need
+    different names).
+    """
     root = Path(root)
     sheet = root / SHEET
     if not root.is_dir() or not any(root.iterdir()):
@@ -425,7 +453,7 @@ def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES)
         if missing:
             raise DatasetError(f"{sheet}: missing column(s) {missing}; expected {list(SHEET_COLUMNS)}")
         for row_no, row in enumerate(reader, start=2):
-            name = row["Emotion"]
+            name = row["Emotion"]  # the class name (the dataset's name is ``dataset``)
             if name not in class_names:
                 raise DatasetError(f"{sheet}, row {row_no}: emotion '{name}' is not one of {list(class_names)}")
             folder = root / row["Subject"] / row["Filename"]
@@ -440,16 +468,20 @@ def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES)
                         f"{sheet}, row {row_no} (clip {row['Subject']}/{row['Filename']}): frame "
                         f"{number} is missing from {folder}"
                     )
+            parsed = parse_au_cell(row.get(AU_COLUMN))
+            if parsed.problem:
+                raise DatasetError(f"{sheet}, row {row_no}: action units: {parsed.problem}")
             clips.append(
-                Clip("synthetic", row["Subject"], row["Filename"], class_names.index(name), name,
-                     onset, apex, offset, frame_dir=str(folder))
+                Clip(dataset, row["Subject"], row["Filename"], class_names.index(name), name,
+                     onset, apex, offset, frame_dir=str(folder), aus=parsed.normalised)
             )
     if not clips:
         raise DatasetError(f"{sheet} lists no clips")
-    return ClipIndex(clips, list(class_names), name="synthetic")
+    return ClipIndex(clips, list(class_names), name=dataset)
 
 
-def load_synthetic(root: str | Path | None = None, data_dir: str | Path = "data", **spec_kwargs) -> ClipIndex:
+def load_synthetic(root: str | Path | None = None, data_dir: str | Path = "data", name: str = "synthetic",
+                   **spec_kwargs) -> ClipIndex:
     """The ``dataset=synthetic`` adapter: generate (once) and read the synthetic dataset.
 
     With ``root`` unset the data goes to ``<data_dir>/synthetic/<parameter hash>``, so each
@@ -463,7 +495,7 @@ def load_synthetic(root: str | Path | None = None, data_dir: str | Path = "data"
     target = Path(root) if root else Path(data_dir) / "synthetic" / spec.key()
     if not (target / MANIFEST).is_file() and not (target.exists() and any(target.iterdir())):
         generate(spec, target)
-    return read_synthetic(target, spec.class_names)
+    return read_synthetic(target, spec.class_names, dataset=name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,9 +101,8 @@ class LosoSweeperImpl(Sweeper):
             hydra_config.cfg = saved
 
     def expand(self, jobs: list[list[str]]) -> tuple[list[list[str]], dict[str, DictConfig]]:
-        """Replace ``fold=each`` by one job per subject; also return each job's resolved config."""
-        from hydra.utils import instantiate
-
+        """Replace ``fold=each`` by one job per fold (per subject under protocol=loso); also
+        return each job's resolved config."""
         expanded: list[list[str]] = []
         configs: dict[str, DictConfig] = {}
         for job in jobs:
@@ -113,10 +112,14 @@ class LosoSweeperImpl(Sweeper):
                 expanded.append(list(job))
                 configs[" ".join(job)] = cfg
                 continue
-            index = instantiate(cfg.dataset.index)
-            log.info("fold=each: %d subjects of %s for %s", len(index.subjects), cfg.dataset.name,
+            from mefnet.experiment.splits import split_of
+            from mefnet.tasks import load_index
+
+            index = load_index(cfg)
+            folds = split_of(cfg).folds(index)  # subjects under loso, datasets under lodo
+            log.info("fold=each: %d folds of %s for %s", len(folds), cfg.dataset.name,
                      " ".join(o for o in job if o is not job[i]) or "the base config")
-            for subject in index.subjects:
+            for subject in folds:
                 new = [*job[:i], f"fold={_quote(subject)}", *job[i + 1:]]
                 expanded.append(new)
                 configs[" ".join(new)] = OmegaConf.merge(cfg, {"fold": subject})

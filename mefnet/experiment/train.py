@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.splits import split_of
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -53,6 +54,7 @@ from mefnet.report.table import (
     fold_dir,
     write_table,
 )
+from mefnet.tasks import TaskRunner, load_index, task_runner
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
 
@@ -144,7 +146,7 @@ def _selection_rule(cfg: DictConfig) -> str:
     raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
 
 
-def _prepare_experiment(cfg: DictConfig, index: ClipIndex) -> Path:
+def _prepare_experiment(cfg: DictConfig, index: ClipIndex, folds: list[str] | None = None) -> Path:
     """Create or re-open the experiment directory, refusing a different config under one name."""
     exp_dir = Path(cfg.experiment_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,9 @@ def _prepare_experiment(cfg: DictConfig, index: ClipIndex) -> Path:
         "name": cfg.experiment_name,
         "fingerprint": config_fingerprint(cfg),
         "dataset": cfg.dataset.name,
-        "folds": index.subjects,
+        "folds": index.subjects if folds is None else folds,
+        "protocol": split_of(cfg).describe(),
+        **task_runner(cfg, index).record(),
         "class_names": list(index.class_names),
         "num_clips": len(index),
         "selection": _selection_rule(cfg),
@@ -207,20 +211,21 @@ def _close_loggers(trainer: L.Trainer) -> None:
 
 
 def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
-         max_epochs: int, extra_callbacks: list, log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
+         max_epochs: int, extra_callbacks: list, log_name: str | None = None,
+         task: TaskRunner | None = None) -> tuple[MERModule, L.Trainer]:
     """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    train_counts = dm.train_class_counts()
-    backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
-    loss = instantiate(cfg.loss)(class_counts=train_counts)
+    task = task or task_runner(cfg, index)
+    backbone = instantiate(cfg.backbone, num_classes=task.num_outputs)  # the head is sized by the task
+    loss = task.loss(dm)
     augment = cfg.data.get("augment") or "none"
     if augment not in ("none", "hflip"):
         raise ValueError(f"data.augment: '{augment}' is not one of none, hflip")
     hflip = None
     if augment == "hflip":
         hflip = "one_minus" if cfg.preprocessing.normalize == "minmax" else "negate"
-    module = MERModule(
-        backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
+    module = task.module_class()(
+        backbone, loss, instantiate(cfg.optimizer), task.num_outputs, task.output_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, hflip=hflip,
     )
     callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
@@ -234,11 +239,14 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
 
 
 def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
-                val_subjects: list[str] | None = None) -> MERDataModule:
+                val_subjects: list[str] | None = None, task: TaskRunner | None = None) -> MERDataModule:
+    split = split_of(cfg)
     dm = MERDataModule(
         index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
         features=features, batch_size=int(cfg.data.batch_size),
         shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
+        split=None if split.name == "loso" else split.indices(index, subject_key),
+        targets=(task or task_runner(cfg, index)).targets(),
     )
     dm.setup("fit")
     return dm
@@ -254,53 +262,70 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     _selection_rule(cfg)  # refuses an unknown rule before any training
     selection: dict = {"rule": cfg.selection}
     max_epochs = int(cfg.trainer.max_epochs)
+    task = task_runner(cfg, index)
+    split = split_of(cfg)
+    thresholds = None
 
     if cfg.selection == "inner_val":
         iv = cfg.inner_val
-        val_subjects = choose_val_subjects(index, subject_key, float(iv.val_fraction), int(cfg.seed))
-        inner = _datamodule(cfg, index, features, subject_key, val_subjects)
-        vx, vy = val_tensors(inner.features, index, inner.val_idx)
-        tracker = InnerValidation(
-            vx, vy, index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth),
-            every_n_epochs=int(iv.every_n_epochs), min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit),
+        val_subjects = choose_val_subjects(
+            index, subject_key, float(iv.val_fraction), int(cfg.seed),
+            train_subjects=None if split.name == "loso" else split.train_subjects(index, subject_key),
         )
+        inner = _datamodule(cfg, index, features, subject_key, val_subjects, task=task)
+        vx, vy = val_tensors(inner.features, index, inner.val_idx)
+        options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
+                       min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit))
+        if task.name == "au":
+            from mefnet.tasks.au import AUInnerValidation
+
+            tracker = AUInnerValidation(vx, task.targets()[inner.val_idx], **options)
+        else:
+            tracker = InnerValidation(vx, vy, index.num_classes, **options)
         module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, [tracker],
-                               log_name="inner" if bool(iv.refit) else None)
+                               log_name="inner" if bool(iv.refit) else None, task=task)
+        if task.name == "au" and task.task.threshold == "inner_val":
+            thresholds = tracker.thresholds()
         selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
                          **tracker.summary())
         if bool(iv.refit):
             _close_loggers(trainer)
-            dm = _datamodule(cfg, index, features, subject_key)
-            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [])
+            dm = _datamodule(cfg, index, features, subject_key, task=task)
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [], task=task)
         else:
             dm = inner
             module.load_state_dict(tracker.best_state())
     else:
-        dm = _datamodule(cfg, index, features, subject_key)
-        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [])
+        dm = _datamodule(cfg, index, features, subject_key, task=task)
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [], task=task)
     train_counts = dm.train_class_counts()
     # The one and only look at the test subject.
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
-    preds = probs.argmax(dim=1)
+    if task.name == "au":
+        from mefnet.report.au_metrics import write_au_predictions
 
-    names = index.class_names
-    fields = ["dataset", "subject", "clip", "true", "true_name", "pred", "pred_name", *[f"prob_{n}" for n in names]]
-    tmp = out / f".{PREDICTIONS}.tmp"
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(fields)
-        for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True):
-            c = index[i]
-            w.writerow([c.dataset, c.subject, c.clip, c.label, c.label_name, p, names[p], *[f"{x:.6f}" for x in pr]])
-    os.replace(tmp, out / PREDICTIONS)
+        thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
+        preds = (probs >= torch.tensor(thresholds)).int()
+        # Labels are read only now, after prediction, for the file.
+        write_au_predictions(out / PREDICTIONS, [(index[i].dataset, index[i].subject, index[i].clip)
+                                                 for i in dm.test_idx],
+                             task.output_names, task.targets()[dm.test_idx].int().tolist(), preds.tolist(),
+                             probs.tolist(), thresholds)
+        selection["thresholds"] = dict(zip(task.output_names, thresholds, strict=True))
+        train_counts = {n: int(v) for n, v in zip(task.output_names,
+                                                  task.targets()[dm.train_idx].sum(0).tolist(), strict=True)}
+    else:
+        preds = probs.argmax(dim=1)
+        _write_predictions(out, index, dm, probs, preds)
     if cfg.get("save_checkpoint", True):
         trainer.save_checkpoint(str(out / "model.ckpt"))
     if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
-        save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
+        save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
-    fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
-                  [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
+    if task.name == "emotion":
+        fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
+                      [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
     _close_loggers(trainer)
     record = {
         "status": "complete",
@@ -319,6 +344,20 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     return record
 
 
+def _write_predictions(out: Path, index: ClipIndex, dm: MERDataModule, probs: torch.Tensor,
+                       preds: torch.Tensor) -> None:
+    names = index.class_names
+    fields = ["dataset", "subject", "clip", "true", "true_name", "pred", "pred_name", *[f"prob_{n}" for n in names]]
+    tmp = out / f".{PREDICTIONS}.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True):
+            c = index[i]
+            w.writerow([c.dataset, c.subject, c.clip, c.label, c.label_name, p, names[p], *[f"{x:.6f}" for x in pr]])
+    os.replace(tmp, out / PREDICTIONS)
+
+
 def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
     return run_fold(OmegaConf.create(cfg_container), index, features, subject_key)
 
@@ -327,12 +366,14 @@ def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
     cfg = _absolute_paths(cfg)
-    index: ClipIndex = instantiate(cfg.dataset.index)
+    index = load_index(cfg)
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
-    folds = index.subjects if str(cfg.fold) == "all" else [index.resolve_subject(str(cfg.fold))]
-    exp_dir = _prepare_experiment(cfg, index)
+    split = split_of(cfg)
+    all_folds = split.folds(index)
+    folds = all_folds if str(cfg.fold) == "all" else [split.resolve(index, str(cfg.fold))]
+    exp_dir = _prepare_experiment(cfg, index, all_folds)
 
     done = finished_folds(exp_dir)
     todo = [f for f in folds if f not in done]
@@ -376,6 +417,10 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
         return None
     rows = write_table([exp_dir], exp_dir)
     for r in rows:
+        if "macro_f1" in r:
+            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%d clips, %d folds)",
+                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], r["clips"], r["folds"])
+            continue
         log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%d clips, %d folds)",
                  r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], r["clips"], r["folds"])
     log.info("table: %s", exp_dir / "table.md")

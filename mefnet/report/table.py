@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from mefnet.experiment.splits import fold_contains, fold_datasets
 from mefnet.report.metrics import pooled_metrics
 
 PREDICTIONS = "predictions.csv"
@@ -154,7 +155,6 @@ def _read_fold_predictions(path: Path, subject_key: str, class_names: list[str])
     """The rows of one fold's predictions.csv, each checked against its fold and the classes."""
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
-    dataset, _, subject = subject_key.partition("/")
     k = len(class_names)
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
@@ -178,7 +178,7 @@ def _read_fold_predictions(path: Path, subject_key: str, class_names: list[str])
                     f"{path}, line {line}: true = {r['true']} is '{class_names[r['true']]}' in "
                     f"{EXPERIMENT} but the row says '{r['true_name']}'"
                 )
-            if (r["dataset"], r["subject"]) != (dataset, subject):
+            if not fold_contains(subject_key, r["dataset"], r["subject"]):
                 raise ReportError(
                     f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}"
                 )
@@ -199,7 +199,14 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
         if subject_key not in done:
             continue
         path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
-        for r in _read_fold_predictions(path, subject_key, names):
+        if record.get("task") == "au":  # multi-label rows: true / pred are AU lists
+            from mefnet.report.au_metrics import read_au_predictions
+
+            fold_rows = read_au_predictions(path, list(record["au_names"]))
+        else:
+            fold_rows = _read_fold_predictions(path, subject_key, names)
+        for r in fold_rows:
+            r["fold"] = subject_key
             key = (r["dataset"], r["subject"], r["clip"])
             if key in seen:
                 raise ReportError(f"{path}: clip {'/'.join(key)} is predicted twice")
@@ -348,7 +355,7 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
 
 
 def _datasets(run: Run) -> list[str]:
-    order = dict.fromkeys(f.partition("/")[0] for f in run.record["folds"])
+    order = dict.fromkeys(d for f in run.record["folds"] for d in fold_datasets(f))
     order.update(dict.fromkeys(r["dataset"] for r in run.predictions))
     return list(order)
 
@@ -373,14 +380,14 @@ def run_rows(run: Run) -> list[dict]:
             "part": part,
             "seed": run.seed,
             "clips": m["n"],
-            "folds": len({(r["dataset"], r["subject"]) for r in rows}),
+            "folds": len({r["fold"] for r in rows}),
             "uf1": m["uf1"],
             "uar": m["uar"],
             "accuracy": m["accuracy"],
             "confusion": m["confusion"],
             "class_names": names,
             "selection": run.record.get("selection", ""),
-            "missing_folds": len([f for f in run.missing if part == "all" or f.partition("/")[0] == part]),
+            "missing_folds": len([f for f in run.missing if part == "all" or part in fold_datasets(f)]),
         })
     return out
 
@@ -527,13 +534,23 @@ def write_table(
             "\n".join(_missing_message(r) for r in incomplete)
             + "\nRerun the experiment(s) to finish them, or pass --allow-missing to score the finished folds."
         )
+    # Action-unit experiments (task=au) get their own table (mefnet.report.au_metrics).
+    au_groups = [g for g in groups if g[0].record.get("task") == "au"]
+    groups = [g for g in groups if g[0].record.get("task") != "au"]
     rows = [row for g in groups for row in summarize(g)]
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(to_markdown(rows))
+    au_rows: list[dict] = []
+    if au_groups:
+        from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
+
+        au_rows = [row for g in au_groups for row in summarize_au(g, DATASET_TITLES)]
+        write_au_csv(au_rows, out / "table_au.csv")
+    (out / "table.md").write_text((to_markdown(rows) if rows else "") + ("\n" if rows and au_rows else "")
+                                  + au_markdown(au_rows))
     cols = ["experiment", "part", "clips", "folds", "uf1", "uar", "accuracy", "uf1_std", "uar_std",
             "accuracy_std", "seeds", "seed_list", "missing_folds", "selection"]
     with (out / "table.csv").open("w", newline="") as f:
@@ -576,7 +593,7 @@ def write_table(
                 title = f"{r['experiment']}: {len(seeds)} seeds ({', '.join(map(str, seeds))}), {r['clips']} clips per seed"
                 label = f"counts summed over {len(seeds)} seeds"
             plot_confusion(r["confusion"], r["class_names"], out / f"confusion_{stem}.png", title, label)
-    return rows
+    return rows + au_rows
 
 
 def default_out(dirs: list[str]) -> Path:
@@ -610,12 +627,14 @@ def main(argv: list[str] | None = None) -> None:
         rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures)
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None
-    print(to_markdown(rows))
+    print((out / "table.md").read_text())
     for r in rows:
-        for m in r["missing"]:
+        for m in r.get("missing", []):
             print(f"mefnet-table: {r['experiment']} seed {m['seed']} ({m['dir']}) is missing "
                   f"{len(m['folds'])} folds: {', '.join(m['folds'])}", file=sys.stderr)
-    files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"] + ([] if a.no_figures else ["confusion_*.png"])
+    files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"] + (
+        ["table_au.csv"] if (out / "table_au.csv").is_file() else [])
+    files += [] if a.no_figures else ["confusion_*.png"]
     print(f"written to {out}: {', '.join(files)}")
 
 

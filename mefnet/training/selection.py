@@ -28,7 +28,8 @@ METRICS = ("uf1", "uar", "accuracy", "loss")
 
 
 def choose_val_subjects(
-    index: ClipIndex, test_subject: str, fraction: float, seed: int, attempts: int = 200
+    index: ClipIndex, test_subject: str, fraction: float, seed: int, attempts: int = 200,
+    train_subjects: Sequence[str] | None = None,
 ) -> list[str]:
     """A seeded group of training subjects (never ``test_subject``) for inner validation.
 
@@ -37,11 +38,18 @@ def choose_val_subjects(
     its own, reproducible draw. Among ``attempts`` draws the first whose remaining
     training subjects still contain every class is taken, preferring one whose
     validation subjects contain every class as well.
+
+    ``train_subjects``: the fold's training subjects when the protocol is not
+    leave-one-subject-out (``test_subject`` is then the fold key, used for the seed); the
+    classes to keep are those these subjects have.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"inner_val.val_fraction: {fraction} is not between 0 and 1 (exclusive)")
-    test_key = index.resolve_subject(test_subject)
-    subjects = [s for s in index.subjects if s != test_key]
+    if train_subjects is None:
+        test_key = index.resolve_subject(test_subject)
+        subjects = [s for s in index.subjects if s != test_key]
+    else:
+        test_key, subjects = str(test_subject), list(train_subjects)
     if len(subjects) < 2:
         raise ValueError(f"inner validation needs at least 2 training subjects, fold {test_key} has {len(subjects)}")
     k = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
@@ -49,7 +57,8 @@ def choose_val_subjects(
     for c in index:
         if c.subject_key in classes_of:
             classes_of[c.subject_key].add(c.label)
-    all_classes = set(range(index.num_classes))
+    all_classes = (set(range(index.num_classes)) if train_subjects is None
+                   else set().union(*classes_of.values()))
     rng = np.random.default_rng([int(seed), zlib.crc32(test_key.encode())])
     fallback: list[str] | None = None
     for _ in range(attempts):

@@ -1,0 +1,140 @@
+"""Evaluation protocols: which clips train and which are tested in each fold.
+
+The ``protocol`` config group (``conf/protocol/``) chooses one:
+
+``loso`` (default)
+    leave one subject out: one fold per subject, key ``<dataset>/<subject>``.
+``lodo``
+    leave one dataset out: one fold per source dataset of a multi-dataset index
+    (``dataset=megc2019``, ``dataset=composite``), trained on all the other datasets;
+    key ``lodo/<dataset>``.
+``holdout``
+    hold-out-database: one fold, trained on the datasets in ``protocol.train`` and tested
+    on those in ``protocol.test`` (``protocol.train=[casme2,smic] protocol.test=[samm]``);
+    key ``holdout/<test datasets joined by +>``. Clips of other datasets are not used.
+
+Every fold key has two parts, so a fold's files live in ``folds/<part>/<part>/`` for
+every protocol, and resume, tables and the leak guard work the same way. Inner
+validation (``selection=inner_val``) draws its subjects from the fold's training clips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mefnet.datasets.clip_index import ClipIndex, DatasetError
+
+PROTOCOLS = ("loso", "lodo", "holdout")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One evaluation protocol over a clip index."""
+
+    name: str = "loso"
+    train: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg) -> Split:
+        """From the ``protocol`` config block (None or absent: ``loso``)."""
+        if cfg is None:
+            return cls()
+        name = str(cfg.get("name", "loso"))
+        if name not in PROTOCOLS:
+            raise ValueError(f"protocol: '{name}' is not one of {', '.join(PROTOCOLS)}")
+        train = tuple(str(d) for d in (cfg.get("train") or ()))
+        test = tuple(str(d) for d in (cfg.get("test") or ()))
+        if name == "holdout":
+            if not train or not test:
+                raise ValueError(
+                    "protocol=holdout needs protocol.train and protocol.test, e.g. "
+                    "protocol.train=[casme2,smic] protocol.test=[samm]"
+                )
+            both = sorted(set(train) & set(test))
+            if both:
+                raise ValueError(f"protocol=holdout: {both} is both in protocol.train and protocol.test")
+        return cls(name, train, test)
+
+    # -- folds --------------------------------------------------------------------------
+    def folds(self, index: ClipIndex) -> list[str]:
+        if self.name == "loso":
+            return index.subjects
+        self._check_datasets(index)
+        if self.name == "lodo":
+            return [f"lodo/{d}" for d in index.datasets]
+        return [f"holdout/{'+'.join(self.test)}"]
+
+    def resolve(self, index: ClipIndex, fold: str) -> str:
+        """A user's ``fold=`` value as a fold key (``casme2`` or ``lodo/casme2`` under lodo)."""
+        if self.name == "loso":
+            return index.resolve_subject(fold)
+        keys = self.folds(index)
+        for key in keys:
+            if fold in (key, key.split("/", 1)[1]):
+                return key
+        raise DatasetError(f"fold '{fold}' is not a fold of protocol {self.name} (folds: {', '.join(keys)})")
+
+    def indices(self, index: ClipIndex, fold: str) -> tuple[list[int], list[int]]:
+        """(train, test) clip indices of ``fold``."""
+        if self.name == "loso":
+            return index.fold_indices(fold)
+        key = self.resolve(index, fold)
+        test_sets = set(fold_datasets(key))
+        train_sets = set(index.datasets) - test_sets if self.name == "lodo" else set(self.train)
+        train = [i for i, c in enumerate(index) if c.dataset in train_sets]
+        test = [i for i, c in enumerate(index) if c.dataset in test_sets]
+        if not train:
+            raise DatasetError(f"fold {key}: no training clip (datasets {sorted(train_sets)})")
+        return train, test
+
+    def train_subjects(self, index: ClipIndex, fold: str) -> list[str]:
+        train, _ = self.indices(index, fold)
+        return list(dict.fromkeys(index[i].subject_key for i in train))
+
+    def describe(self) -> str:
+        if self.name == "loso":
+            return "leave-one-subject-out"
+        if self.name == "lodo":
+            return "leave-one-dataset-out"
+        return f"hold-out-database: trained on {', '.join(self.train)}, tested on {', '.join(self.test)}"
+
+    def _check_datasets(self, index: ClipIndex) -> None:
+        have = index.datasets
+        if self.name == "lodo" and len(have) < 2:
+            raise DatasetError(
+                f"protocol=lodo needs several datasets, {index.name or 'the index'} holds only {have}; "
+                "use dataset=composite (or megc2019)"
+            )
+        unknown = [d for d in (*self.train, *self.test) if d not in have]
+        if unknown:
+            raise DatasetError(
+                f"protocol=holdout names dataset(s) {unknown} that {index.name or 'the index'} does not "
+                f"hold (it holds {have})"
+            )
+
+
+def fold_datasets(fold_key: str) -> list[str]:
+    """The datasets a fold tests: ``lodo/samm`` -> [samm], ``holdout/a+b`` -> [a, b],
+    ``casme2/sub01`` -> [casme2]."""
+    head, _, tail = str(fold_key).partition("/")
+    if head in ("lodo", "holdout"):
+        return tail.split("+")
+    return [head]
+
+
+def fold_contains(fold_key: str, dataset: str, subject: str) -> bool:
+    """Whether a clip of ``dataset/subject`` belongs to the test clips of ``fold_key``."""
+    head, _, tail = str(fold_key).partition("/")
+    if head in ("lodo", "holdout"):
+        return dataset in tail.split("+")
+    return (dataset, subject) == (head, tail)
+
+
+def split_of(cfg) -> Split:
+    return Split.from_config(cfg.get("protocol") if cfg is not None else None)
+
+
+def subjects_of(index: ClipIndex, indices: Sequence[int]) -> list[str]:
+    return list(dict.fromkeys(index[i].subject_key for i in indices))

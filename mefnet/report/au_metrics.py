@@ -1,0 +1,185 @@
+"""Action-unit scores, pooled over every fold as PROTOCOL.md does for UF1.
+
+For each AU k of the run's AU set, TP / FP / FN are counted once over the pooled
+predictions of all folds (never per fold and then averaged):
+
+``F1_k``
+    ``2 TP / (2 TP + FP + FN)`` of the positive class (AU present).
+``macro F1``
+    the mean of ``F1_k`` over the AUs with at least one positive clip in the pooled ground
+    truth. An AU that no pooled clip has is left out of the mean and named under the table
+    (its F1 is undefined); an AU missing from one fold only is simply pooled.
+``average binary F1``
+    per AU, the binary problem's own macro F1 (the mean of the F1 of "present" and the F1
+    of "absent"), averaged over the same AUs.
+``label accuracy``
+    the share of (clip, AU) decisions that are right.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+
+def _f1(tp: float, fp: float, fn: float) -> float:
+    d = 2 * tp + fp + fn
+    return 2 * tp / d if d else 0.0
+
+
+def au_scores(y_true, y_pred, names: list[str] | None = None) -> dict:
+    """Pooled AU scores of (clips, AUs) 0/1 arrays (see the module docstring)."""
+    t = np.asarray(y_true).astype(bool)
+    p = np.asarray(y_pred).astype(bool)
+    if t.shape != p.shape or t.ndim != 2:
+        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} must both be (clips, AUs)")
+    if len(t) == 0:
+        raise ValueError("no predictions to score")
+    k = t.shape[1]
+    names = list(names) if names else [str(i) for i in range(k)]
+    tp = (t & p).sum(0).astype(float)
+    fp = (~t & p).sum(0).astype(float)
+    fn = (t & ~p).sum(0).astype(float)
+    tn = (~t & ~p).sum(0).astype(float)
+    f1 = [_f1(tp[i], fp[i], fn[i]) for i in range(k)]
+    f1_neg = [_f1(tn[i], fn[i], fp[i]) for i in range(k)]
+    present = [i for i in range(k) if t[:, i].any()]
+    return {
+        "n": int(len(t)),
+        "au_names": names,
+        "f1_per_au": {names[i]: (f1[i] if i in present else None) for i in range(k)},
+        "support": {names[i]: int(t[:, i].sum()) for i in range(k)},
+        "macro_f1": float(np.mean([f1[i] for i in present])) if present else float("nan"),
+        "avg_binary_f1": float(np.mean([(f1[i] + f1_neg[i]) / 2 for i in present])) if present else float("nan"),
+        "label_accuracy": float((t == p).mean()),
+        "absent": [names[i] for i in range(k) if i not in present],
+    }
+
+
+# -- predictions files -----------------------------------------------------------------------
+
+
+def write_au_predictions(path: Path, rows: list[tuple], names: list[str], y_true, y_pred, probs,
+                         thresholds: list[float]) -> None:
+    """``predictions.csv`` of an AU fold: dataset, subject, clip, true (normalised AUs of the
+    set), pred (likewise), then true_/pred_/prob_<AU> and the thresholds used (thr_<AU>)."""
+    fields = ["dataset", "subject", "clip", "true", "pred",
+              *[f"true_{n}" for n in names], *[f"pred_{n}" for n in names],
+              *[f"prob_{n}" for n in names], *[f"thr_{n}" for n in names]]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for (dataset, subject, clip), t, p, pr in zip(rows, y_true, y_pred, probs, strict=True):
+            w.writerow([dataset, subject, clip, _aus(names, t), _aus(names, p), *map(int, t), *map(int, p),
+                        *[f"{x:.6f}" for x in pr], *[f"{x:.2f}" for x in thresholds]])
+    tmp.replace(path)
+
+
+def _aus(names: list[str], row) -> str:
+    return "+".join(n.removeprefix("AU") for n, v in zip(names, row, strict=True) if int(v))
+
+
+def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
+    with Path(path).open(newline="") as f:
+        reader = csv.DictReader(f)
+        need = [f"true_{n}" for n in names] + [f"pred_{n}" for n in names]
+        absent = [c for c in ("dataset", "subject", "clip", *need) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing column(s) {absent} of an AU predictions file")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            try:
+                r["y_true"] = [int(r[f"true_{n}"]) for n in names]
+                r["y_pred"] = [int(r[f"pred_{n}"]) for n in names]
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: AU columns must be 0 or 1") from None
+            rows.append(r)
+    return rows
+
+
+# -- table rows -------------------------------------------------------------------------------
+
+
+def au_part_scores(predictions: list[dict], names: list[str]) -> dict:
+    return au_scores([r["y_true"] for r in predictions], [r["y_pred"] for r in predictions], names)
+
+
+def summarize_au(runs, dataset_titles: dict[str, str]) -> list[dict]:
+    """Rows of one AU experiment (its seeds): all clips, then each source dataset."""
+    names = list(runs[0].record["au_names"])
+    per_seed = []
+    for run in runs:
+        if not run.predictions:
+            continue
+        datasets = list(dict.fromkeys(r["dataset"] for r in run.predictions))
+        parts = [("all", run.predictions)]
+        if len(datasets) > 1:
+            parts += [(d, [r for r in run.predictions if r["dataset"] == d]) for d in datasets]
+        for part, rows in parts:
+            m = au_part_scores(rows, names)
+            per_seed.append({"part": part, "seed": run.seed, "clips": m["n"],
+                             "folds": len({r["fold"] for r in rows}), **m})
+    out = []
+    for part in dict.fromkeys(r["part"] for r in per_seed):
+        rows = [r for r in per_seed if r["part"] == part]
+        row = {"experiment": runs[0].name, "part": part,
+               "title": "all" if part == "all" else dataset_titles.get(part, part),
+               "clips": rows[0]["clips"], "folds": rows[0]["folds"], "seeds": len(rows),
+               "seed_list": [r["seed"] for r in rows], "au_names": names,
+               "selection": runs[0].record.get("selection", ""),
+               "absent": sorted({a for r in rows for a in r["absent"]})}
+        for key in ("macro_f1", "avg_binary_f1", "label_accuracy"):
+            values = [r[key] for r in rows]
+            row[key] = round(statistics.fmean(values), 4)
+            row[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+        row["f1_per_au"] = {}
+        for n in names:
+            values = [r["f1_per_au"][n] for r in rows if r["f1_per_au"][n] is not None]
+            row["f1_per_au"][n] = round(statistics.fmean(values), 4) if values else None
+        row["support"] = rows[0]["support"]
+        out.append(row)
+    return out
+
+
+def au_markdown(rows: list[dict]) -> str:
+    """The AU table: macro F1, average binary F1, then F1 per AU (pooled over folds)."""
+    if not rows:
+        return ""
+    names = list(dict.fromkeys(n for r in rows for n in r["au_names"]))
+
+    def fmt(r, key):
+        std = r.get(f"{key}_std")
+        return f"{r[key]:.4f}" if std is None else f"{r[key]:.4f} ± {std:.4f}"
+
+    head = ("| experiment | part | clips | folds | seeds | macro F1 | avg binary F1 | "
+            + " | ".join(names) + " |\n|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(names) + "\n")
+    body = ""
+    for r in rows:
+        per = [("–" if r["f1_per_au"].get(n) is None else f"{r['f1_per_au'][n]:.3f}") for n in names]
+        body += (f"| {r['experiment']} | {r['title']} | {r['clips']} | {r['folds']} | {r['seeds']} | "
+                 f"{fmt(r, 'macro_f1')} | {fmt(r, 'avg_binary_f1')} | " + " | ".join(per) + " |\n")
+    notes = ["", "Action units: F1 per AU, macro F1 over AUs and the average binary F1 (the mean over AUs "
+             "of the present/absent macro F1), each pooled over all folds of a run, never averaged per "
+             "fold; with several seeds, mean ± sample standard deviation. – : no clip of that part has "
+             "the AU, so its F1 is undefined and it is left out of the averages."]
+    for sel in dict.fromkeys(r["selection"] for r in rows):
+        users = list(dict.fromkeys(r["experiment"] for r in rows if r["selection"] == sel))
+        notes.append(f"Model selection ({', '.join(users)}): {sel}.")
+    return head + body + "\n".join(notes) + "\n"
+
+
+def write_au_csv(rows: list[dict], path: Path) -> None:
+    names = list(dict.fromkeys(n for r in rows for n in r["au_names"]))
+    with Path(path).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["experiment", "part", "clips", "folds", "seeds", "macro_f1", "macro_f1_std",
+                    "avg_binary_f1", "avg_binary_f1_std", "label_accuracy", *[f"f1_{n}" for n in names]])
+        for r in rows:
+            w.writerow([r["experiment"], r["part"], r["clips"], r["folds"], r["seeds"], r["macro_f1"],
+                        "" if r["macro_f1_std"] is None else r["macro_f1_std"], r["avg_binary_f1"],
+                        "" if r["avg_binary_f1_std"] is None else r["avg_binary_f1_std"], r["label_accuracy"],
+                        *["" if r["f1_per_au"].get(n) is None else r["f1_per_au"][n] for n in names]])
