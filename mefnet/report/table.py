@@ -543,10 +543,10 @@ def write_table(
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
+
     au_rows: list[dict] = []
     if au_groups:
-        from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
-
         au_rows = [row for g in au_groups for row in summarize_au(g, DATASET_TITLES)]
         write_au_csv(au_rows, out / "table_au.csv")
     (out / "table.md").write_text((to_markdown(rows) if rows else "") + ("\n" if rows and au_rows else "")
