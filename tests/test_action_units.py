@@ -144,3 +144,43 @@ def test_adapters_record_normalised_aus_and_the_au_task_reports_bad_cells_by_row
                          on_bad_clip="skip")
     assert next(c.aus for c in samm if c.clip == "006_1_2") == parse_au_cell(
         _table(annotations, "samm").set_index("clip").loc["006_1_2", "aus"]).normalised
+
+
+@pytest.mark.realdata
+def test_the_paper_au_composite_loads_the_three_real_sheets_with_their_au_counts(annotations, tmp_path):
+    """dataset=composite datasets=[casme2,samm,casme3] task=au, as the paper set's AU rows run it
+    (frames are generated stand-ins; the sheets are the real ones)."""
+    import warnings
+
+    from mefnet.config import compose
+    from mefnet.experiment.splits import Split
+    from mefnet.tasks import load_index
+    from tests.dataset_trees import build_casme2_tree, build_casme3_tree, build_samm_tree
+
+    roots = {"casme2": build_casme2_tree(tmp_path / "c2", annotations),
+             "samm": build_samm_tree(tmp_path / "samm", annotations),
+             "casme3": build_casme3_tree(tmp_path / "c3", annotations)}
+    cfg = compose([
+        "dataset=composite", "dataset.datasets=[casme2,samm,casme3]", "dataset.index.protocol=all",
+        "dataset.index.on_bad_clip=skip", "task=au", "protocol=lodo",
+        f"dataset.index.parts.casme2.root={roots['casme2']}", f"dataset.index.parts.casme2.sheet={annotations / CASME2_SHEET}",
+        f"dataset.index.parts.samm.root={roots['samm']}", f"dataset.index.parts.samm.sheet={annotations / SAMM_SHEET}",
+        f"dataset.index.parts.casme3.root={roots['casme3']}", f"dataset.index.parts.casme3.sheet='{annotations / CASME3_SHEET}'",
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = load_index(cfg)
+    assert index.datasets == ["casme2", "samm", "casme3"]
+    assert Split("lodo").folds(index) == ["lodo/casme2", "lodo/samm", "lodo/casme3"]
+    for dataset in ("casme2", "samm", "casme3"):
+        counts: Counter = Counter()
+        for c in index:
+            if c.dataset == dataset:
+                counts.update(a for a in parse_normalised(c.aus) if a in DEFAULT_AU_SET)
+        # The sheet's counts, less the clips the loader cannot use (bad apex or frames,
+        # unparseable AU cell): never more, and most of them.
+        for au, n in EXPECTED[dataset].items():
+            assert counts[au] <= n and counts[au] >= 0.9 * n, (dataset, au, counts[au], n)
+    # Every clip has an AU of the set (no_au_clips=drop), and every dropped one is listed.
+    assert all(set(parse_normalised(c.aus)) & set(DEFAULT_AU_SET) for c in index)
+    assert sum("no AU of the AU set" in s for s in index.skipped) >= NO_AU_IN_SET["casme2"]

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR, compose
 from mefnet.experiment.train import run
-from mefnet.report.table import to_markdown, write_table
+from mefnet.report.table import write_table
 
 log = logging.getLogger("mefnet")
 
@@ -57,9 +57,18 @@ def choose_set(requested: str | None) -> str:
 
 
 def experiments(spec: DictConfig) -> list[tuple[str, list[str]]]:
-    """(experiment_name, overrides) of every experiment of the set, in order."""
+    """(experiment_name, overrides) of every experiment of the set, in order.
+
+    A group with its own ``requires`` (dataset roots beyond the set's, e.g. CAS(ME)^3 for
+    the AU table) is left out, with a log line naming the variables, when they are unset.
+    """
     out = []
     for group in spec.groups:
+        missing = missing_roots(group)
+        if missing:
+            log.warning("reproduce: skipping '%s': it needs %s (dataset roots; see README)",
+                        group.get("title", "a group"), ", ".join(missing))
+            continue
         for name, overrides in group.experiments.items():
             out.append((str(name), [*spec.get("common", []), *group.get("common", []), *overrides]))
     return out
@@ -82,8 +91,8 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
         dirs.append(Path(cfg.experiment_dir))
         log.info("[%d/%d] %s finished in %.0f s", k, len(todo), exp_name, time.perf_counter() - t)
     out = Path(os.environ.get("MEFNET_OUTPUT_DIR", "outputs")) / "reproduce" / name
-    rows = write_table(dirs, out)
-    print(to_markdown(rows))
+    write_table(dirs, out)
+    print((out / "table.md").read_text())  # emotion table, then the AU table when there is one
     print(f"table: {out / 'table.md'} and {out / 'table.csv'} (per seed: table_seeds.csv)")
     print(f"confusion matrices: {out}/confusion_*.png (and .csv)")
     print(f"fold outputs (predictions, fold.json, models, logs): {Path(dirs[0]).parent.parent if dirs else out}")
