@@ -213,15 +213,10 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     train_counts = dm.train_class_counts()
     backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
     loss = instantiate(cfg.loss)(class_counts=train_counts)
-    augment = cfg.data.get("augment") or "none"
-    if augment not in ("none", "hflip"):
-        raise ValueError(f"data.augment: '{augment}' is not one of none, hflip")
-    hflip = None
-    if augment == "hflip":
-        hflip = "one_minus" if cfg.preprocessing.normalize == "minmax" else "negate"
+    augment = instantiate(cfg.augment) if cfg.get("augment") else None
     module = MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, hflip=hflip,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
     )
     callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
