@@ -21,7 +21,6 @@ mefnet import or call anything else.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import zipfile
@@ -32,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from mefnet.experiment.store import atomic_path
 
 FORMAT = "mefnet-model"
 FORMAT_VERSION = 1
@@ -76,10 +77,8 @@ def save_model(
         "fold": str(fold),
         "mefnet_version": mefnet.__version__,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
