@@ -152,3 +152,36 @@ def test_augment_group_builds_from_config():
         assert isinstance(aug, FlowAugment) and aug.active == active and aug.scale == "minmax"
     aug = instantiate(compose(["augment=flow", "augment.rotate=10", "preprocessing.normalize=none"]).augment)
     assert aug.rotate == 10 and aug.scale == "none"
+
+
+def test_test_time_mirror_averages_the_clip_and_its_mirror_image():
+    torch.manual_seed(0)
+    x = torch.rand(5, 3, 32, 32)
+    plain = _module(None)
+    tta = MERModule(plain.backbone, nn.CrossEntropyLoss(), torch.optim.SGD, 3,
+                    test_time_mirror=FlowAugment(scale="minmax"))
+    with torch.no_grad():
+        p = tta.predict_step((x,), 0)
+        mirrored = torch.cat([1 - x.flip(-1)[:, :1], x.flip(-1)[:, 1:]], dim=1)
+        expected = (torch.softmax(plain(x), 1) + torch.softmax(plain(mirrored), 1)) / 2
+        assert torch.allclose(p, expected, atol=1e-6)
+        assert not torch.allclose(p, plain.predict_step((x,), 0), atol=1e-4)
+        assert torch.allclose(tta.predict_step((mirrored,), 0), p, atol=1e-6)  # a clip and its mirror agree
+
+
+def test_model_file_applies_the_test_time_mirror_it_was_trained_with(tmp_path):
+    from mefnet.config import compose
+    from mefnet.inference.checkpoint import load_model, save_model
+    from mefnet.models.ststnet import STSTNet
+
+    torch.manual_seed(0)
+    net = STSTNet(num_classes=3).eval()
+    x = torch.rand(4, 3, 28, 28)
+    for flag in (False, True):
+        cfg = compose(["backbone=ststnet", f"test_time_mirror={str(flag).lower()}"])
+        save_model(tmp_path / f"m{flag}.pt", net, cfg, ["negative", "positive", "surprise"])
+        module = MERModule(net, nn.CrossEntropyLoss(), torch.optim.SGD, 3,
+                           test_time_mirror=FlowAugment(scale="minmax") if flag else None).eval()
+        with torch.no_grad():
+            assert torch.allclose(load_model(tmp_path / f"m{flag}.pt").probabilities(x),
+                                  module.predict_step((x,), 0), atol=1e-6)

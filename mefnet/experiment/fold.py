@@ -26,6 +26,7 @@ from mefnet.experiment.store import FOLD_DONE, fold_dir, write_json, write_predi
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.training.augment import FlowAugment
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
 
@@ -122,9 +123,13 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
     loss = instantiate(cfg.loss)(class_counts=train_counts)
     augment = instantiate(cfg.augment) if cfg.get("augment") else None
+    mirror = None
+    if cfg.get("test_time_mirror", False):
+        mirror = FlowAugment(scale=str(cfg.preprocessing.normalize))
     module = MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
+        test_time_mirror=mirror,
     )
     callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)

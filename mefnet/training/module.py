@@ -28,6 +28,10 @@ class MERModule(L.LightningModule):
         :class:`~mefnet.training.augment.FlowAugment`: mirror, shift, zoom, rotation with
         the flow vectors turned accordingly). None: no augmentation. Prediction and
         validation never augment.
+    test_time_mirror: a :class:`~mefnet.training.augment.FlowAugment` whose ``mirror``
+        gives the maps of the mirrored face: prediction then averages the class
+        probabilities of each clip and of its mirror image (a face and its mirror image
+        show the same expression). None: the clip alone.
     """
 
     def __init__(
@@ -39,10 +43,13 @@ class MERModule(L.LightningModule):
         class_names: Sequence[str] | None = None,
         scheduler: Callable[..., object] | None = None,
         augment: nn.Module | None = None,
+        test_time_mirror: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "loss", "optimizer", "scheduler", "augment"])
+        self.save_hyperparameters(ignore=["backbone", "loss", "optimizer", "scheduler", "augment",
+                                          "test_time_mirror"])
         self.augment = augment
+        self.test_time_mirror = test_time_mirror
         self.backbone = backbone
         self.loss_fn = loss
         self.optimizer_factory = optimizer
@@ -67,9 +74,16 @@ class MERModule(L.LightningModule):
         self.log("train/uar", self.train_uar, on_step=False, on_epoch=True)
         return loss
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from the plain logits (whatever the loss adjusted during
+        training), averaged with those of the mirrored face under ``test_time_mirror``."""
+        probs = torch.softmax(self(x), dim=1)
+        if self.test_time_mirror is not None:
+            probs = (probs + torch.softmax(self(self.test_time_mirror.mirror(x)), dim=1)) / 2
+        return probs
+
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        # Predictions use the plain logits, whatever the loss adjusted during training.
-        return torch.softmax(self(batch[0]), dim=1)
+        return self.probabilities(batch[0])
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=self.parameters())
