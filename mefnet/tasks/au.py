@@ -134,16 +134,20 @@ class AUModule(MERModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        if self.hflip is not None:
-            chosen = torch.rand(len(x), device=x.device) < 0.5
-            x = torch.where(chosen[:, None, None, None], self.mirror(x), x)
+        if self.augment is not None:
+            x = self.augment(x)
         logits = self(x)
         loss = self.loss_fn(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return torch.sigmoid(self(batch[0]))
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-AU probabilities (sigmoid), averaged with the mirrored face's under
+        ``test_time_mirror`` (AUs are recorded without their side)."""
+        probs = torch.sigmoid(self(x))
+        if self.test_time_mirror is not None:
+            probs = (probs + torch.sigmoid(self(self.test_time_mirror.mirror(x)))) / 2
+        return probs
 
 
 class AUInnerValidation(InnerValidation):
