@@ -44,3 +44,18 @@ def test_the_paper_set_needs_every_dataset_root(monkeypatch):
     assert choose_set(None) == "paper"
     with pytest.raises(SystemExit, match="known sets: paper, synthetic"):
         load_set("nonexistent")
+
+
+def test_paper_set_has_the_hold_out_database_and_au_tables_and_the_au_one_needs_casme3(monkeypatch):
+    monkeypatch.delenv("MEFNET_CASME3_ROOT", raising=False)
+    names = [n for n, _ in experiments(load_set("paper"))]
+    assert "megc2019-lodo-am3f-la" in names and not any(n.startswith("au-lodo") for n in names)
+    monkeypatch.setenv("MEFNET_CASME3_ROOT", "/data/casme3")
+    todo = dict(experiments(load_set("paper")))
+    assert {"au-lodo-am3f", "au-lodo-ststnet", "au-lodo-offapexnet", "au-lodo-resnet"} <= set(todo)
+    cfg = compose(todo["au-lodo-am3f"])
+    assert cfg.task.name == "au" and cfg.protocol.name == "lodo" and list(cfg.dataset.datasets) == [
+        "casme2", "samm", "casme3"]
+    assert cfg.dataset.index.action_units is True and cfg.dataset.index.protocol == "all"
+    held = compose(todo["megc2019-lodo-ststnet-ce"])
+    assert held.protocol.name == "lodo" and held.dataset.name == "megc2019" and held.task.name == "emotion"

@@ -23,7 +23,15 @@ def test_the_synthetic_reproduction_learns_and_its_shuffled_control_stays_near_c
     assert out == tmp_path / "out" / "reproduce" / "synthetic"
     with (out / "table.csv").open(newline="") as f:
         rows = {r["experiment"]: r for r in csv.DictReader(f) if r["part"] == "all"}
-    assert set(rows) == {name for name, _ in experiments(load_set("synthetic"))}
+    names = {name for name, _ in experiments(load_set("synthetic"))}
+    with (out / "table_au.csv").open(newline="") as f:
+        au = {r["experiment"]: r for r in csv.DictReader(f) if r["part"] == "all"}
+    assert set(rows) | set(au) == names
+    # The cross-dataset group: three synthetic datasets, one left out per fold.
+    assert float(au["synthetic-xdb-au-ststnet"]["macro_f1"]) >= 0.7
+    assert float(au["synthetic-xdb-au-ststnet-shuffled-labels"]["macro_f1"]) <= 0.5
+    xdb = rows.pop("synthetic-xdb-emotion-ststnet-ce")
+    assert int(xdb["clips"]) == 270 and int(xdb["folds"]) == 3 and float(xdb["uf1"]) >= 0.75, xdb
     for name, r in rows.items():
         assert int(r["clips"]) == 200 and int(r["folds"]) == 16, r
         assert (out / f"confusion_{name}.png").is_file()

@@ -79,7 +79,8 @@ def to_markdown(rows: list[dict]) -> str:
     )
     notes = [
         "",
-        "UF1 / UAR / accuracy: pooled over all leave-one-subject-out folds of a run (PROTOCOL.md), "
+        "UF1 / UAR / accuracy: pooled over all folds of a run (PROTOCOL.md; one fold per subject, or per "
+        "dataset under protocol=lodo), "
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
     ]
