@@ -172,7 +172,9 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
     if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
         from mefnet.report.tracking import log_experiment_to_wandb
 
-        log_experiment_to_wandb(cfg, exp_dir, rows)
+        emotion_rows = [r for r in rows if "uf1" in r]  # the AU table is not sent to wandb yet
+        if emotion_rows:
+            log_experiment_to_wandb(cfg, exp_dir, emotion_rows)
     return rows
 
 

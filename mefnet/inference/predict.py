@@ -54,6 +54,11 @@ class Predictor:
         self.models = models
         self.source = str(source or models[0].path)
         self.class_names = list(models[0].class_names)
+        if str((models[0].config.get("task") or {}).get("name", "emotion")) == "au":
+            raise ValueError(
+                f"{self.source} is an action-unit model (task=au, outputs {self.class_names}); "
+                "mefnet-predict reads emotion models only for now"
+            )
         self.warnings: list[str] = []
         prep: Preprocessing = models[0].preprocessing()
         config = models[0].config
