@@ -20,6 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing, build_features
 
+#: ``data.order``: how the training clips are ordered (matters with ``shuffle=False``).
+TRAIN_ORDERS = ("index", "class")
+
 
 class MERDataModule(L.LightningDataModule):
     """Leave-one-subject-out folds over a clip index.
@@ -39,6 +42,11 @@ class MERDataModule(L.LightningDataModule):
         n_jobs: processes used to fill the flow cache.
         val_subjects: training subjects held out as an inner validation set (model
             selection without the test subject); their clips leave the training set.
+        shuffle: reshuffle the training clips every epoch (seeded); False keeps one
+            fixed order, the same every epoch.
+        order: the training clips' order: ``index`` (the clip index's order) or
+            ``class`` (grouped by class, 0 first, index order inside a class: class
+            folders read one after the other, as STSTNet's published script does).
     """
 
     def __init__(
@@ -53,6 +61,8 @@ class MERDataModule(L.LightningDataModule):
         seed: int = 0,
         n_jobs: int = 1,
         val_subjects: list[str] | None = None,
+        shuffle: bool = True,
+        order: str = "index",
     ) -> None:
         super().__init__()
         self._index_source = index
@@ -66,6 +76,10 @@ class MERDataModule(L.LightningDataModule):
         self.seed = seed
         self.n_jobs = n_jobs
         self.val_subjects = list(val_subjects or [])
+        if order not in TRAIN_ORDERS:
+            raise ValueError(f"data.order: '{order}' is not one of {', '.join(TRAIN_ORDERS)}")
+        self.shuffle = bool(shuffle)
+        self.order = order
         self.train_idx: list[int] = []
         self.val_idx: list[int] = []
         self.test_idx: list[int] = []
@@ -105,6 +119,8 @@ class MERDataModule(L.LightningDataModule):
                 raise ValueError(f"the test subject {self.test_subject} cannot be a validation subject")
             self.val_idx = [i for i in self.train_idx if self.index[i].subject_key in val]
             self.train_idx = [i for i in self.train_idx if self.index[i].subject_key not in val]
+        if self.order == "class":
+            self.train_idx = sorted(self.train_idx, key=lambda i: (self.index[i].label, i))
         labels = torch.tensor([c.label for c in self.index], dtype=torch.long)
         train_y = labels[self.train_idx]
         if self.shuffle_train_labels:
@@ -121,7 +137,7 @@ class MERDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, generator=gen)
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False)

@@ -63,6 +63,10 @@ log = logging.getLogger("mefnet")
 _RUN_KEYS = ("fold", "n_jobs", "logger", "trainer.enable_progress_bar", "save_model", "save_checkpoint")
 
 
+# Backbones that convolve all three maps together, so any channel order is a valid input.
+_ORDER_FREE = ("STSTNet", "SmallResNet")
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -211,6 +215,10 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     train_counts = dm.train_class_counts()
+    order = cfg.preprocessing.get("channel_order", "uvs")
+    if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:
+        raise ValueError(f"preprocessing.channel_order={order} feeds strain as channel 0; backbone "
+                         f"{cfg.backbone._target_} reads its maps by position (u, v, strain), so it needs uvs")
     backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
     loss = instantiate(cfg.loss)(class_counts=train_counts)
     augment = cfg.data.get("augment") or "none"
@@ -218,6 +226,10 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
         raise ValueError(f"data.augment: '{augment}' is not one of none, hflip")
     hflip = None
     if augment == "hflip":
+        prep = cfg.preprocessing
+        if prep.get("channel_order", "uvs") != "uvs" or float(prep.get("scale", 1.0)) != 1.0:
+            raise ValueError("data.augment=hflip needs preprocessing.channel_order=uvs and preprocessing.scale=1 "
+                             "(the mirror reverses channel 0 as u, on the 0..1 or raw scale)")
         hflip = "one_minus" if cfg.preprocessing.normalize == "minmax" else "negate"
     module = MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
@@ -239,6 +251,7 @@ def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subje
         index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
         features=features, batch_size=int(cfg.data.batch_size),
         shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
+        shuffle=bool(cfg.data.get("shuffle", True)), order=str(cfg.data.get("order", "index")),
     )
     dm.setup("fit")
     return dm
