@@ -469,6 +469,9 @@ def to_markdown(rows: list[dict]) -> str:
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
     ]
+    if any(r.get("ensemble") for r in rows):
+        notes.append("Ensemble rows: each clip predicted by the mean of the seeds' stored class probabilities "
+                     "(argmax), then pooled like one run; no standard deviation.")
     if any(r["part"] != "all" for r in rows):
         notes.append("Dataset parts: the same runs' pooled predictions restricted to that dataset's clips.")
     for sel in dict.fromkeys(r["selection"] for r in rows):
@@ -504,10 +507,13 @@ def write_table(
     allow_missing: bool = False,
     names: list[str] | None = None,
     figures: bool = True,
+    ensemble: bool = False,
 ) -> list[dict]:
     """Build the table of every run in or below ``experiment_dirs``; write it into ``out_dir``.
 
     ``names``: glob patterns (``*ststnet*``); only experiments matching one are kept.
+    ``ensemble``: after each experiment with several seeds, the rows of its seed ensemble
+    (:mod:`mefnet.report.ensemble`).
     Returns one row per experiment and part, with keys experiment, part, clips, folds,
     seeds, uf1, uar, accuracy (means), uf1_std, uar_std, accuracy_std (None for one seed),
     selection, confusion (summed over seeds), class_names, missing_folds, missing.
@@ -528,6 +534,10 @@ def write_table(
             + "\nRerun the experiment(s) to finish them, or pass --allow-missing to score the finished folds."
         )
     rows = [row for g in groups for row in summarize(g)]
+    if ensemble:
+        from mefnet.report.ensemble import with_ensembles
+
+        rows = with_ensembles(rows, groups)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -535,7 +545,7 @@ def write_table(
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(to_markdown(rows))
     cols = ["experiment", "part", "clips", "folds", "uf1", "uar", "accuracy", "uf1_std", "uar_std",
-            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection"]
+            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection", "ensemble"]
     with (out / "table.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -543,7 +553,7 @@ def write_table(
             w.writerow([r["experiment"], r["part"], r["clips"], r["folds"], _num(r["uf1"], 4), _num(r["uar"], 4),
                         _num(r["accuracy"], 4), _num(r["uf1_std"], 4), _num(r["uar_std"], 4),
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
-                        r["missing_folds"], r["selection"]])
+                        r["missing_folds"], r["selection"], r.get("ensemble", "")])
     run_dir = {(r.name, r.seed): r.dir for g in groups for r in g}
     with (out / "table_seeds.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -604,10 +614,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
     ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix PNGs")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="add a row per experiment with several seeds: the seeds' mean class probabilities")
     a = ap.parse_args(argv)
     try:
         out = Path(a.out) if a.out else default_out(a.dirs)
-        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures)
+        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble)
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None
     print(to_markdown(rows))
