@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.config import CONFIG_DIR
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -340,7 +341,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
     cfg = _absolute_paths(cfg)
-    index: ClipIndex = instantiate(cfg.dataset.index)
+    index: ClipIndex = holdout(cfg, instantiate(cfg.dataset.index))
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
@@ -418,9 +419,13 @@ def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
              p["done"], p["total"], duration(p["eta_s"]))
 
 
-def task(cfg: DictConfig) -> str:
-    """One Hydra job: run the configured fold(s); returns the experiment directory."""
+def task(cfg: DictConfig) -> str | float:
+    """One Hydra job: run the configured fold(s); returns the experiment directory, or,
+    in a recipe search (``optimized_metric`` set), the trial's inner-validation objective."""
+    searching = optimized_metric(cfg) is not None  # refuses a search without inner_val first
     run(cfg)
+    if searching:
+        return objective(_absolute_paths(cfg))
     return str(_absolute_paths(cfg).experiment_dir)
 
 
