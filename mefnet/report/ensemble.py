@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mefnet.report.table import ReportError, Run, summarize
+from mefnet.experiment.store import ReportError, Run
+from mefnet.report.aggregate import summarize
 
 PROB_PREFIX = "prob_"
 
