@@ -39,6 +39,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -139,7 +140,14 @@ def _hydra_job() -> tuple[int | None, list[str], list[str]]:
         return None, [], []
     num = hc.job.get("num")
     swept = list((hc.sweeper.get("params") or {}).keys()) if "sweeper" in hc else []
-    return (int(num) if num is not None else None), list(hc.overrides.task), swept
+    # Search dimensions given on the command line (-m key=interval(...)) are in the
+    # sweep's own record, written by Hydra when the sweep starts.
+    sweep_record = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    if sweep_record.is_file():
+        command_line = OmegaConf.load(sweep_record).hydra.overrides.task
+        swept += [o.split("=", 1)[0].lstrip("+~") for o in command_line
+                  if "=" in o and re.match(r"^\s*(interval|choice|range|tag)\(|^[^[{].*,", o.split("=", 1)[1])]
+    return (int(num) if num is not None else None), list(hc.overrides.task), list(dict.fromkeys(swept))
 
 
 def record_trial(cfg: DictConfig, value: float, scores: dict[str, float]) -> Path:
