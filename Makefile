@@ -10,7 +10,11 @@ STAMP := $(VENV)/.installed
 #   export MEFNET_SAMM_ROOT = /data/SAMM
 #   export MEFNET_SMIC_ROOT = /data/SMIC
 # With all three, reproduce-table runs the paper's set (conf/reproduce/paper.yaml);
-# without them, the same models and ablations on the built-in synthetic dataset.
+# Else, with MEFNET_FLOW_ROOT (a composite flow folder), the set `flows`
+# (conf/reproduce/flows.yaml); without any, the same models and ablations on the
+# built-in synthetic dataset. MEFNET_REPRODUCE_SET=paper|flows|synthetic chooses;
+# ARGS='--only megc2019-am3f trainer.max_epochs=5' passes options and Hydra overrides
+# (the same as `mefnet-reproduce ...`).
 -include local.mk
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
@@ -40,7 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check mefnet tests benchmarks
 
 reproduce-table: $(STAMP)
-	$(PY) -m mefnet.experiment.reproduce
+	$(PY) -m mefnet.experiment.reproduce $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -20,6 +20,20 @@ def _find_config_dir() -> str:
 CONFIG_DIR = _find_config_dir()
 
 
+def _register_resolvers() -> None:
+    """``${mefnet_hash:text}``: a short stable hash (names each recipe-search trial by its
+    overrides, conf/hparams_search/)."""
+    from omegaconf import OmegaConf
+
+    from mefnet.experiment.search import params_hash
+
+    if not OmegaConf.has_resolver("mefnet_hash"):
+        OmegaConf.register_new_resolver("mefnet_hash", params_hash)
+
+
+_register_resolvers()
+
+
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """Compose the config as ``mefnet-train`` would (for notebooks and tests).
 

@@ -10,13 +10,15 @@ from mefnet.experiment.reproduce import choose_set, experiments, load_set
 ROOTS = ("MEFNET_CASME2_ROOT", "MEFNET_SAMM_ROOT", "MEFNET_SMIC_ROOT")
 
 
-@pytest.mark.parametrize("name", ["synthetic", "paper"])
+@pytest.mark.parametrize("name", ["synthetic", "paper", "flows"])
 def test_every_experiment_of_a_set_composes_with_its_own_name(name):
     todo = experiments(load_set(name))
-    assert len({n for n, _ in todo}) == len(todo)
+    runs = set()
     for exp_name, overrides in todo:
         cfg = compose([*overrides, f"experiment_name={exp_name}"])
         assert cfg.experiment_name == exp_name
+        runs.add((exp_name, cfg.seed))
+    assert len(runs) == len(todo)  # each run once (the seeds of one experiment share its name)
 
 
 def test_paper_set_has_the_composite_the_five_class_sets_baselines_and_ablations():
@@ -32,7 +34,7 @@ def test_paper_set_has_the_composite_the_five_class_sets_baselines_and_ablations
 
 
 def test_the_paper_set_needs_every_dataset_root(monkeypatch):
-    for var in ROOTS:
+    for var in (*ROOTS, "MEFNET_FLOW_ROOT"):
         monkeypatch.delenv(var, raising=False)
     assert choose_set(None) == "synthetic"
     monkeypatch.setenv("MEFNET_CASME2_ROOT", "/data/casme2")
@@ -42,7 +44,7 @@ def test_the_paper_set_needs_every_dataset_root(monkeypatch):
     for var in ROOTS:
         monkeypatch.setenv(var, f"/data/{var}")
     assert choose_set(None) == "paper"
-    with pytest.raises(SystemExit, match="known sets: paper, synthetic"):
+    with pytest.raises(SystemExit, match="known sets: flows, paper, synthetic"):
         load_set("nonexistent")
 
 

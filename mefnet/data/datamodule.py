@@ -20,6 +20,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing, build_features
 
+#: ``data.order``: how the training clips are ordered (matters with ``shuffle=False``).
+TRAIN_ORDERS = ("index", "class")
+
 
 class MERDataModule(L.LightningDataModule):
     """Leave-one-subject-out folds over a clip index.
@@ -44,6 +47,11 @@ class MERDataModule(L.LightningDataModule):
             subject ``fold``.
         targets: per-clip training targets replacing the class labels (the AU task's
             multi-hot rows, :mod:`mefnet.tasks.au`); None: class labels.
+        shuffle: reshuffle the training clips every epoch (seeded); False keeps one
+            fixed order, the same every epoch.
+        order: the training clips' order: ``index`` (the clip index's order) or
+            ``class`` (grouped by class, 0 first, index order inside a class: class
+            folders read one after the other, as STSTNet's published script does).
     """
 
     def __init__(
@@ -60,6 +68,8 @@ class MERDataModule(L.LightningDataModule):
         val_subjects: list[str] | None = None,
         split: tuple[list[int], list[int]] | None = None,
         targets: torch.Tensor | None = None,
+        shuffle: bool = True,
+        order: str = "index",
     ) -> None:
         super().__init__()
         self._index_source = index
@@ -75,6 +85,10 @@ class MERDataModule(L.LightningDataModule):
         self.val_subjects = list(val_subjects or [])
         self.split = split
         self.targets = targets
+        if order not in TRAIN_ORDERS:
+            raise ValueError(f"data.order: '{order}' is not one of {', '.join(TRAIN_ORDERS)}")
+        self.shuffle = bool(shuffle)
+        self.order = order
         self.train_idx: list[int] = []
         self.val_idx: list[int] = []
         self.test_idx: list[int] = []
@@ -118,6 +132,8 @@ class MERDataModule(L.LightningDataModule):
                 raise ValueError(f"the test subject(s) {sorted(tested)} cannot be validation subjects")
             self.val_idx = [i for i in self.train_idx if self.index[i].subject_key in val]
             self.train_idx = [i for i in self.train_idx if self.index[i].subject_key not in val]
+        if self.order == "class":
+            self.train_idx = sorted(self.train_idx, key=lambda i: (self.index[i].label, i))
         labels = (self.targets if self.targets is not None
                   else torch.tensor([c.label for c in self.index], dtype=torch.long))
         if len(labels) != len(self.index):
@@ -137,7 +153,7 @@ class MERDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, generator=gen)
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False)

@@ -34,6 +34,9 @@ from mefnet.training.selection import InnerValidation, choose_val_subjects, val_
 
 log = logging.getLogger("mefnet")
 
+# Backbones that convolve all three maps together, so any channel order is a valid input.
+_ORDER_FREE = ("STSTNet", "SmallResNet")
+
 
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -123,12 +126,20 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
+    order = cfg.preprocessing.get("channel_order", "uvs")
+    if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:
+        raise ValueError(f"preprocessing.channel_order={order} feeds strain as channel 0; backbone "
+                         f"{cfg.backbone._target_} reads its maps by position (u, v, strain), so it needs uvs")
     backbone = instantiate(cfg.backbone, num_classes=task.num_outputs)  # the head is sized by the task
     loss = task.loss(dm)
     augment = instantiate(cfg.augment) if cfg.get("augment") else None
     mirror = None
     if cfg.get("test_time_mirror", False):
         mirror = FlowAugment(scale=str(cfg.preprocessing.normalize))
+    if (order != "uvs" or float(cfg.preprocessing.get("scale", 1.0)) != 1.0) and (
+            mirror is not None or (augment is not None and augment.active)):
+        raise ValueError("augment and test_time_mirror need preprocessing.channel_order=uvs and "
+                         "preprocessing.scale=1 (they transform channel 0 as u, on the 0..1 or raw scale)")
     module = task.module_class()(
         backbone, loss, instantiate(cfg.optimizer), task.num_outputs, task.output_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
@@ -153,6 +164,7 @@ def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subje
         shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
         split=None if split.name == "loso" else split.indices(index, subject_key),
         targets=(task or task_runner(cfg, index)).targets(),
+        shuffle=bool(cfg.data.get("shuffle", True)), order=str(cfg.data.get("order", "index")),
     )
     dm.setup("fit")
     return dm

@@ -31,6 +31,7 @@ from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's wor
     selection_rule,
     versions,
 )
+from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.splits import split_of
 from mefnet.experiment.store import (
     CLIPS,
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
     cfg = _absolute_paths(cfg)
-    index = load_index(cfg)
+    index = holdout(cfg, load_index(cfg))
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
@@ -197,9 +198,13 @@ def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
              p["done"], p["total"], duration(p["eta_s"]))
 
 
-def task(cfg: DictConfig) -> str:
-    """One Hydra job: run the configured fold(s); returns the experiment directory."""
+def task(cfg: DictConfig) -> str | float:
+    """One Hydra job: run the configured fold(s); returns the experiment directory, or,
+    in a recipe search (``optimized_metric`` set), the trial's inner-validation objective."""
+    searching = optimized_metric(cfg) is not None  # refuses a search without inner_val first
     run(cfg)
+    if searching:
+        return objective(_absolute_paths(cfg))
     return str(_absolute_paths(cfg).experiment_dir)
 
 

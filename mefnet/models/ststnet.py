@@ -6,6 +6,9 @@ ReLU, batch norm and 3x3 max-pooling (stride 3, padding 1); the 16 maps are
 concatenated, 2x2 average-pooled, passed through dropout and one fully connected layer.
 About 1.7k parameters at 28x28 with three classes.
 
+Dropout sits after the 2x2 average pool (``dropout_position="pooled"``), or after each
+branch's max-pool (``"branch"``), where the authors' published training script puts it.
+
 The fully connected layer's width follows from ``input_size`` so that larger inputs run
 without code changes (the paper only uses 28x28).
 """
@@ -35,8 +38,12 @@ class STSTNet(nn.Module):
         input_size: int = 28,
         filters: tuple[int, int, int] = (3, 5, 8),
         dropout: float = 0.5,
+        dropout_position: str = "pooled",
     ) -> None:
         super().__init__()
+        if dropout_position not in ("pooled", "branch"):
+            raise ValueError(f"ststnet: dropout_position='{dropout_position}' is not one of pooled, branch")
+        self.dropout_position = dropout_position
         self.streams = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels, f, kernel_size=3, padding=2),
@@ -53,6 +60,8 @@ class STSTNet(nn.Module):
         self.input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([s(x) for s in self.streams], dim=1)
-        x = self.dropout(self.pool(x))
+        if self.dropout_position == "branch":
+            x = self.pool(torch.cat([self.dropout(s(x)) for s in self.streams], dim=1))
+        else:
+            x = self.dropout(self.pool(torch.cat([s(x) for s in self.streams], dim=1)))
         return self.fc(torch.flatten(x, 1))

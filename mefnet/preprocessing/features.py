@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FACE_METHODS = ("none", "landmarks", "haar")
+#: ``preprocessing.channel_order``: which u / v / strain map goes to input channel 0, 1, 2.
+CHANNEL_ORDERS = {"uvs": (0, 1, 2), "svu": (2, 1, 0)}
 #: The key of a per-dataset face mapping that applies to datasets it does not name.
 FACE_DEFAULT_KEY = "default"
 
@@ -54,11 +56,18 @@ class Preprocessing:
     face_options: dict = field(default_factory=dict)
     flow: FlowParams = field(default_factory=FlowParams)
     normalize: str = "minmax"
+    scale: float = 1.0
+    """Every map is multiplied by this after normalization (255 with ``minmax`` gives the
+    0..255 values of the public flow PNGs as ``cv2.imread`` returns them)."""
+    channel_order: str = "uvs"
+    """Order of the maps in the network input: ``uvs`` (u, v, strain; every mefnet model
+    expects it) or ``svu`` (strain, v, u: a flow PNG as ``cv2.imread`` returns it, B G R)."""
 
     @classmethod
     def from_config(cls, cfg: Any) -> Preprocessing:
         cfg = dict(cfg or {})
-        known = {"size", "face", "face_options", "flow", "normalize", "cache_dir", "n_jobs"}
+        known = {"size", "face", "face_options", "flow", "normalize", "scale", "channel_order", "cache_dir",
+                 "n_jobs"}
         unknown = set(cfg) - known
         if unknown:
             raise ValueError(f"preprocessing: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
@@ -81,12 +90,20 @@ class Preprocessing:
         normalize = cfg.get("normalize", "minmax")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"preprocessing.normalize: '{normalize}' is not one of {NORMALIZATIONS}")
+        scale = cfg.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise ValueError(f"preprocessing.scale: expected a positive number, got {scale!r}")
+        order = cfg.get("channel_order", "uvs")
+        if order not in CHANNEL_ORDERS:
+            raise ValueError(f"preprocessing.channel_order: '{order}' is not one of {list(CHANNEL_ORDERS)}")
         prep = cls(
             size=size,
             face=face,
             face_options=dict(cfg.get("face_options") or {}),
             flow=FlowParams.from_config(cfg.get("flow")),
             normalize=normalize,
+            scale=float(scale),
+            channel_order=order,
         )
         for method in prep.face_methods():  # bad face_options fail here, not mid-fill
             prep._cropper(method)
@@ -132,7 +149,21 @@ class Preprocessing:
             face: Any = {name: self._describe_face(m) for name, m in sorted(self.face.items())}
         else:
             face = self._describe_face(self.face_method(dataset))
-        return {"size": self.size, "face": face, "flow": self.flow.describe(), "normalize": self.normalize}
+        out = {"size": self.size, "face": face, "flow": self.flow.describe(), "normalize": self.normalize}
+        # Only when not the default, so maps cached before these keys existed stay valid.
+        if self.scale != 1.0:
+            out["scale"] = self.scale
+        if self.channel_order != "uvs":
+            out["channel_order"] = self.channel_order
+        return out
+
+    def finish(self, maps: np.ndarray) -> np.ndarray:
+        """Normalization, scale and channel order of a ``(3, H, W)`` u / v / strain stack:
+        the last step from flow maps to the network input (training and prediction)."""
+        out = normalize_maps(maps, self.normalize)
+        if self.scale != 1.0:
+            out = out * np.float32(self.scale)
+        return np.ascontiguousarray(out[list(CHANNEL_ORDERS[self.channel_order])], dtype=np.float32)
 
     def _describe_face(self, method: str) -> Any:
         # The cropper's own description carries its algorithm version, so a change to the
@@ -168,7 +199,7 @@ def compute_clip_maps(clip: Clip, prep: Preprocessing, files: list | None = None
         maps = read_flow_map(files[0])
         if maps.shape[1:] != (prep.size, prep.size):
             maps = np.stack([cv2.resize(m, (prep.size, prep.size), interpolation=cv2.INTER_AREA) for m in maps])
-        return normalize_maps(maps, prep.normalize)
+        return prep.finish(maps)
     if clip.onset == clip.apex:
         raise DatasetError(f"clip {clip.clip_key}: onset and apex are the same frame ({clip.onset}); no motion to measure")
     return pair_maps(read_image(files[0]), read_image(files[1]), prep, clip.clip_key, clip.dataset).maps
@@ -201,7 +232,7 @@ def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key
     if cropper is not None:
         onset, apex = cropper.crop_pair(onset, apex, clip_key)
     flow = compute_flow(onset, apex, prep.flow)
-    return PairMaps(onset, apex, flow, normalize_maps(flow_maps(flow, prep.size), prep.normalize))
+    return PairMaps(onset, apex, flow, prep.finish(flow_maps(flow, prep.size)))
 
 
 def clip_cache_key(clip: Clip, prep: Preprocessing, files: list) -> str:

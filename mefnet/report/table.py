@@ -84,6 +84,9 @@ def to_markdown(rows: list[dict]) -> str:
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
     ]
+    if any(r.get("ensemble") for r in rows):
+        notes.append("Ensemble rows: each clip predicted by the mean of the seeds' stored class probabilities "
+                     "(argmax), then pooled like one run; no standard deviation.")
     if any(r["part"] != "all" for r in rows):
         notes.append("Dataset parts: the same runs' pooled predictions restricted to that dataset's clips.")
     for sel in dict.fromkeys(r["selection"] for r in rows):
@@ -119,10 +122,13 @@ def write_table(
     allow_missing: bool = False,
     names: list[str] | None = None,
     figures: bool = True,
+    ensemble: bool = False,
 ) -> list[dict]:
     """Build the table of every run in or below ``experiment_dirs``; write it into ``out_dir``.
 
     ``names``: glob patterns (``*ststnet*``); only experiments matching one are kept.
+    ``ensemble``: after each experiment with several seeds, the rows of its seed ensemble
+    (:mod:`mefnet.report.ensemble`).
     Returns one row per experiment and part, with keys experiment, part, clips, folds,
     seeds, uf1, uar, accuracy (means), uf1_std, uar_std, accuracy_std (None for one seed),
     selection, confusion (summed over seeds), class_names, missing_folds, missing.
@@ -146,6 +152,10 @@ def write_table(
     au_groups = [g for g in groups if g[0].record.get("task") == "au"]
     groups = [g for g in groups if g[0].record.get("task") != "au"]
     rows = [row for g in groups for row in summarize(g)]
+    if ensemble:
+        from mefnet.report.ensemble import with_ensembles
+
+        rows = with_ensembles(rows, groups)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -159,7 +169,7 @@ def write_table(
     atomic_write(out / "table.md", (to_markdown(rows) if rows else "") + ("\n" if rows and au_rows else "")
                  + au_markdown(au_rows))
     cols = ["experiment", "part", "clips", "folds", "uf1", "uar", "accuracy", "uf1_std", "uar_std",
-            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection"]
+            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection", "ensemble"]
     with atomic_path(out / "table.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -167,7 +177,7 @@ def write_table(
             w.writerow([r["experiment"], r["part"], r["clips"], r["folds"], _num(r["uf1"], 4), _num(r["uar"], 4),
                         _num(r["accuracy"], 4), _num(r["uf1_std"], 4), _num(r["uar_std"], 4),
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
-                        r["missing_folds"], r["selection"]])
+                        r["missing_folds"], r["selection"], r.get("ensemble", "")])
     run_dir = {(r.name, r.seed): r.dir for g in groups for r in g}
     with atomic_path(out / "table_seeds.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
@@ -228,10 +238,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
     ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix PNGs")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="add a row per experiment with several seeds: the seeds' mean class probabilities")
     a = ap.parse_args(argv)
     try:
         out = Path(a.out) if a.out else default_out(a.dirs)
-        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures)
+        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble)
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None
     print((out / "table.md").read_text())

@@ -1,0 +1,112 @@
+"""Seed ensembles, built from the stored predictions alone.
+
+The ensemble of an experiment's N seeds predicts each clip with the mean of the N
+runs' class probabilities (the ``prob_<class>`` columns of every fold's
+``predictions.csv``) and takes the most probable class (the first on a tie). Each
+member predicted the clip in the fold where its subject was the test subject, so the
+ensemble needs nothing else from that subject: no label, no retraining, no choice made
+on the test folds. It is then scored like any run: UF1, UAR and accuracy pooled over
+all clips, and per source dataset for a composite.
+
+In the table (``mefnet-table --ensemble``) it is its own row, named
+``<experiment> (ensemble of N seeds)``, after the experiment's mean ± std rows; its
+``seeds`` column is N, it has no standard deviation, and table.csv marks it with
+``ensemble`` = N.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mefnet.experiment.store import ReportError, Run
+from mefnet.report.aggregate import summarize
+
+PROB_PREFIX = "prob_"
+
+
+def ensemble_name(name: str, n: int) -> str:
+    """The table's experiment name of the ensemble of ``n`` seeds of ``name``."""
+    return f"{name} (ensemble of {n} seeds)"
+
+
+def _clip_key(row: dict) -> tuple[str, str, str]:
+    return row["dataset"], row["subject"], row["clip"]
+
+
+def _probabilities(run: Run) -> dict[tuple[str, str, str], np.ndarray]:
+    names = list(run.record["class_names"])
+    out = {}
+    for row in run.predictions:
+        try:
+            out[_clip_key(row)] = np.array([float(row[PROB_PREFIX + c]) for c in names], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ReportError(
+                f"{run.dir} ({run.name} seed {run.seed}): clip {'/'.join(_clip_key(row))} has no valid "
+                f"{', '.join(PROB_PREFIX + c for c in names)} columns in its predictions.csv; an ensemble "
+                "averages the stored class probabilities"
+            ) from None
+    return out
+
+
+def ensemble_predictions(members: list[Run]) -> list[dict]:
+    """Prediction rows of the ensemble of ``members`` (the seeds of one experiment).
+
+    Every member must have predicted exactly the same clips; a member with unfinished
+    folds, or with other clips, is refused with the clips that differ. Rows keep the
+    first member's order and columns, with ``pred``, ``pred_name`` and the probability
+    columns replaced by the ensemble's.
+    """
+    if len(members) < 2:
+        raise ReportError("an ensemble needs at least 2 seeds")
+    name = members[0].name
+    for run in members:
+        if run.missing:
+            raise ReportError(
+                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds "
+                f"({', '.join(run.missing[:5])}{' ...' if len(run.missing) > 5 else ''}); finish them, or leave "
+                "out --ensemble"
+            )
+    probs = [_probabilities(run) for run in members]
+    ref = set(probs[0])
+    for run, p in zip(members[1:], probs[1:], strict=True):
+        if set(p) != ref:
+            only_ref = sorted("/".join(k) for k in ref - set(p))
+            only_run = sorted("/".join(k) for k in set(p) - ref)
+            raise ReportError(
+                f"ensemble of '{name}': seeds {members[0].seed} and {run.seed} predicted different clips "
+                f"(only in seed {members[0].seed}: {', '.join(only_ref[:5]) or 'none'}; only in seed "
+                f"{run.seed}: {', '.join(only_run[:5]) or 'none'}); an ensemble averages the same clips"
+            )
+    names = list(members[0].record["class_names"])
+    rows = []
+    for row in members[0].predictions:
+        key = _clip_key(row)
+        mean = np.mean([p[key] for p in probs], axis=0)
+        pred = int(np.argmax(mean))
+        out = {**row, "pred": pred, "pred_name": names[pred]}
+        out.update({PROB_PREFIX + c: float(v) for c, v in zip(names, mean, strict=True)})
+        rows.append(out)
+    return rows
+
+
+def ensemble_rows(members: list[Run]) -> list[dict]:
+    """Table rows (all clips, then each source dataset) of the ensemble of ``members``."""
+    members = sorted(members, key=lambda r: r.seed)
+    first = members[0]
+    name = ensemble_name(first.name, len(members))
+    pseudo = Run(first.dir, {**first.record, "name": name}, ensemble_predictions(members), [])
+    rows = summarize([pseudo])
+    for row in rows:
+        row.update(seeds=len(members), seed_list=[r.seed for r in members], per_seed=[], ensemble=len(members))
+    return rows
+
+
+def with_ensembles(rows: list[dict], groups: list[list[Run]]) -> list[dict]:
+    """``rows`` (the experiments' mean ± std rows) with each multi-seed experiment's
+    ensemble rows inserted after its own."""
+    out = []
+    for group in groups:
+        out += [r for r in rows if r["experiment"] == group[0].name]
+        if len(group) > 1:
+            out += ensemble_rows(group)
+    return out

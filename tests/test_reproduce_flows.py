@@ -1,0 +1,78 @@
+"""The `flows` reproduction set: chosen from MEFNET_FLOW_ROOT, seeds and their ensemble,
+the STSTNet anchor, ablations, part rows; mefnet-reproduce keeps its Hydra overrides."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from mefnet.config import compose
+from mefnet.experiment import reproduce as rep
+from tests.flow_trees import make_flow_folder
+
+ROOTS = ("MEFNET_CASME2_ROOT", "MEFNET_SAMM_ROOT", "MEFNET_SMIC_ROOT")
+
+
+def test_a_flow_folder_chooses_the_flows_set(monkeypatch):
+    for var in (*ROOTS, "MEFNET_FLOW_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    assert rep.choose_set(None) == "synthetic"
+    with pytest.raises(SystemExit, match="MEFNET_FLOW_ROOT"):
+        rep.choose_set("flows")
+    monkeypatch.setenv("MEFNET_FLOW_ROOT", "/data/flows")
+    assert rep.choose_set(None) == "flows"
+    for var in ROOTS:
+        monkeypatch.setenv(var, f"/data/{var}")
+    assert rep.choose_set(None) == "paper"  # the raw datasets' set when all of them are there
+    assert rep.choose_set("flows") == "flows"
+
+
+def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
+    spec = rep.load_set("flows")
+    runs = rep.experiments(spec)
+    am3f = [o for n, o in runs if n == "megc2019-am3f"]
+    assert [compose(o).seed for o in am3f] == [1, 2, 3] and spec.ensemble is True
+    names = list(dict.fromkeys(n for n, _ in runs))
+    for needle in ("megc2019-ststnet-paper", "megc2019-am3f-ce", "no-msff", "no-spatial-attention", "no-mofrw",
+                   "uv-only"):
+        assert any(needle in n for n in names), needle
+    anchor = compose(dict(runs)["megc2019-ststnet-paper"])
+    assert (anchor.trainer.max_epochs, anchor.optimizer.lr, anchor.dataset.name) == (800, 5e-5, "flow_folder")
+    recipe = compose(am3f[0])
+    assert recipe.backbone._target_.endswith("AM3FFlowNet") and recipe.loss._target_.endswith("LogitAdjustedLoss")
+    assert recipe.experiment_name == "megc2019-am3f" and recipe.selection == "inner_val"
+    assert compose(dict(runs)["megc2019-am3f-ce"]).loss._target_.endswith("CrossEntropyLoss")
+
+
+def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):
+    calls = []
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: calls.append((a, k)))
+    rep.main(["--set", "flows", "--only", "megc2019-am3f", "trainer.max_epochs=2", "--n-jobs", "1", "seed=7"])
+    (args, kw), = calls
+    assert args == ("flows",) and kw["only"] == ["megc2019-am3f"] and kw["n_jobs"] == 1
+    assert kw["extra"] == ["seed=7", "trainer.max_epochs=2"] or kw["extra"] == ["trainer.max_epochs=2", "seed=7"]
+
+
+@pytest.mark.slow
+def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path, monkeypatch):
+    root = make_flow_folder(tmp_path / "flows", {"smic": 2, "casme2": 2})
+    for var in ROOTS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MEFNET_FLOW_ROOT", str(root))
+    monkeypatch.setenv("MEFNET_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.delenv("MEFNET_REPRODUCE_SET", raising=False)
+    rep.main(["--only", "megc2019-am3f", "--n-jobs", "1", "trainer.max_epochs=2", "preprocessing.n_jobs=1",
+              "logger=none", "save_checkpoint=false", "save_model=false", f"paths.output_dir={tmp_path / 'outputs'}",
+              f"paths.data_dir={tmp_path / 'data'}", "backbone.widths=[4,8]"])
+    out = tmp_path / "outputs" / "reproduce" / "flows"
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [(r["experiment"], r["part"], r["seeds"]) for r in rows] == [
+        ("megc2019-am3f", "all", "3"), ("megc2019-am3f", "smic", "3"), ("megc2019-am3f", "casme2", "3"),
+        ("megc2019-am3f (ensemble of 3 seeds)", "all", "3"), ("megc2019-am3f (ensemble of 3 seeds)", "smic", "3"),
+        ("megc2019-am3f (ensemble of 3 seeds)", "casme2", "3"),
+    ]
+    assert rows[0]["seed_list"] == "1 2 3" and rows[0]["uf1_std"] != "" and rows[3]["ensemble"] == "3"
+    assert "| megc2019-am3f (ensemble of 3 seeds) | CASME II |" in (out / "table.md").read_text()
+    with pytest.raises(SystemExit, match="matches no experiment"):
+        rep.main(["--only", "nonexistent", "trainer.max_epochs=1"])
