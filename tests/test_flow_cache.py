@@ -103,8 +103,8 @@ def test_a_killed_fill_resumes_and_ends_identical_to_a_clean_fill(tmp_path):
     resumed = _entries(cache)
     assert resumed.keys() == clean.keys()
     assert all(resumed[k] == clean[k] for k in clean), "a resumed entry differs from the clean fill"
-    for blob in resumed.values():
-        assert decode_entry(blob).shape == (3, 28, 28)
+    for name, blob in resumed.items():
+        assert decode_entry(blob, Path(name).stem).shape == (3, 28, 28)
 
 
 def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path):
@@ -115,7 +115,7 @@ def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path
     clean = build_features(index, prep, str(cache_dir))
     before = _entries(cache_dir)
     cache = FlowCache(cache_dir)
-    paths = [cache.path(clip_cache_key(c, prep, clip_inputs(c))) for c in list(index)[:4]]
+    paths = [cache.path(clip_cache_key(c, prep, clip_inputs(c))) for c in list(index)[:6]]
     paths[0].write_bytes(paths[0].read_bytes()[:100])  # torn: cut short
     blob = bytearray(paths[1].read_bytes())
     blob[200] ^= 0x01  # one flipped bit inside the float data: shape and dtype still fine
@@ -123,9 +123,11 @@ def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path
     paths[2].write_bytes(os.urandom(len(blob)))  # garbage of the right length
     np.save(paths[3], compute_clip_maps(index[3], prep))  # a bare .npy without checksum
     assert np.load(paths[3]).shape == (3, 28, 28)  # ... which numpy reads without complaint
+    # An intact entry of another clip, copied onto clip 4's key: its checksum binds its key.
+    paths[4].write_bytes(paths[5].read_bytes())
 
     report = fill_cache(index, prep, str(cache_dir))
-    assert (report.damaged, report.computed, report.cached) == (4, 4, len(index) - 4)
+    assert (report.damaged, report.computed, report.cached) == (5, 5, len(index) - 5)
     again = build_features(index, prep, str(cache_dir))
     assert np.array_equal(again.numpy(), clean.numpy())
     assert _entries(cache_dir) == before
