@@ -235,7 +235,7 @@ class ClipIndex:
     @classmethod
     def from_csv(cls, path: str | Path, class_names: Sequence[str], name: str = "") -> ClipIndex:
         path = Path(path)
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("dataset", "subject", "clip", "label") if c not in (reader.fieldnames or [])]
             if missing:

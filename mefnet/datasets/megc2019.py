@@ -131,7 +131,7 @@ def read_megc2019_ground_truth(path: str | Path) -> list[tuple[str, str, str, in
     if not path.is_file():
         raise DatasetError(f"MEGC2019 ground-truth file {path} does not exist")
     rows = []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         for row_no, row in enumerate(csv.reader(f), start=1):
             if not row or (row_no == 1 and row[0].strip().lower() == "dataset"):
                 continue
