@@ -20,6 +20,23 @@ def _find_config_dir() -> str:
 CONFIG_DIR = _find_config_dir()
 
 
+def _plain_name(name):
+    """``${mefnet.name:${experiment_name}}``: the name, refused unless it is a plain folder
+    name; resolved by Hydra before it creates the run directory, so a bad name writes nothing."""
+    from mefnet.experiment.validate import check_experiment_name
+
+    return check_experiment_name(name)
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("mefnet.name", _plain_name, replace=True)
+
+
+register_resolvers()
+
+
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """Compose the config as ``mefnet-train`` would (for notebooks and tests).
 

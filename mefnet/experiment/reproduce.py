@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     start = time.perf_counter()
-    reproduce(a.set, extra=a.overrides, n_jobs=a.n_jobs, only=a.only)
+    from mefnet.cli import cli
+
+    cli("reproduce-table", lambda: reproduce(a.set, extra=a.overrides, n_jobs=a.n_jobs, only=a.only),
+        argv_debug=False)
     print(f"reproduce-table finished in {time.perf_counter() - start:.0f} s")
 
 
