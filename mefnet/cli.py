@@ -38,4 +38,5 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = str(e).strip() or type(e).__name__
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
-        sys.exit(f"{prog}: {text}\n(HYDRA_FULL_ERROR=1 or --debug shows the traceback)")
+        how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
+        sys.exit(f"{prog}: {text}\n({how} shows the traceback)")

@@ -485,7 +485,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frame-size", type=int, default=128)
     ap.add_argument("--difficulty", type=float, default=0.5)
     a = ap.parse_args(argv)
-    spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
-                         frame_size=a.frame_size, difficulty=a.difficulty)
-    generate(spec, a.root)
-    print(read_synthetic(a.root, spec.class_names).summary())
+
+    def make() -> None:
+        spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
+                             frame_size=a.frame_size, difficulty=a.difficulty)
+        generate(spec, a.root)
+        print(read_synthetic(a.root, spec.class_names).summary())
+
+    from mefnet.cli import cli
+
+    cli("mefnet-synth", make, argv_debug=False)
