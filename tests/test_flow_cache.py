@@ -42,8 +42,8 @@ KILL_DATA = [
 ]
 
 
-def _cli(*overrides: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _cli(*overrides: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    env = env or {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-m", "mefnet.preprocessing.cache_cli", *overrides],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
@@ -76,18 +76,20 @@ def test_a_killed_fill_resumes_and_ends_identical_to_a_clean_fill(tmp_path):
     index, _, clean = _clean_fill(data, tmp_path / "clean")  # also generates the frames
     assert len(clean) == len(index) == 12
     cache = tmp_path / "cache"
+    # Each of the two workers stops after its second entry (a pause point, not a race
+    # against a polling loop), and the whole command is killed there.
+    pauses = tmp_path / "pauses"
     proc = _cli(*data, f"preprocessing.cache_dir={cache}", "preprocessing.n_jobs=2", cwd=tmp_path,
-                start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(cache.glob("??/*.npy"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
-    except ProcessLookupError:  # it had already finished: reported just below
-        pass
+                start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), "MEFNET_PAUSE_AT": "cache:2",
+                                             "MEFNET_PAUSE_DIR": str(pauses)})
+    deadline = time.monotonic() + 300
+    while len(list(pauses.glob("cache-*"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the fill ended before its workers reached the pause point"
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
     proc.communicate()
     at_kill = len(list(cache.glob("??/*.npy")))
-    assert 3 <= at_kill < len(index), f"the fill was not caught halfway ({at_kill} entries)"
+    assert at_kill == 4, f"the fill was not stopped at the pause point ({at_kill} entries)"
 
     # Two fills restart at once on the same cache: both finish, neither breaks the other.
     procs = [_cli(*data, f"preprocessing.cache_dir={cache}", "preprocessing.n_jobs=1", cwd=tmp_path)
