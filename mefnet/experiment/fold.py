@@ -35,6 +35,7 @@ from mefnet.experiment.store import (
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
@@ -131,15 +132,14 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     train_counts = dm.train_class_counts()
     backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
     loss = instantiate(cfg.loss)(class_counts=train_counts)
-    augment = cfg.data.get("augment") or "none"
-    if augment not in ("none", "hflip"):
-        raise ValueError(f"data.augment: '{augment}' is not one of none, hflip")
-    hflip = None
-    if augment == "hflip":
-        hflip = "one_minus" if cfg.preprocessing.normalize == "minmax" else "negate"
+    augment = instantiate(cfg.augment) if cfg.get("augment") else None
+    mirror = None
+    if cfg.get("test_time_mirror", False):
+        mirror = FlowAugment(scale=str(cfg.preprocessing.normalize))
     module = MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, hflip=hflip,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
+        test_time_mirror=mirror,
     )
     callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)

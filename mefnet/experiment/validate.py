@@ -107,6 +107,3 @@ def check_train_config(cfg: DictConfig) -> None:
         metric = _get(cfg, "inner_val.metric")
         if metric not in ("uf1", "uar", "accuracy", "loss"):
             raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")
-    augment = _get(cfg, "data.augment") or "none"
-    if augment not in ("none", "hflip"):
-        raise ConfigError(f"data.augment: {augment!r} is not one of none, hflip")

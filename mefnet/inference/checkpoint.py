@@ -110,9 +110,18 @@ class LoadedModel:
 
     @torch.no_grad()
     def probabilities(self, maps: torch.Tensor) -> torch.Tensor:
-        """Softmax of the logits for ``(N, 3, size, size)`` input maps."""
+        """Softmax of the logits for ``(N, 3, size, size)`` input maps; averaged with that of
+        the mirrored face when the model was trained with ``test_time_mirror`` (as its
+        LOSO predictions were)."""
         self.model.eval()
-        return torch.softmax(self.model(maps.float()), dim=1)
+        maps = maps.float()
+        probs = torch.softmax(self.model(maps), dim=1)
+        if self.config.get("test_time_mirror", False):
+            from mefnet.training.augment import FlowAugment
+
+            mirrored = FlowAugment(scale=str(self.config["preprocessing"].get("normalize", "minmax"))).mirror(maps)
+            probs = (probs + torch.softmax(self.model(mirrored), dim=1)) / 2
+        return probs
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:
