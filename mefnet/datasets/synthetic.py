@@ -62,6 +62,7 @@ import cv2
 import numpy as np
 
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
+from mefnet.experiment.store import exclusive
 
 FORMAT_VERSION = 1
 CLASS_NAMES = ("negative", "positive", "surprise")
@@ -326,6 +327,14 @@ def generate(spec: SyntheticSpec, root: str | Path) -> Path:
     something else is never overwritten.
     """
     root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes generating the same set at once (two first runs): the second waits for
+    # the first and then finds its manifest.
+    with exclusive(root.parent / f".{root.name}.lock"):
+        return _generate_unlocked(spec, root)
+
+
+def _generate_unlocked(spec: SyntheticSpec, root: Path) -> Path:
     manifest = root / MANIFEST
     if manifest.is_file():
         found = json.loads(manifest.read_text())
@@ -419,7 +428,7 @@ def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES)
     if not sheet.is_file():
         raise DatasetError(f"{root}: no {SHEET} found; expected columns {','.join(SHEET_COLUMNS)}")
     clips = []
-    with sheet.open(newline="") as f:
+    with sheet.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in SHEET_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -476,7 +485,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frame-size", type=int, default=128)
     ap.add_argument("--difficulty", type=float, default=0.5)
     a = ap.parse_args(argv)
-    spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
-                         frame_size=a.frame_size, difficulty=a.difficulty)
-    generate(spec, a.root)
-    print(read_synthetic(a.root, spec.class_names).summary())
+
+    def make() -> None:
+        spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
+                             frame_size=a.frame_size, difficulty=a.difficulty)
+        generate(spec, a.root)
+        print(read_synthetic(a.root, spec.class_names).summary())
+
+    from mefnet.cli import cli
+
+    cli("mefnet-synth", make, argv_debug=False)

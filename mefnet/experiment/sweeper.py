@@ -104,16 +104,30 @@ class LosoSweeperImpl(Sweeper):
         """Replace ``fold=each`` by one job per subject; also return each job's resolved config."""
         from hydra.utils import instantiate
 
+        from mefnet.experiment.validate import check_train_config
+
         expanded: list[list[str]] = []
         configs: dict[str, DictConfig] = {}
+        indexes: dict[str, Any] = {}
+
+        def index_of(cfg: DictConfig):
+            key = OmegaConf.to_yaml(cfg.dataset)
+            if key not in indexes:
+                indexes[key] = instantiate(cfg.dataset.index)
+            return indexes[key]
+
         for job in jobs:
             i = _fold_override(job)
             cfg = self._resolved(self._job_config(job))
+            # Every job's values and fold name are checked before the first job starts.
+            check_train_config(OmegaConf.merge(cfg, {"fold": "all"}) if i is not None else cfg)
             if i is None:
+                if str(cfg.fold) != "all":
+                    index_of(cfg).resolve_subject(str(cfg.fold))
                 expanded.append(list(job))
                 configs[" ".join(job)] = cfg
                 continue
-            index = instantiate(cfg.dataset.index)
+            index = index_of(cfg)
             log.info("fold=each: %d subjects of %s for %s", len(index.subjects), cfg.dataset.name,
                      " ".join(o for o in job if o is not job[i]) or "the base config")
             for subject in index.subjects:

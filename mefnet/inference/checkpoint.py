@@ -200,6 +200,14 @@ def load_model(path: str | Path) -> LoadedModel:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the stored weights do not fit backbone {target} ({str(e)[:300]})") from None
+    bad = [k for k, t in payload["state_dict"].items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelFileError(
+            f"{path}: the model's weights hold NaN or infinite values ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}); its training diverged, so it predicts nothing meaningful. "
+            "Train it again (e.g. with a lower optimizer.lr)"
+        )
     model.eval()
     return LoadedModel(
         path=path,

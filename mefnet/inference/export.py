@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -86,7 +87,11 @@ def _verify(path: Path, run, loaded: LoadedModel, tolerance: float) -> float:
             path.unlink(missing_ok=True)
             raise ExportError(f"{path}: output shape {tuple(got.shape)} for batch {batch}; expected "
                               f"({batch}, {len(loaded.class_names)})")
-        worst = max(worst, float((got - _reference(loaded, x)).abs().max()))
+        diff = float((got - _reference(loaded, x)).abs().max())
+        if not math.isfinite(diff):  # max() would skip a NaN: the check must not pass on one
+            path.unlink(missing_ok=True)
+            raise ExportError(f"{path}: exported or reference logits are not finite for batch {batch}; removed")
+        worst = max(worst, diff)
     if worst > tolerance:
         path.unlink(missing_ok=True)
         raise ExportError(f"{path}: exported logits differ from PyTorch by {worst:.3g} (> {tolerance}); removed")

@@ -232,7 +232,7 @@ def read_clip_list(path: str | Path) -> list[ClipSpec]:
     def resolve(text: str) -> str:
         return str(base / text) if text and not Path(text).is_absolute() else text
 
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         unknown = [h for h in header if h not in LIST_COLUMNS]

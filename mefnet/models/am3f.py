@@ -50,7 +50,8 @@ Choices where the paper is silent, and why:
   times the number of streams turns them into weights that average 1, so "off" and
   "uniform" have the same scale and the streams compete for importance. Channel
   weighting runs first, so the stream weights see the reweighted channels. With a single
-  branch the softmax stream weight is identically 1 (nothing to compete with).
+  branch the softmax stream weight would be identically 1 (nothing to compete with), so
+  no stream gate is built.
 - **Fusion of branches**: concatenation of the reweighted, flattened streams, dropout (0.5, as
   STSTNet and OFF-ApexNet), one linear classifier. Concatenation keeps each stream's
   features apart for the classifier, where a sum would force a shared feature space.
@@ -234,7 +235,9 @@ class MultiOpticalFlowReweighting(nn.Module):
                 {name: SqueezeExcitation(channels, reduction) for name in self.streams}
             )
         self.stream_gate: nn.Sequential | None = None
-        if stream_level:
+        # One stream: its softmax weight is identically 1, and a gate would be parameters
+        # that never get a gradient; there is no stream level to apply.
+        if stream_level and len(self.streams) > 1:
             total = channels * len(self.streams)
             hidden = max(4, total // reduction)
             self.stream_gate = nn.Sequential(
