@@ -465,7 +465,7 @@ def to_markdown(rows: list[dict]) -> str:
     )
     notes = [
         "",
-        "UF1 / UAR / accuracy: pooled over all leave-one-subject-out folds of a run (PROTOCOL.md), "
+        "UF1 / UAR / accuracy: pooled over all leave-one-subject-out folds of a run (docs/protocol.md), "
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
     ]
