@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from mefnet.datasets.clip_index import list_frames
 from mefnet.inference.checkpoint import load_models
 from mefnet.inference.explain import between_class_spread, explain
+from mefnet.inference.inputs import ClipSpec
 from mefnet.inference.pictures import (
     dataset_summary,
     flow_to_color,
@@ -22,6 +23,7 @@ from mefnet.inference.pictures import (
     log_pictures,
     main,
 )
+from mefnet.inference.predict import Predictor
 from mefnet.models import MODELS, build_model
 from mefnet.preprocessing.features import build_features
 from tests.helpers import trained_am3f
@@ -194,9 +196,24 @@ def test_dataset_pictures_of_an_experiment(experiment, tmp_path):
     assert classes.shape[0] > 3 * 150 and classes.std() > 10 and bars.std() > 10
 
 
-def test_a_clip_needs_one_model_file_not_an_experiment(experiment, tmp_path, capsys):
-    code = main([str(experiment), "--onset", "a.png", "--apex", "b.png", "--out", str(tmp_path / "p")])
-    assert code == 2 and "need one model file" in capsys.readouterr().err
+def test_a_clip_explained_by_an_experiment_folder_averages_its_models(experiment, held_out, tmp_path, capsys):
+    index, folds = held_out
+    clip = index[0]
+    frames = list_frames(clip.frame_dir)
+    args = ["--images", str(frames[clip.onset]), str(frames[clip.apex]), "--name", "c"]
+    # The experiment folder above the seed folder: all its seeds (here one), all folds.
+    code = main([str(experiment.parent), *args, "--out", str(tmp_path / "p")])
+    assert code == 0, capsys.readouterr().err
+    (c,) = json.loads((tmp_path / "p" / "pictures.json").read_text())["clips"]
+    assert len(c["model"]) == 6 and c["cam_class"] == c["pred_name"]
+    # Its probabilities are the mean of the six fold models' on the clip's maps.
+    predictor = Predictor.from_path(experiment.parent)
+    spec = ClipSpec(name="c", onset="", images=(str(frames[clip.onset]), str(frames[clip.apex])))
+    maps = torch.from_numpy(predictor.prepare(spec).pair.maps[None])
+    expected = torch.stack([m.probabilities(maps) for m in predictor.models]).mean(0)[0]
+    assert np.allclose(list(c["probabilities"].values()), expected.numpy(), atol=1e-5)
+    assert main([str(experiment.parent), *args, "--seed", "7", "--out", str(tmp_path / "q")]) == 2
+    assert "no run of seed 7; its seeds are 42" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------ wandb

@@ -44,9 +44,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model, model_files
-from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain
+from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain_ensemble
 from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
-from mefnet.inference.predict import Predictor, _specs_from_args, add_input_arguments
+from mefnet.inference.predict import (
+    Predictor,
+    _specs_from_args,
+    add_input_arguments,
+    add_seed_argument,
+)
 
 DPI = 100
 
@@ -245,13 +250,20 @@ def figure_stream_weights(summary: ClassSummary) -> Figure | None:
 # --------------------------------------------------------------------- writers
 
 
-def clip_pictures(prepared: PreparedClip, model: LoadedModel, out_dir: str | Path,
+def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel], out_dir: str | Path,
                   target: int | None = None) -> dict:
-    """Write one clip's pictures into ``out_dir``; returns the files and the numbers."""
+    """Write one clip's pictures into ``out_dir``; returns the files and the numbers.
+
+    ``model`` is one model, or several (an experiment's fold models) whose explanations
+    are averaged for the class their mean probability predicts
+    (:func:`~mefnet.inference.explain.explain_ensemble`).
+    """
+    models = model if isinstance(model, list) else [model]
+    model = models[0]
     out = Path(out_dir)
     pair = prepared.pair
     x = torch.from_numpy(pair.maps[None])
-    e = explain(model.model, x, target=target)
+    e = explain_ensemble([m.model for m in models], x, target=target)
     probs = e.probabilities[0].tolist()
     t = int(e.target[0])
     files = {
@@ -269,7 +281,7 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel, out_dir: str | Pat
         out / "gradcam.png")
     record = {
         **prepared.describe(),
-        "model": str(model.path),
+        "model": str(model.path) if len(models) == 1 else [str(m.path) for m in models],
         "pred_name": model.class_names[int(np.argmax(probs))],
         "probabilities": dict(zip(model.class_names, [round(p, 6) for p in probs], strict=True)),
         "cam_class": model.class_names[t],
@@ -311,17 +323,18 @@ def _dataset_index(config: dict):
     return instantiate(spec)
 
 
-def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False) -> tuple[ClassSummary, dict]:
+def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False,
+                    seed: int | None = None) -> tuple[ClassSummary, dict]:
     """Per-class means over the clips each model did not train on.
 
-    ``model_path`` is an experiment folder (every fold's model on its held-out test subject:
-    the whole dataset, each clip seen by a model that never trained on it) or one model
-    file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
+    ``model_path`` is a seed or experiment folder (every fold's model on its held-out test
+    subject: the whole dataset, each clip seen by a model that never trained on it; with
+    several seeds each clip is counted once per seed, or only ``seed``) or one model file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
     training clips included).
     """
     from mefnet.preprocessing.features import build_features
 
-    models = [load_model(p) for p in model_files(model_path)]
+    models = [load_model(p) for p in model_files(model_path, seed)]
     config = models[0].config
     index = _dataset_index(config)
     prep = models[0].preprocessing()
@@ -386,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-pictures``)."""
     ap = argparse.ArgumentParser(prog="mefnet-pictures",
                                  description="Flow, strain, attention and Grad-CAM pictures of a trained model.")
-    ap.add_argument("model", help="a fold's model.pt; with --dataset also an experiment folder")
+    ap.add_argument("model", help="a model.pt, a seed folder or an experiment folder (folds and seeds: "
+                                  "explanations averaged for the ensemble's class)")
     add_input_arguments(ap)
+    add_seed_argument(ap)
     ap.add_argument("--dataset", action="store_true",
                     help="per-class pictures over the model's dataset (held-out clips of each fold)")
     ap.add_argument("--all-clips", action="store_true",
@@ -397,9 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
     ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
     a = ap.parse_args(argv)
-    wants_clips = bool(a.onset or a.batch)
+    wants_clips = bool(a.onset or a.batch or a.frames or a.images)
     if not wants_clips and not a.dataset:
-        ap.error("give a clip (--onset/--apex, --frames, --batch) and/or --dataset")
+        ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
     out = Path(a.out)
     try:
         if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
@@ -408,13 +423,14 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         if wants_clips:
             specs = _specs_from_args(a, ap)
-            if Path(a.model).is_dir():
-                raise ModelFileError(f"{a.model}: pictures of a clip need one model file (a fold's model.pt)")
-            predictor = Predictor.from_path(a.model, face=a.face)
+            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
             model = predictor.models[0]
+            if len(predictor.models) > 1:
+                print(f"mefnet-pictures: explaining with {len(predictor.models)} models averaged "
+                      f"(Grad-CAM and attention: the mean over the models)", file=sys.stderr)
             target = None
             if a.target is not None:
                 if a.target not in model.class_names:
@@ -426,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                 folder = _safe_name(spec.name, used)
                 try:
                     prepared = predictor.prepare(spec, a.spot_stride)
-                    clips.append(clip_pictures(prepared, model, out / folder, target))
+                    clips.append(clip_pictures(prepared, predictor.models, out / folder, target))
                 except ClipError as e:
                     print(f"mefnet-pictures: {e}", file=sys.stderr)
                     clips.append({"clip": spec.name, "error": str(e)})
@@ -434,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             save_rgb(flow_wheel(), out / "flow_wheel.png")
             record["clips"] = clips
         if a.dataset:
-            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips)
+            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)
             files = class_pictures(summary, out)
             record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}
         record["failed"] = failed
