@@ -2,7 +2,7 @@
 
 ::
 
-    mefnet-export outputs/<experiment>/folds/<dataset>/<subject>/model.pt \\
+    mefnet-export outputs/<experiment>/seed_<seed>/folds/<dataset>/<subject>/model.pt \\
         --torchscript model.torchscript.pt --onnx model.onnx
 
 The exported model maps ``maps`` ``(N, 3, size, size)`` float32 (u, v, optical strain,

@@ -3,7 +3,7 @@
 ::
 
     # one clip (same inputs as mefnet-predict): flow and where the network looks
-    mefnet-pictures outputs/<experiment>/folds/<dataset>/<subject>/model.pt \\
+    mefnet-pictures outputs/<experiment>/seed_<seed>/folds/<dataset>/<subject>/model.pt \\
         --onset onset.png --apex apex.png --out pictures/
     # per-class pictures over a whole LOSO experiment: every fold's model on its own
     # held-out test subject
