@@ -14,8 +14,10 @@ Per clip, in ``<out>/<clip>/``:
 ``onset_apex.png``   the (face-cropped) onset and apex frames the flow is computed on
 ``u.png``, ``v.png``, ``strain.png``  flow components (pixels) and optical strain
 ``flow_color.png``   the flow in the colour-wheel coding (hue = direction, saturation =
-                     speed relative to the clip's fastest pixel, white = still), at the
-                     crop's size; ``flow_wheel.png`` (in ``<out>``) is its legend
+                     speed relative to the clip's fastest pixel) over the face, with the
+                     direction legend beside it; ``flow_color_raw.png`` the bare colour
+                     image at the crop's size (white = still); ``flow_wheel.png`` (in
+                     ``<out>``) the legend on its own
 ``attention.png``    AM3F-FlowNet's spatial attention, per branch and scale, on the apex
 ``gradcam.png``      Grad-CAM of the predicted class on the apex face
 
@@ -118,9 +120,9 @@ def figure_map(values: np.ndarray, title: str, symmetric: bool, unit: str = "px"
     ax = fig.add_subplot()
     if symmetric:
         lim = float(np.abs(values).max()) or 1.0
-        im = ax.imshow(values, cmap="coolwarm", vmin=-lim, vmax=lim)
+        im = ax.imshow(values, cmap=DIVERGING, vmin=-lim, vmax=lim)
     else:
-        im = ax.imshow(values, cmap="viridis", vmin=0.0)
+        im = ax.imshow(values, cmap=MAPS, vmin=0.0)
     ax.set_title(title)
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=unit)
@@ -145,10 +147,65 @@ def figure_onset_apex(onset: np.ndarray, apex: np.ndarray, name: str) -> Figure:
     return fig
 
 
+# Perceptually uniform colour maps (lightness grows with the value), readable in grey print
+# and by colour-blind readers: HEAT for attention and Grad-CAM over the face, MAPS for
+# unsigned maps (strain), DIVERGING for signed ones (u, v) centred on 0.
+HEAT = "magma"
+MAPS = "viridis"
+DIVERGING = "coolwarm"
+FLOW_FIGSIZE = (6.4, 4.8)
+
+
+def figure_flow_color(face: np.ndarray, flow: np.ndarray, title: str) -> Figure:
+    """The flow in colour-wheel coding over the face, with its direction legend beside it.
+
+    The face (grey) is drawn first; the flow colours go on top with an opacity that grows
+    with the speed, so still regions show the face and moving ones show their direction.
+    """
+    fig = Figure(figsize=FLOW_FIGSIZE, layout="constrained")
+    main, legend = fig.subfigures(1, 2, width_ratios=[3, 1.15])
+    ax = main.subplots()
+    h, w = face.shape[:2]
+    speed = np.hypot(flow[..., 0], flow[..., 1])
+    # Full colour at the 99th percentile of the speed: one fast pixel (a border artefact)
+    # must not wash out the rest of the face.
+    top = float(np.percentile(speed, 99)) or float(speed.max())
+    colour = flow_to_color(flow, max_magnitude=top or None)
+    rgba = np.dstack([colour, np.clip(255 * speed / (top or 1.0), 0, 220).astype(np.uint8)])
+    ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
+    ax.imshow(rgba, extent=(0, w, h, 0), interpolation="bilinear")
+    ax.set_title(title, fontsize=10, wrap=True)
+    ax.axis("off")
+    _wheel_axes(legend.subplots(), f"direction\n(full colour = {top:.2f} px)")
+    return fig
+
+
+def _wheel_axes(ax, title: str) -> None:
+    wheel = flow_wheel(129)
+    ax.imshow(wheel, extent=(-1, 1, 1, -1))
+    for (dx, dy), label in (((1, 0), "right"), ((0, 1), "down"), ((-1, 0), "left"), ((0, -1), "up")):
+        ax.annotate("", xy=(0.8 * dx, 0.8 * dy), xytext=(0, 0),
+                    arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
+        ax.text(1.3 * dx, 1.3 * dy, label, ha="center" if dx == 0 else ("left" if dx > 0 else "right"),
+                va="center", fontsize=8)
+    ax.set_xlim(-1.9, 1.9)
+    ax.set_ylim(1.6, -1.6)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def figure_flow_wheel() -> Figure:
+    """The colour-wheel legend on its own: hue = direction, saturation = speed, white = still."""
+    fig = Figure(figsize=(4.2, 4.4), layout="constrained")
+    _wheel_axes(fig.subplots(), "flow colour: hue = direction of motion,\n"
+                                "saturation = speed (white = still)")
+    return fig
+
+
 def _overlay(ax, face: np.ndarray, heat: np.ndarray, title: str, vmin: float = 0.0, vmax: float = 1.0):
     h, w = face.shape[:2]
     ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
-    im = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
+    im = ax.imshow(heat, cmap=HEAT, alpha=0.55, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
                    interpolation="bilinear")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
@@ -213,9 +270,9 @@ def figure_class_attention(summary: ClassSummary) -> Figure:
         for c, col in enumerate(columns):
             ax = axes[r, c]
             if col == "Grad-CAM":
-                im_cam = ax.imshow(summary.cam[k], cmap="jet", vmin=0, vmax=1)
+                im_cam = ax.imshow(summary.cam[k], cmap=HEAT, vmin=0, vmax=1)
             else:
-                im_att = ax.imshow(summary.attention[col][k], cmap="viridis", vmin=vmin, vmax=vmax)
+                im_att = ax.imshow(summary.attention[col][k], cmap=MAPS, vmin=vmin, vmax=vmax)
             ax.set_title(f"{summary.class_names[k]} (n={summary.counts[k]}): {col}", fontsize=8)
             ax.axis("off")
     if im_att is not None:
@@ -271,7 +328,10 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
         "u": save_figure(figure_map(pair.flow[..., 0], "u (horizontal flow)", True), out / "u.png"),
         "v": save_figure(figure_map(pair.flow[..., 1], "v (vertical flow)", True), out / "v.png"),
         "strain": save_figure(figure_map(_strain(pair.flow), "optical strain", False, "strain"), out / "strain.png"),
-        "flow_color": save_rgb(flow_to_color(pair.flow), out / "flow_color.png"),
+        "flow_color": save_figure(
+            figure_flow_color(pair.apex, pair.flow, f"{prepared.spec.name}: onset -> apex flow"),
+            out / "flow_color.png"),
+        "flow_color_raw": save_rgb(flow_to_color(pair.flow), out / "flow_color_raw.png"),
     }
     att = figure_attention(pair.apex, e)
     if att is not None:
@@ -447,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"mefnet-pictures: {e}", file=sys.stderr)
                     clips.append({"clip": spec.name, "error": str(e)})
                     failed += 1
-            save_rgb(flow_wheel(), out / "flow_wheel.png")
+            save_figure(figure_flow_wheel(), out / "flow_wheel.png")
             record["clips"] = clips
         if a.dataset:
             summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)

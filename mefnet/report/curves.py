@@ -84,6 +84,7 @@ def _band(series: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.nd
 def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
     """Write one experiment's curves (see the module docstring) to ``path``."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     left, right = fig.subplots(1, 2)
@@ -121,6 +122,8 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
         right.axis("off")
         right.text(0.5, 0.5, "selection: fixed_epochs\n(no inner validation:\nthe epoch count is fixed)",
                    ha="center", va="center", fontsize=11, transform=right.transAxes)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{name}: {n} folds", fontsize=12)
     fig.tight_layout()
     path = Path(path)
