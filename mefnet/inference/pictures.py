@@ -320,8 +320,12 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
     out = Path(out_dir)
     pair = prepared.pair
     x = torch.from_numpy(pair.maps[None])
-    e = explain_ensemble([m.model for m in models], x, target=target)
-    probs = e.probabilities[0].tolist()
+    # The probabilities as mefnet-predict gives them (mean over the models, each with its
+    # own test-time options); the explanations are of their predicted class (or target).
+    mean = torch.stack([m.probabilities(x) for m in models]).mean(dim=0)
+    chosen = int(mean[0].argmax()) if target is None else target
+    e = explain_ensemble([m.model for m in models], x, target=chosen)
+    probs = mean[0].tolist()
     t = int(e.target[0])
     files = {
         "onset_apex": save_figure(figure_onset_apex(pair.onset, pair.apex, prepared.spec.name), out / "onset_apex.png"),
