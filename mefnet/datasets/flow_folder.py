@@ -1,6 +1,6 @@
 """Precomputed flow folders: onset->apex flow maps that users already hold, as a dataset.
 
-Layout (docs/DATASETS.md, "the mefnet flow-image format")::
+Layout (docs/datasets.md, "flow_folder")::
 
     <root>/labels.csv                       dataset,subject,clip,label
     <root>/<dataset>/<subject>/<clip>.png   R = u, G = v, B = optical strain (0..255 each)

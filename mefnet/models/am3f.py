@@ -2,7 +2,7 @@
 
 Fu, Yang, Chen, Wei, "AM3F-FlowNet: Attention-Based Multi-Scale Multi-Branch Flow
 Network", Entropy 25(7):1064, 2023. Only the abstract and the outline of the paper are
-known (see ``docs/MODEL.md``); everything below that the paper does not fix is a choice
+known (see ``docs/model.md``); everything below that the paper does not fix is a choice
 made here, written down with its reason, and exposed as a constructor argument (= config
 key) so an ablation can switch it.
 
