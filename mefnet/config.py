@@ -20,18 +20,26 @@ def _find_config_dir() -> str:
 CONFIG_DIR = _find_config_dir()
 
 
-def _register_resolvers() -> None:
-    """``${mefnet_hash:text}``: a short stable hash (names each recipe-search trial by its
-    overrides, conf/hparams_search/)."""
+def _plain_name(name):
+    """``${mefnet.name:${experiment_name}}``: the name, refused unless it is a plain folder
+    name; resolved by Hydra before it creates the run directory, so a bad name writes nothing."""
+    from mefnet.experiment.validate import check_experiment_name
+
+    return check_experiment_name(name)
+
+
+def register_resolvers() -> None:
+    """``${mefnet.name:...}`` (a checked experiment name) and ``${mefnet_hash:text}`` (a
+    short stable hash naming each recipe-search trial by its overrides, conf/hparams_search/)."""
     from omegaconf import OmegaConf
 
     from mefnet.experiment.search import params_hash
 
-    if not OmegaConf.has_resolver("mefnet_hash"):
-        OmegaConf.register_new_resolver("mefnet_hash", params_hash)
+    OmegaConf.register_new_resolver("mefnet.name", _plain_name, replace=True)
+    OmegaConf.register_new_resolver("mefnet_hash", params_hash, replace=True)
 
 
-_register_resolvers()
+register_resolvers()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):

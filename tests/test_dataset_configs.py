@@ -11,9 +11,10 @@ from omegaconf import OmegaConf
 from mefnet.datasets.clip_index import DatasetError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
-NAMES = ("casme2", "samm", "smic", "casme3", "megc2019", "flow_folder")
+NAMES = ("casme2", "samm", "smic", "casme3", "megc2019", "flow_folder", "frames_csv")
 ENV = {"casme2": "MEFNET_CASME2_ROOT", "samm": "MEFNET_SAMM_ROOT", "smic": "MEFNET_SMIC_ROOT",
-       "casme3": "MEFNET_CASME3_ROOT", "megc2019": "MEFNET_CASME2_ROOT", "flow_folder": "MEFNET_FLOW_ROOT"}
+       "casme3": "MEFNET_CASME3_ROOT", "megc2019": "MEFNET_CASME2_ROOT", "flow_folder": "MEFNET_FLOW_ROOT",
+       "frames_csv": "MEFNET_FRAMES_ROOT"}
 
 
 @pytest.mark.parametrize("name", NAMES)

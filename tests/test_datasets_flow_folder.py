@@ -10,13 +10,14 @@ from PIL import Image
 
 from mefnet.datasets.clip_index import DatasetError
 from mefnet.datasets.flow_folder import load_flow_folder, read_flow_map
+from tests.conftest import missing_realdata
 
 
 @pytest.fixture(scope="module")
 def smic_flows(realdata: Path) -> Path:
     path = realdata / "flows" / "megc2019_smic"
     if not path.is_dir():
-        pytest.skip(f"{path} is absent")
+        missing_realdata(f"{path} is absent")
     return path
 
 
@@ -108,3 +109,48 @@ def test_missing_labels_and_root_are_explained(tmp_path):
         load_flow_folder(None)
     with pytest.raises(DatasetError, match=r"labels.csv does not exist"):
         load_flow_folder(tmp_path)
+
+
+def test_labels_with_a_byte_order_mark_and_crlf_line_ends_are_read(tmp_path):
+    files = {f"samm/6/006_1_{k}.png": RGB for k in range(3)}
+    root = make_folder(tmp_path, [], files)
+    (root / "labels.csv").write_bytes(b"\xef\xbb\xbfdataset,subject,clip,label\r\n"
+                                      + "\r\n".join(three_classes()).encode() + b"\r\n")
+    index = load_flow_folder(root)
+    assert [c.clip for c in index] == ["006_1_0", "006_1_1", "006_1_2"] and [c.label for c in index] == [0, 1, 2]
+
+
+def test_an_empty_labels_file_says_it_is_empty(tmp_path):
+    root = make_folder(tmp_path / "a", [], {})
+    (root / "labels.csv").write_text("")
+    with pytest.raises(DatasetError, match=r"labels.csv is empty; expected one row per clip"):
+        load_flow_folder(root)
+    root = make_folder(tmp_path / "b", ["dataset,subject,clip,label"], {})
+    with pytest.raises(DatasetError, match=r"labels.csv has a header but no clips"):
+        load_flow_folder(root)
+
+
+def test_a_non_finite_or_unreadable_map_names_its_file_and_is_skipped_under_skip(tmp_path):
+    holes = np.zeros((3, 4, 4), np.float32)
+    holes[1, 2, 2] = np.nan
+    files = {f"samm/6/006_1_{k}.png": RGB for k in range(3)}
+    files |= {"samm/6/006_1_3.npy": holes}
+    root = make_folder(tmp_path, [*three_classes(), "samm,6,006_1_3,0", "samm,6,006_1_4,0"], files)
+    (root / "samm" / "6" / "006_1_4.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"row 4 \(clip samm/006/006_1_3\): flow map .*006_1_3.npy holds 1 NaN"):
+        load_flow_folder(root)
+    with pytest.raises(DatasetError, match=r"006_1_3.npy holds 1 NaN or infinite value"):
+        read_flow_map(root / "samm" / "6" / "006_1_3.npy")
+    with pytest.warns(UserWarning) as caught:
+        index = load_flow_folder(root, on_bad_clip="skip")
+    assert [c.clip for c in index] == ["006_1_0", "006_1_1", "006_1_2"]
+    text = " ".join(str(w.message) for w in caught)
+    assert "006_1_3.npy holds 1 NaN" in text and "006_1_4.png cannot be read as an image" in text
+
+
+def test_a_map_of_another_size_is_a_warning_naming_it(tmp_path):
+    big = np.zeros((8, 8, 3), np.uint8)
+    files = {f"samm/6/006_1_{k}.png": RGB for k in range(3)} | {"samm/6/006_1_3.png": big}
+    root = make_folder(tmp_path, [*three_classes(), "samm,6,006_1_3,1"], files)
+    with pytest.warns(UserWarning, match=r"1 flow map\(s\) are 8x8 while 3 are 4x4: .*006_1_3.png"):
+        assert len(load_flow_folder(root)) == 4

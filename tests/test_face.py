@@ -29,6 +29,7 @@ from mefnet.preprocessing.face import (
     FaceNotFoundError,
     detect_face_haar,
 )
+from tests.conftest import missing_realdata
 
 CANVAS = 240  # grey level of the light canvas the GIF faces sit on
 
@@ -42,7 +43,7 @@ def gif_pairs(realdata: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     folder = realdata / "frames" / "onset_apex_pairs"
     paths = sorted(folder.glob("*.gif"))
     if not paths:
-        pytest.skip(f"no onset/apex GIFs in {folder}")
+        missing_realdata(f"no onset/apex GIFs in {folder}")
     pairs = {}
     for path in paths:
         with Image.open(path) as gif:

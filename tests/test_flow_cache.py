@@ -42,8 +42,8 @@ KILL_DATA = [
 ]
 
 
-def _cli(*overrides: str, cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _cli(*overrides: str, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    env = env or {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, "-m", "mefnet.preprocessing.cache_cli", *overrides],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
@@ -76,18 +76,20 @@ def test_a_killed_fill_resumes_and_ends_identical_to_a_clean_fill(tmp_path):
     index, _, clean = _clean_fill(data, tmp_path / "clean")  # also generates the frames
     assert len(clean) == len(index) == 12
     cache = tmp_path / "cache"
+    # Each of the two workers stops after its second entry (a pause point, not a race
+    # against a polling loop), and the whole command is killed there.
+    pauses = tmp_path / "pauses"
     proc = _cli(*data, f"preprocessing.cache_dir={cache}", "preprocessing.n_jobs=2", cwd=tmp_path,
-                start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(cache.glob("??/*.npy"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
-    except ProcessLookupError:  # it had already finished: reported just below
-        pass
+                start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), "MEFNET_PAUSE_AT": "cache:2",
+                                             "MEFNET_PAUSE_DIR": str(pauses)})
+    deadline = time.monotonic() + 300
+    while len(list(pauses.glob("cache-*"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the fill ended before its workers reached the pause point"
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes
     proc.communicate()
     at_kill = len(list(cache.glob("??/*.npy")))
-    assert 3 <= at_kill < len(index), f"the fill was not caught halfway ({at_kill} entries)"
+    assert at_kill == 4, f"the fill was not stopped at the pause point ({at_kill} entries)"
 
     # Two fills restart at once on the same cache: both finish, neither breaks the other.
     procs = [_cli(*data, f"preprocessing.cache_dir={cache}", "preprocessing.n_jobs=1", cwd=tmp_path)
@@ -103,8 +105,8 @@ def test_a_killed_fill_resumes_and_ends_identical_to_a_clean_fill(tmp_path):
     resumed = _entries(cache)
     assert resumed.keys() == clean.keys()
     assert all(resumed[k] == clean[k] for k in clean), "a resumed entry differs from the clean fill"
-    for blob in resumed.values():
-        assert decode_entry(blob).shape == (3, 28, 28)
+    for name, blob in resumed.items():
+        assert decode_entry(blob, Path(name).stem).shape == (3, 28, 28)
 
 
 def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path):
@@ -115,7 +117,7 @@ def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path
     clean = build_features(index, prep, str(cache_dir))
     before = _entries(cache_dir)
     cache = FlowCache(cache_dir)
-    paths = [cache.path(clip_cache_key(c, prep, clip_inputs(c))) for c in list(index)[:4]]
+    paths = [cache.path(clip_cache_key(c, prep, clip_inputs(c))) for c in list(index)[:6]]
     paths[0].write_bytes(paths[0].read_bytes()[:100])  # torn: cut short
     blob = bytearray(paths[1].read_bytes())
     blob[200] ^= 0x01  # one flipped bit inside the float data: shape and dtype still fine
@@ -123,9 +125,11 @@ def test_damaged_entries_are_detected_and_recomputed_to_the_clean_value(tmp_path
     paths[2].write_bytes(os.urandom(len(blob)))  # garbage of the right length
     np.save(paths[3], compute_clip_maps(index[3], prep))  # a bare .npy without checksum
     assert np.load(paths[3]).shape == (3, 28, 28)  # ... which numpy reads without complaint
+    # An intact entry of another clip, copied onto clip 4's key: its checksum binds its key.
+    paths[4].write_bytes(paths[5].read_bytes())
 
     report = fill_cache(index, prep, str(cache_dir))
-    assert (report.damaged, report.computed, report.cached) == (4, 4, len(index) - 4)
+    assert (report.damaged, report.computed, report.cached) == (5, 5, len(index) - 5)
     again = build_features(index, prep, str(cache_dir))
     assert np.array_equal(again.numpy(), clean.numpy())
     assert _entries(cache_dir) == before

@@ -1,4 +1,4 @@
-"""Pooled UF1 / UAR as PROTOCOL.md defines them."""
+"""Pooled UF1 / UAR as docs/protocol.md defines them."""
 
 from __future__ import annotations
 

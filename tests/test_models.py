@@ -185,3 +185,25 @@ def test_am3f_rejects_inputs_that_are_not_u_v_strain():
 def test_am3f_stays_small():
     params = sum(p.numel() for p in AM3FFlowNet(num_classes=3).parameters())
     assert 10_000 < params < 100_000
+
+
+# --- every parameter learns ----------------------------------------------------------------
+
+BACKWARD_CASES = [(name, {}) for name in sorted(MODELS)] + [("am3f", {k: v}) for k, v in ABLATIONS] + [
+    ("am3f", {"head": "gap"}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), BACKWARD_CASES,
+                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}"
+                              for n, kw in BACKWARD_CASES])
+def test_every_parameter_gets_a_gradient(name: str, kwargs: dict):
+    """A parameter without a gradient never trains: a wiring mistake (a branch left out of
+    the graph, a module built but not called) that the output shape cannot show."""
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=NUM_CLASSES, in_channels=3, input_size=28, **kwargs).train()
+    logits = model(_input(4, 28))
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(
+        torch.isfinite(p.grad).all()) or not bool(p.grad.abs().sum() > 0))]
+    assert missing == [], f"{name} {kwargs}: no (finite, non-zero) gradient for {missing}"

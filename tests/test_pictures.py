@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from mefnet.datasets.clip_index import list_frames
 from mefnet.inference.checkpoint import load_models
 from mefnet.inference.explain import between_class_spread, explain
+from mefnet.inference.inputs import ClipSpec
 from mefnet.inference.pictures import (
     dataset_summary,
     flow_to_color,
@@ -22,6 +23,7 @@ from mefnet.inference.pictures import (
     log_pictures,
     main,
 )
+from mefnet.inference.predict import Predictor
 from mefnet.models import MODELS, build_model
 from mefnet.preprocessing.features import build_features
 from tests.helpers import trained_am3f
@@ -167,10 +169,14 @@ def test_pictures_command_writes_what_it_promises(experiment, held_out, tmp_path
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "pictures.json").read_text())
     (c,) = record["clips"]
-    assert set(c["files"]) == {"onset_apex", "u", "v", "strain", "flow_color", "attention", "gradcam"}
+    assert set(c["files"]) == {"onset_apex", "u", "v", "strain", "flow_color", "flow_color_raw", "attention",
+                               "gradcam"}
     frame = cv2.imread(str(list_frames(clip.frame_dir)[clip.onset]))
-    # the colour-wheel flow is an image of the crop (face=none: the whole frame) itself
-    assert _png(out / "c1" / "flow_color.png").shape == frame.shape
+    # the bare colour-wheel flow is an image of the crop (face=none: the whole frame) itself;
+    # flow_color.png is the readable figure (face underneath, legend beside it)
+    assert _png(out / "c1" / "flow_color_raw.png").shape == frame.shape
+    assert _png(out / "c1" / "flow_color.png").shape == (480, 640, 3)
+    assert _png(out / "flow_wheel.png").shape[0] >= 400
     for name in ("u", "v", "strain", "attention", "gradcam", "onset_apex"):
         image = _png(out / "c1" / f"{name}.png")
         assert image.shape[0] >= 300 and image.shape[1] >= 300 and image.std() > 10, name
@@ -194,9 +200,90 @@ def test_dataset_pictures_of_an_experiment(experiment, tmp_path):
     assert classes.shape[0] > 3 * 150 and classes.std() > 10 and bars.std() > 10
 
 
-def test_a_clip_needs_one_model_file_not_an_experiment(experiment, tmp_path, capsys):
-    code = main([str(experiment), "--onset", "a.png", "--apex", "b.png", "--out", str(tmp_path / "p")])
-    assert code == 2 and "need one model file" in capsys.readouterr().err
+def test_a_clip_explained_by_an_experiment_folder_averages_its_models(experiment, held_out, tmp_path, capsys):
+    index, folds = held_out
+    clip = index[0]
+    frames = list_frames(clip.frame_dir)
+    args = ["--images", str(frames[clip.onset]), str(frames[clip.apex]), "--name", "c"]
+    # The experiment folder above the seed folder: all its seeds (here one), all folds.
+    code = main([str(experiment.parent), *args, "--out", str(tmp_path / "p")])
+    assert code == 0, capsys.readouterr().err
+    (c,) = json.loads((tmp_path / "p" / "pictures.json").read_text())["clips"]
+    assert len(c["model"]) == 6 and c["cam_class"] == c["pred_name"]
+    # Its probabilities are the mean of the six fold models' on the clip's maps.
+    predictor = Predictor.from_path(experiment.parent)
+    spec = ClipSpec(name="c", onset="", images=(str(frames[clip.onset]), str(frames[clip.apex])))
+    maps = torch.from_numpy(predictor.prepare(spec).pair.maps[None])
+    expected = torch.stack([m.probabilities(maps) for m in predictor.models]).mean(0)[0]
+    assert np.allclose(list(c["probabilities"].values()), expected.numpy(), atol=1e-5)
+    assert main([str(experiment.parent), *args, "--seed", "7", "--out", str(tmp_path / "q")]) == 2
+    assert "no run of seed 7; its seeds are 42" in capsys.readouterr().err
+
+
+def _texts_fit(fig) -> list[str]:
+    """Every non-empty text of ``fig`` (titles, labels, legends), after checking each lies
+    inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    found = []
+    from matplotlib.axes import Axes
+    from matplotlib.figure import SubFigure
+
+    candidates = []
+    for ax in fig.findobj(Axes):
+        candidates += [ax.title, *ax.texts]
+        if ax.axison:
+            candidates += [ax.xaxis.label, ax.yaxis.label]
+        if ax.get_legend() is not None:
+            candidates += ax.get_legend().get_texts()
+    for sub in [fig, *fig.findobj(SubFigure)]:
+        candidates += [*sub.texts, *([sub._suptitle] if sub._suptitle is not None else [])]
+    for text in candidates:
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        ext = text.get_window_extent(renderer)
+        assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1 and ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, (
+            f"'{text.get_text()}' does not fit in the figure")
+        found.append(text.get_text())
+    return found
+
+
+def test_flow_figure_shows_the_face_a_direction_legend_and_a_fitting_title():
+    from mefnet.inference.pictures import figure_flow_color, figure_flow_wheel, figure_gradcam
+
+    face = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))
+    flow = np.zeros((64, 64, 2), np.float32)
+    flow[20:40, 20:40, 0] = 1.5  # a patch moving right
+    flow[0, 0] = 50.0  # one outlier must not wash out the patch
+    fig = figure_flow_color(face, flow, "a long clip name: onset -> apex flow of sub07/EP02_01f")
+    texts = _texts_fit(fig)
+    assert "a long clip name: onset -> apex flow of sub07/EP02_01f" in texts
+    assert {"right", "down", "left", "up"} <= set(texts) and any("full colour = 1.50 px" in t for t in texts)
+    fig.set_dpi(100)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3]
+    assert image.shape[:2] == (480, 640)
+    # The moving patch is red (flow to the right), the still face stays grey.
+    red = (image[..., 0].astype(int) - image[..., 1] > 80) & (image[..., 0].astype(int) - image[..., 2] > 80)
+    assert red.sum() > 2000
+    assert {"right", "up"} <= set(_texts_fit(figure_flow_wheel()))
+    cam = np.zeros((64, 64), np.float32)
+    cam[10:20, 10:20] = 1
+    assert "Grad-CAM: surprise (p=0.91)" in _texts_fit(figure_gradcam(face, cam, "Grad-CAM: surprise (p=0.91)"))
+
+
+def test_heat_maps_use_a_perceptual_colour_map():
+    from mefnet.inference import pictures
+
+    assert pictures.HEAT in {"magma", "inferno", "viridis", "cividis", "plasma"}
+    assert "jet" not in Path(pictures.__file__).read_text()
 
 
 # ------------------------------------------------------------------------ wandb

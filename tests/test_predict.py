@@ -30,6 +30,7 @@ from mefnet.inference.inputs import ClipSpec
 from mefnet.inference.predict import Predictor, main
 from mefnet.preprocessing.apex import spot_apex
 from mefnet.preprocessing.features import build_features
+from tests.conftest import missing_realdata
 from tests.helpers import tiny_overrides, trained_am3f
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def test_an_experiment_folder_averages_its_fold_models(experiment, tmp_path):
 def gif_frames(realdata, tmp_path_factory) -> tuple[Path, Path]:
     gif = realdata / "frames" / "onset_apex_pairs" / "s03_s03_po_11.gif"
     if not gif.is_file():
-        pytest.skip(f"{gif} is absent")
+        missing_realdata(f"{gif} is absent")
     out = tmp_path_factory.mktemp("gif")
     paths = []
     with Image.open(gif) as im:

@@ -13,6 +13,7 @@ from mefnet.config import compose
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.composite import join_indices
 from mefnet.experiment.splits import Split, fold_contains
+from mefnet.experiment.store import ReportError
 from mefnet.experiment.train import _absolute_paths, run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.au_metrics import au_scores
@@ -179,6 +180,27 @@ def test_au_lodo_runs_end_to_end_and_the_table_pools_the_folds(workdir):
     for r in preds:
         true = {int(a) for a in by_clip[(r["dataset"], r["subject"], r["clip"])].split("+")} & wanted
         assert r["true"] == "+".join(str(a) for a in sorted(true))
+
+
+def test_au_lodo_completeness_check_resumes_intact_folds_and_recomputes_a_damaged_one(workdir):
+    """The per-fold completeness check reads lodo/<dataset> folds and AU prediction files."""
+    cfg = compose(multi_overrides(workdir, "au-lodo", "task=au", "protocol=lodo"))
+    rows = run(cfg)  # computes, or resumes the end-to-end test's run
+    exp = Path(_absolute_paths(cfg).experiment_dir)
+    marks = {p: (exp / "folds" / "lodo" / p / "fold.json").stat().st_mtime_ns for p in PARTS}
+    assert [(r["part"], r["macro_f1"]) for r in run(cfg)] == [(r["part"], r["macro_f1"]) for r in rows]
+    assert {p: (exp / "folds" / "lodo" / p / "fold.json").stat().st_mtime_ns for p in PARTS} == marks
+    # One clip's row removed: the table refuses the fold, a rerun computes that fold only.
+    damaged = exp / "folds" / "lodo" / "synth_b" / "predictions.csv"
+    lines = damaged.read_text().splitlines(keepends=True)
+    damaged.write_text("".join(lines[:-1]))
+    with pytest.raises(ReportError, match=r"1 of the fold's 12 clips"):
+        write_table([exp], workdir / "au-damaged", figures=False)
+    assert [(r["part"], r["macro_f1"]) for r in run(cfg)] == [(r["part"], r["macro_f1"]) for r in rows]
+    assert len(damaged.read_text().splitlines()) == len(lines)
+    after = {p: (exp / "folds" / "lodo" / p / "fold.json").stat().st_mtime_ns for p in PARTS}
+    assert after["synth_a"] == marks["synth_a"] and after["synth_c"] == marks["synth_c"]
+    assert after["synth_b"] != marks["synth_b"]
 
 
 def test_emotion_holdout_runs_one_fold_and_a_rerun_resumes(workdir):

@@ -61,15 +61,20 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path):
     args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=6", "dataset.index.num_clips=30",
             "trainer.max_epochs=40", "experiment_name=resume"]
     exp = tmp_path / "out" / "resume" / "seed_42"
-    proc = subprocess.Popen([*TRAIN, "-m", *args, "fold=each"], cwd=tmp_path, env=_env(tmp_path),
+    # The sweep stops after its second finished fold (a pause point, not a race against a
+    # polling loop) and is killed there.
+    pauses = tmp_path / "pauses"
+    proc = subprocess.Popen([*TRAIN, "-m", *args, "fold=each"], cwd=tmp_path,
+                            env={**_env(tmp_path), "MEFNET_PAUSE_AT": "fold:2", "MEFNET_PAUSE_DIR": str(pauses)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while len(list(exp.glob("folds/*/*/fold.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+    while not list(pauses.glob("fold-*")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it reached the pause point"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = sorted(exp.glob("folds/*/*/fold.json"))
-    assert 2 <= len(finished) < 6, "the kill should land mid-sweep"
+    assert len(finished) == 2, "the kill should land after exactly two folds"
     assert not (exp / "table.csv").exists()
     p = progress(exp, workers=2)  # what mefnet-progress shows of the stopped sweep
     assert (p["done"], p["total"], p["left"]) == (len(finished), 6, 6 - len(finished))

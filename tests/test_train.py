@@ -30,9 +30,23 @@ def _read(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_one_fold_trains_and_predicts_only_the_test_subject(workdir):
+@pytest.fixture(scope="module")
+def one_fold(workdir):
+    """Fold sub02 of an experiment, alone (each test using it passes alone and in any order)."""
     cfg = compose(tiny_overrides(workdir, "one-fold", "fold=sub02"))
-    assert run(cfg) is None  # a single fold writes no table
+    return cfg, run(cfg)
+
+
+@pytest.fixture(scope="module")
+def all_folds(workdir):
+    """Every fold of an experiment, and its table rows."""
+    cfg = compose(tiny_overrides(workdir, "all-folds"))
+    return cfg, run(cfg)
+
+
+def test_one_fold_trains_and_predicts_only_the_test_subject(one_fold):
+    cfg, result = one_fold
+    assert result is None  # a single fold writes no table
     fold = Path(cfg.experiment_dir) / "folds" / "synthetic" / "sub02"
     rows = _read(fold / "predictions.csv")
     assert rows and {r["subject"] for r in rows} == {"sub02"}
@@ -43,9 +57,8 @@ def test_one_fold_trains_and_predicts_only_the_test_subject(workdir):
     assert record["selection"]["rule"] == "fixed_epochs" and record["versions"]["torch"]
 
 
-def test_all_folds_table_equals_recomputation_and_a_rerun_resumes(workdir):
-    cfg = compose(tiny_overrides(workdir, "all-folds"))
-    rows = run(cfg)
+def test_all_folds_table_equals_recomputation_and_a_rerun_resumes(all_folds):
+    cfg, rows = all_folds
     exp = Path(cfg.experiment_dir)
     preds = [r for p in sorted(exp.glob("folds/*/*/predictions.csv")) for r in _read(p)]
     assert len(preds) == 18 and len({r["subject"] for r in preds}) == 4
@@ -60,18 +73,20 @@ def test_all_folds_table_equals_recomputation_and_a_rerun_resumes(workdir):
     assert (exp / "table.md").read_text() == table_md
 
 
-def test_parallel_folds_give_the_same_predictions_as_sequential(workdir):
-    seq = compose(tiny_overrides(workdir, "all-folds"))
+def test_parallel_folds_give_the_same_predictions_as_sequential(workdir, all_folds):
+    seq, _ = all_folds
     par = compose(tiny_overrides(workdir, "all-folds-parallel", "n_jobs=2"))
     run(par)
-    for p in sorted(Path(seq.experiment_dir).glob("folds/*/*/predictions.csv")):
+    sequential = sorted(Path(seq.experiment_dir).glob("folds/*/*/predictions.csv"))
+    assert len(sequential) == 4
+    for p in sequential:
         twin = Path(par.experiment_dir) / p.relative_to(seq.experiment_dir)
         assert p.read_text() == twin.read_text()
 
 
-def test_a_different_config_under_the_same_name_is_refused(workdir):
+def test_a_different_config_under_the_same_name_is_refused(workdir, all_folds):
     cfg = compose(tiny_overrides(workdir, "all-folds", "optimizer.lr=0.5"))
-    with pytest.raises(RuntimeError, match="different configuration"):
+    with pytest.raises(RuntimeError, match="different configuration or dataset:\n  optimizer.lr: 0.001 vs 0.5"):
         run(cfg)
 
 
@@ -156,10 +171,10 @@ def test_an_unknown_fold_subject_is_a_clear_error(workdir):
         run(cfg)
 
 
-def test_table_refuses_missing_folds_unless_told(workdir):
+def test_table_refuses_missing_folds_unless_told(one_fold):
     from mefnet.report.table import IncompleteExperimentError
 
-    cfg = compose(tiny_overrides(workdir, "one-fold", "fold=sub02"))
+    cfg, _ = one_fold
     with pytest.raises(IncompleteExperimentError, match="3 of 4 folds have no finished predictions"):
         experiment_rows(cfg.experiment_dir)
     rows = experiment_rows(cfg.experiment_dir, allow_missing=True)

@@ -1,6 +1,6 @@
 """CASME II adapter: the user's copy (raw or cropped frames + coding sheet) -> ClipIndex.
 
-Expected layout under ``root`` (see docs/DATASETS.md)::
+Expected layout under ``root`` (see docs/datasets.md)::
 
     CASME2-coding-20140508.xlsx                 (or give ``sheet``)
     CASME2-ObjectiveClasses.xlsx                (only for protocol: objective)

@@ -203,6 +203,12 @@ class ClipIndex:
         """Invariants every adapter must satisfy; violations name the clip."""
         if not self.class_names:
             raise DatasetError(f"{self.name or 'clip index'}: no class names given")
+        twice = [n for i, n in enumerate(self.class_names) if n in self.class_names[:i]]
+        if twice:
+            raise DatasetError(
+                f"{self.name or 'clip index'}: class names must be unique: '{twice[0]}' is given twice "
+                f"in {list(self.class_names)} (config key dataset.index.class_names, or the protocol's classes)"
+            )
         seen: set[str] = set()
         for c in self.clips:
             if c.clip_key in seen:
@@ -238,7 +244,7 @@ class ClipIndex:
     @classmethod
     def from_csv(cls, path: str | Path, class_names: Sequence[str], name: str = "") -> ClipIndex:
         path = Path(path)
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("dataset", "subject", "clip", "label") if c not in (reader.fieldnames or [])]
             if missing:

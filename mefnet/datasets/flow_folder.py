@@ -1,6 +1,6 @@
 """Precomputed flow folders: onset->apex flow maps that users already hold, as a dataset.
 
-Layout (docs/DATASETS.md, "the mefnet flow-image format")::
+Layout (docs/datasets.md, "flow_folder")::
 
     <root>/labels.csv                       dataset,subject,clip,label
     <root>/<dataset>/<subject>/<clip>.png   R = u, G = v, B = optical strain (0..255 each)
@@ -18,6 +18,7 @@ files are looked up under the spelling ``labels.csv`` uses. When both ``.npy`` a
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,7 +55,16 @@ def read_flow_map(path: str | Path) -> np.ndarray:
             raise DatasetError(
                 f"flow map {path} has shape {array.shape}; expected (3, H, W) with channels u, v, strain"
             )
-        return np.asarray(array, dtype=np.float32)
+        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+            raise DatasetError(f"flow map {path} holds {array.dtype} values; expected real numbers")
+        array = np.asarray(array, dtype=np.float32)
+        if not np.all(np.isfinite(array)):
+            bad = int((~np.isfinite(array)).sum())
+            raise DatasetError(
+                f"flow map {path} holds {bad} NaN or infinite value(s); a map with holes cannot be "
+                "normalized (it would become a silently zeroed channel): fix or remove the file"
+            )
+        return array
     if suffix == ".png":
         import cv2
 
@@ -74,10 +84,16 @@ def read_flow_map(path: str | Path) -> np.ndarray:
 
 def _label_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of labels.csv, without its header line if it has one."""
-    with path.open(newline="") as f:
-        rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if row]
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first cell;
+    # newline="": the csv module takes CRLF and LF line ends alike.
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if any(row)]
+    if not rows:
+        raise DatasetError(f"{path} is empty; expected one row per clip: {','.join(HEADER)}")
     if rows and [c.lower() for c in rows[0][1][:4]] == list(HEADER):
         rows = rows[1:]
+    if not rows:
+        raise DatasetError(f"{path} has a header but no clips; expected one row per clip: {','.join(HEADER)}")
     return rows
 
 
@@ -106,6 +122,7 @@ def load_flow_folder(
             f"{','.join(HEADER)} beside the <dataset>/<subject>/<clip>.png files"
         )
     log = BadClipLog(f"flow folder {root_path}", on_bad_clip)
+    sizes: dict[tuple, list[str]] = {}
     clips: list[Clip] = []
     seen: dict[str, int] = {}
     for row_no, cells in _label_rows(labels_path):
@@ -138,6 +155,12 @@ def load_flow_folder(
         if not found:
             log.bad(f"{where}: flow map {stem}.png (or .npy) does not exist")
             continue
+        try:
+            shape = read_flow_map(found[0]).shape[1:]
+        except DatasetError as e:  # unreadable, malformed or non-finite: a bad clip
+            log.bad(f"{where}: {e}")
+            continue
+        sizes.setdefault(shape, []).append(str(found[0]))
         clips.append(
             Clip(
                 dataset=dataset, subject=subject_id, clip=clip_id, label=label,
@@ -146,5 +169,16 @@ def load_flow_folder(
             )
         )
     check_no_empty_class(class_names, [c.label for c in clips], where=str(labels_path))
+    if len(sizes) > 1:  # resized to preprocessing.size like the others, but say so
+        usual = max(sizes, key=lambda k: len(sizes[k]))
+        for shape, files in sizes.items():
+            if shape != usual:
+                warnings.warn(
+                    f"flow folder {root_path}: {len(files)} flow map(s) are {shape[1]}x{shape[0]} while "
+                    f"{len(sizes[usual])} are {usual[1]}x{usual[0]}: {', '.join(files[:5])}"
+                    f"{' ...' if len(files) > 5 else ''}; they are resized to the same input size, "
+                    "which distorts their motion if they were cropped differently",
+                    UserWarning, stacklevel=2,
+                )
     skipped = log.finish()
     return ClipIndex(clips, class_names, name=name or root_path.name, skipped=skipped)

@@ -29,6 +29,7 @@ list in the index's spelling so the two compare directly.
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -48,6 +49,16 @@ OFFICIAL_COUNTS: dict[str, tuple[int, int, int]] = {
 }
 OFFICIAL_TOTAL = 442
 OFFICIAL_SUBJECTS = 68
+
+
+def _part(dataset: str, load):
+    """One source dataset's index; its messages name the composite's config keys
+    (``dataset.index.casme2_sheet``), not the single-dataset ones (``dataset.index.sheet``)."""
+    try:
+        return load()
+    except DatasetError as e:
+        text = re.sub(r"dataset\.index\.(sheet|root)\b", lambda m: f"dataset.index.{dataset}_{m.group(1)}", str(e))
+        raise DatasetError(text) from None
 
 
 def load_megc2019(
@@ -73,19 +84,19 @@ def load_megc2019(
     ):
         require_root(root, dataset_title=title, env_var=env, config_key=key)
     parts = [
-        load_casme2(
+        _part("casme2", lambda: load_casme2(
             casme2_root, sheet=casme2_sheet, variant=casme2_variant, protocol="megc2019",
             on_bad_clip=on_bad_clip, check_frames=check_frames,
-        ),
-        load_smic(
+        )),
+        _part("smic", lambda: load_smic(
             smic_root, protocol="megc2019", apex=smic_apex, apex_file=smic_apex_file,
             apex_fallback=smic_apex_fallback, spot_stride=smic_spot_stride,
             on_bad_clip=on_bad_clip, check_frames=check_frames,
-        ),
-        load_samm(
+        )),
+        _part("samm", lambda: load_samm(
             samm_root, sheet=samm_sheet, protocol="megc2019", on_bad_clip=on_bad_clip,
             check_frames=check_frames,
-        ),
+        )),
     ]
     for part in parts:
         if part.class_names != list(MEGC2019_CLASSES):
@@ -131,7 +142,7 @@ def read_megc2019_ground_truth(path: str | Path) -> list[tuple[str, str, str, in
     if not path.is_file():
         raise DatasetError(f"MEGC2019 ground-truth file {path} does not exist")
     rows = []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         for row_no, row in enumerate(csv.reader(f), start=1):
             if not row or (row_no == 1 and row[0].strip().lower() == "dataset"):
                 continue

@@ -83,7 +83,7 @@ class SheetColumn:
 def _cell_rows(path: Path, sheet_name: str | None) -> tuple[list[tuple[int, list[object]]], str]:
     """(excel row number, cell values) of every row, and the sheet's name."""
     if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
+        frame = pd.read_csv(path, header=None, dtype=object, keep_default_na=False, encoding="utf-8-sig")
         rows = [
             (i + 1, [None if v == "" else v for v in values])
             for i, values in enumerate(frame.itertuples(index=False, name=None))

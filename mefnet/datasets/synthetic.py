@@ -68,6 +68,7 @@ import numpy as np
 
 from mefnet.datasets.action_units import parse_au_cell
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
+from mefnet.experiment.store import exclusive
 
 FORMAT_VERSION = 2  # 2: the sheet lists each clip's action units
 CLASS_NAMES = ("negative", "positive", "surprise")
@@ -343,6 +344,14 @@ def generate(spec: SyntheticSpec, root: str | Path) -> Path:
     something else is never overwritten.
     """
     root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes generating the same set at once (two first runs): the second waits for
+    # the first and then finds its manifest.
+    with exclusive(root.parent / f".{root.name}.lock"):
+        return _generate_unlocked(spec, root)
+
+
+def _generate_unlocked(spec: SyntheticSpec, root: Path) -> Path:
     manifest = root / MANIFEST
     if manifest.is_file():
         found = json.loads(manifest.read_text())
@@ -447,7 +456,7 @@ def read_synthetic(root: str | Path, class_names: tuple[str, ...] = CLASS_NAMES,
     if not sheet.is_file():
         raise DatasetError(f"{root}: no {SHEET} found; expected columns {','.join(SHEET_COLUMNS)}")
     clips = []
-    with sheet.open(newline="") as f:
+    with sheet.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in SHEET_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -508,7 +517,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frame-size", type=int, default=128)
     ap.add_argument("--difficulty", type=float, default=0.5)
     a = ap.parse_args(argv)
-    spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
-                         frame_size=a.frame_size, difficulty=a.difficulty)
-    generate(spec, a.root)
-    print(read_synthetic(a.root, spec.class_names).summary())
+
+    def make() -> None:
+        spec = SyntheticSpec(seed=a.seed, num_subjects=a.num_subjects, num_clips=a.num_clips,
+                             frame_size=a.frame_size, difficulty=a.difficulty)
+        generate(spec, a.root)
+        print(read_synthetic(a.root, spec.class_names).summary())
+
+    from mefnet.cli import cli
+
+    cli("mefnet-synth", make, argv_debug=False)

@@ -23,12 +23,23 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.splits import split_of
-from mefnet.experiment.store import FOLD_DONE, PREDICTIONS, fold_dir, write_json, write_predictions
+from mefnet.experiment.store import (
+    FOLD_DONE,
+    PREDICTIONS,
+    FoldBusyError,
+    finished_folds,
+    fold_dir,
+    fold_lock,
+    pause_point,
+    write_json,
+    write_predictions,
+)
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
+from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
 
@@ -148,7 +159,7 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
     trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=callbacks + extra_callbacks,
+        cfg.trainer, logger=loggers or False, callbacks=[FiniteCheck(subject_key), *callbacks, *extra_callbacks],
         default_root_dir=str(out), max_epochs=int(max_epochs),
     )
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
@@ -218,7 +229,9 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [], task=task)
     train_counts = dm.train_class_counts()
     # The one and only look at the test subject.
+    check_finite_weights(module, f"fold {subject_key}, the trained model")
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
+    check_finite_probabilities(probs, f"fold {subject_key}")
     if task.name == "au":
         from mefnet.report.au_metrics import write_au_predictions
 
@@ -264,8 +277,23 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out / FOLD_DONE, record)
+    pause_point("fold")
     return record
 
 
-def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
-    return run_fold(OmegaConf.create(cfg_container), index, features, subject_key)
+def run_fold_locked(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict | None:
+    """:func:`run_fold` under the fold's lock. None when another process holds the fold (it
+    is computing it: skipped, said so) or finished it meanwhile (left untouched)."""
+    try:
+        with fold_lock(cfg.experiment_dir, subject_key):
+            if subject_key in finished_folds(cfg.experiment_dir):
+                log.info("fold %s was finished by another run meanwhile; left untouched", subject_key)
+                return None
+            return run_fold(cfg, index, features, subject_key)
+    except FoldBusyError as e:
+        log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
+        return None
+
+
+def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict | None:
+    return run_fold_locked(OmegaConf.create(cfg_container), index, features, subject_key)

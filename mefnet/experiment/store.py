@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +44,11 @@ class ReportError(ValueError):
 
 class IncompleteExperimentError(RuntimeError):
     """Some folds of an experiment have no finished predictions."""
+
+
+class RefusedRunError(RuntimeError):
+    """A run refused before it changed anything: its directory holds another experiment,
+    or a fold of it is being computed by another process."""
 
 
 # --------------------------------------------------------------------------- writing
@@ -158,7 +165,7 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) 
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
     k = len(class_names)
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         absent = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if absent:
@@ -190,6 +197,90 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) 
     return rows
 
 
+def read_clip_keys(experiment_dir: str | Path) -> dict[str, list[str]] | None:
+    """The clips of each fold, from the experiment's ``clips.csv``:
+    ``{"<dataset>/<subject>": ["<dataset>/<subject>/<clip>", ...]}`` (None without the file)."""
+    path = Path(experiment_dir) / CLIPS
+    if not path.is_file():
+        return None
+    out: dict[str, list[str]] = {}
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in ("dataset", "subject", "clip") if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ReportError(f"{path}: missing column(s) {absent}")
+        for r in reader:
+            out.setdefault(f"{r['dataset']}/{r['subject']}", []).append(f"{r['dataset']}/{r['subject']}/{r['clip']}")
+    return out
+
+
+def fold_clips(clips: dict[str, list[str]], fold_key: str) -> list[str]:
+    """The clip keys a fold tests, from :func:`read_clip_keys`'s clips by subject: one
+    subject's under ``loso`` (``casme2/sub01``), every clip of the tested datasets under
+    ``lodo/<dataset>`` and ``holdout/<a+b>``."""
+    out: list[str] = []
+    for subject_key, keys in clips.items():
+        dataset, _, subject = subject_key.partition("/")
+        if fold_contains(fold_key, dataset, subject):
+            out += keys
+    return out
+
+
+def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str]) -> list[dict]:
+    """The rows of one action-unit fold's predictions.csv (multi-label: a 0/1 column per AU
+    for the truth and the prediction), each checked against its fold."""
+    from mefnet.report.au_metrics import read_au_predictions
+
+    if not path.is_file():
+        raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
+    try:
+        rows = read_au_predictions(path, au_names)
+    except ValueError as e:
+        raise ReportError(str(e)) from None
+    for line, r in enumerate(rows, start=2):
+        if not fold_contains(subject_key, r["dataset"], r["subject"]):
+            raise ReportError(f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}")
+    if not rows:
+        raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
+    return rows
+
+
+def read_fold_rows(path: Path, subject_key: str, class_names: list[str],
+                   au_names: list[str] | None = None) -> list[dict]:
+    """A fold's predictions of either task: AU rows with ``au_names``, emotion rows without."""
+    if au_names is not None:
+        return read_au_fold_predictions(path, subject_key, au_names)
+    return read_fold_predictions(path, subject_key, class_names)
+
+
+def fold_problem(experiment_dir: str | Path, subject_key: str, class_names: list[str],
+                 expected: list[str] | None, au_names: list[str] | None = None) -> str | None:
+    """Why a fold marked finished cannot be used (None: it is intact): its predictions file
+    is missing or malformed, or does not predict each of the fold's clips exactly once.
+    ``au_names``: the fold is an action-unit fold (multi-label predictions)."""
+    path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
+    try:
+        rows = read_fold_rows(path, subject_key, class_names, au_names)
+    except (ReportError, OSError, UnicodeDecodeError, csv.Error) as e:
+        return str(e)
+    got = [f"{r['dataset']}/{r['subject']}/{r['clip']}" for r in rows]
+    twice = sorted({k for k in got if got.count(k) > 1})
+    if twice:
+        return f"{path}: clip(s) predicted more than once: {_listed(twice)}"
+    if expected is not None:
+        missing = [k for k in expected if k not in set(got)]
+        extra = [k for k in got if k not in set(expected)]
+        if missing or extra:
+            what = []
+            if missing:
+                what.append(f"{len(missing)} of the fold's {len(expected)} clips ({CLIPS}) have no "
+                            f"prediction: {_listed(missing)}")
+            if extra:
+                what.append(f"{len(extra)} row(s) for clips that are not in the fold: {_listed(extra)}")
+            return f"{path}: " + "; ".join(what)
+    return None
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -216,19 +307,20 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
     record = record if record is not None else read_experiment(experiment_dir)
     done = finished_folds(experiment_dir)
     names = list(record["class_names"])
+    au_names = list(record["au_names"]) if record.get("task") == "au" else None
+    clips = read_clip_keys(experiment_dir)
     preds: list[dict] = []
     seen: dict[tuple, str] = {}
     for subject_key in record["folds"]:
         if subject_key not in done:
             continue
         path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
-        if record.get("task") == "au":  # multi-label rows: true / pred are AU lists
-            from mefnet.report.au_metrics import read_au_predictions
-
-            fold_rows = read_au_predictions(path, list(record["au_names"]))
-        else:
-            fold_rows = read_fold_predictions(path, subject_key, names)
-        for r in fold_rows:
+        if clips is not None:
+            problem = fold_problem(experiment_dir, subject_key, names, fold_clips(clips, subject_key),
+                                   au_names=au_names)
+            if problem:
+                raise ReportError(f"{problem}\nThe fold is damaged: run the experiment again to recompute it.")
+        for r in read_fold_rows(path, subject_key, names, au_names):
             r["fold"] = subject_key
             key = (r["dataset"], r["subject"], r["clip"])
             if key in seen:
@@ -279,3 +371,220 @@ def find_runs(dirs: list[str | Path]) -> list[Path]:
         for h in hits:
             found.setdefault(h.resolve(), h)
     return list(found.values())
+
+
+# --------------------------------------------------------------------------- locks
+
+FOLD_LOCK = ".lock"
+
+
+class FoldBusyError(RuntimeError):
+    """Another process holds the fold (it is computing it now)."""
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, wait: bool = True, what: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block.
+
+    The lock is the kernel's (``flock``): it goes with the process, so a run that was killed
+    leaves no lock behind (the file stays, unlocked, and the next run takes it). The file
+    names the holder (PID, host, since when) for the message of one that has to wait or
+    skip. ``wait=False``: raise :class:`FoldBusyError` instead of waiting.
+    """
+    import fcntl
+    import socket
+    import time
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise FoldBusyError(f"{what or path} is held by {holder} (lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def fold_lock(experiment_dir: str | Path, subject_key: str) -> contextlib.AbstractContextManager:
+    """The fold's lock, taken without waiting: two runs never compute one fold at once."""
+    return exclusive(fold_dir(experiment_dir, subject_key) / FOLD_LOCK, wait=False,
+                     what=f"fold {subject_key} of {experiment_dir}")
+
+
+# --------------------------------------------------------------------------- test hook
+
+_passes: dict[str, int] = {}
+
+
+def pause_point(kind: str) -> None:
+    """A place where a test may stop a process deterministically (to kill it there).
+
+    With ``MEFNET_PAUSE_AT=<kind>:<n>`` and ``MEFNET_PAUSE_DIR`` set, the n-th time a
+    process passes the point ``kind`` (``fold``: a fold's record was written; ``cache``:
+    a cache entry was written) it creates ``<MEFNET_PAUSE_DIR>/<kind>-<pid>`` and sleeps
+    until killed. Without the variables it does nothing.
+    """
+    wanted = os.environ.get("MEFNET_PAUSE_AT", "")
+    if not wanted.startswith(kind + ":"):
+        return
+    _passes[kind] = _passes.get(kind, 0) + 1
+    if str(_passes[kind]) != wanted.partition(":")[2]:
+        return
+    import time
+
+    folder = Path(os.environ.get("MEFNET_PAUSE_DIR", "."))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{kind}-{os.getpid()}").write_text("paused\n")
+    while True:
+        time.sleep(60)
+
+
+# --------------------------------------------------------------------------- identity
+
+# Config keys that say how or where a run was executed, not what it computes: two runs
+# of one experiment (a run and its resume, or the seeds of one experiment) may differ in
+# them. Where the data lives is not compared either (keys ending in ``root`` or ``dir``):
+# what the data *is* is compared instead, clip by clip (:func:`clip_identity`).
+EXECUTION_KEYS = (
+    "fold",
+    "n_jobs",
+    "threads_per_fold",
+    "logger",
+    "hydra",
+    "paths",
+    "experiment_dir",
+    "save_checkpoint",
+    "save_model",
+    "trainer.enable_progress_bar",
+    "preprocessing.cache_dir",
+    "preprocessing.n_jobs",
+)
+_LOCATION_KEY = re.compile(r"(^|_)(root|dir|path)$")
+
+
+def _file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def clip_identity(index) -> dict[str, dict]:
+    """What each clip of a :class:`~mefnet.datasets.clip_index.ClipIndex` is, by clip key:
+    its label, its onset / apex / offset frames and a hash of the content of the files its
+    input maps are made from (the onset and apex frames, or its flow file).
+
+    Content, not name or time: a dataset that moved keeps its identity, an edited frame
+    does not.
+    """
+    from mefnet.preprocessing.features import clip_inputs  # here: features imports this module
+
+    out = {}
+    for c in index:
+        try:
+            inputs = [_file_digest(f) for f in clip_inputs(c)]
+        except (OSError, ValueError) as e:  # the fold's feature building names it properly
+            inputs = [f"unreadable: {e}"]
+        out[c.clip_key] = {"label": c.label_name, "onset": c.onset, "apex": c.apex, "offset": c.offset,
+                           "inputs": inputs}
+    return out
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def comparable_config(record: dict) -> dict:
+    """The run's config as ``{dotted.key: value}``, without the execution and location keys,
+    with the folds and class names of the record."""
+    flat = _flatten(record.get("config") or {})
+    out = {}
+    for key, value in flat.items():
+        if any(key == k or key.startswith(k + ".") for k in EXECUTION_KEYS):
+            continue
+        if _LOCATION_KEY.search(key.rpartition(".")[2]):
+            continue
+        out[key] = value
+    out["<experiment.json>.folds"] = record["folds"]
+    out["<experiment.json>.class_names"] = record["class_names"]
+    return out
+
+
+def _short(v) -> str:
+    s = json.dumps(v, default=str)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _listed(keys: list[str], limit: int = 10) -> str:
+    return ", ".join(keys[:limit]) + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def clip_differences(a: dict, b: dict) -> list[str]:
+    """What changed between two :func:`clip_identity` records, in words (empty: the same data)."""
+    out = []
+    removed = [k for k in a if k not in b]
+    added = [k for k in b if k not in a]
+    if removed:
+        out.append(f"{len(removed)} clip(s) removed: {_listed(removed)}")
+    if added:
+        out.append(f"{len(added)} clip(s) added: {_listed(added)}")
+    both = [k for k in a if k in b]
+    labels = [f"{k} ({a[k].get('label')} -> {b[k].get('label')})" for k in both
+              if a[k].get("label") != b[k].get("label")]
+    if labels:
+        out.append(f"{len(labels)} label(s) changed: {_listed(labels)}")
+    frames = [f"{k} (onset/apex/offset {a[k].get('onset')}/{a[k].get('apex')}/{a[k].get('offset')} -> "
+              f"{b[k].get('onset')}/{b[k].get('apex')}/{b[k].get('offset')})" for k in both
+              if [a[k].get(f) for f in ("onset", "apex", "offset")] != [b[k].get(f) for f in ("onset", "apex", "offset")]]
+    if frames:
+        out.append(f"{len(frames)} clip(s) with other frames: {_listed(frames)}")
+    inputs = [k for k in both if a[k].get("inputs") != b[k].get("inputs")]
+    if inputs:
+        out.append(f"{len(inputs)} clip(s) whose input files changed content: {_listed(inputs)}")
+    return out
+
+
+def experiment_differences(a: dict, b: dict, across_seeds: bool = False) -> list[str]:
+    """Why two experiment records are not the same experiment (empty list: they are).
+
+    The one definition of "same experiment", used when a run is started again on an
+    existing experiment directory (``across_seeds=False``: everything that shapes the
+    results must agree, the seed included) and when ``mefnet-table`` takes runs with one
+    name as the seeds of one experiment (``across_seeds=True``: the seed, and values that
+    follow it such as ``inner_val.seed: ${seed}``, may differ). Runs always may differ in
+    :data:`EXECUTION_KEYS` and in where the data lives; never in the data itself (the
+    clips, their labels, frames and input files, where both records hold them).
+    """
+    ca, cb = comparable_config(a), comparable_config(b)
+    seed_a, seed_b = (a.get("config") or {}).get("seed", a.get("seed")), (b.get("config") or {}).get("seed", b.get("seed"))
+    diffs = []
+    for key in sorted(set(ca) | set(cb)):
+        va, vb = ca.get(key, "<absent>"), cb.get(key, "<absent>")
+        if va == vb:
+            continue
+        if across_seeds and key == "seed":
+            continue
+        if (across_seeds and isinstance(va, int) and isinstance(vb, int) and not isinstance(va, bool)
+                and not isinstance(vb, bool) and va == seed_a and vb == seed_b):
+            continue
+        diffs.append(f"{key}: {_short(va)} vs {_short(vb)}")
+    if "clips" in a and "clips" in b:
+        diffs += [f"data: {d}" for d in clip_differences(a["clips"], b["clips"])]
+    return diffs

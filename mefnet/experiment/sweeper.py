@@ -103,19 +103,32 @@ class LosoSweeperImpl(Sweeper):
     def expand(self, jobs: list[list[str]]) -> tuple[list[list[str]], dict[str, DictConfig]]:
         """Replace ``fold=each`` by one job per fold (per subject under protocol=loso); also
         return each job's resolved config."""
+        from mefnet.experiment.splits import split_of
+        from mefnet.experiment.validate import check_train_config
+        from mefnet.tasks import load_index
+
         expanded: list[list[str]] = []
         configs: dict[str, DictConfig] = {}
+        indexes: dict[str, Any] = {}
+
+        def index_of(cfg: DictConfig):
+            key = OmegaConf.to_yaml(cfg.dataset) + OmegaConf.to_yaml(cfg.get("task") or {})
+            if key not in indexes:
+                indexes[key] = load_index(cfg)  # the index as the task uses it (AU: AU-labelled clips)
+            return indexes[key]
+
         for job in jobs:
             i = _fold_override(job)
             cfg = self._resolved(self._job_config(job))
+            # Every job's values and fold name are checked before the first job starts.
+            check_train_config(OmegaConf.merge(cfg, {"fold": "all"}) if i is not None else cfg)
             if i is None:
+                if str(cfg.fold) != "all":
+                    split_of(cfg).resolve(index_of(cfg), str(cfg.fold))
                 expanded.append(list(job))
                 configs[" ".join(job)] = cfg
                 continue
-            from mefnet.experiment.splits import split_of
-            from mefnet.tasks import load_index
-
-            index = load_index(cfg)
+            index = index_of(cfg)
             folds = split_of(cfg).folds(index)  # subjects under loso, datasets under lodo
             log.info("fold=each: %d folds of %s for %s", len(folds), cfg.dataset.name,
                      " ".join(o for o in job if o is not job[i]) or "the base config")

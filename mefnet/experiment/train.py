@@ -28,6 +28,7 @@ from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's wor
     _quiet_lightning,
     _run_fold_job,
     run_fold,
+    run_fold_locked,
     selection_rule,
     versions,
 )
@@ -36,21 +37,27 @@ from mefnet.experiment.splits import split_of
 from mefnet.experiment.store import (
     CLIPS,
     EXPERIMENT,
+    FOLD_DONE,
+    RefusedRunError,
     atomic_path,
+    atomic_write,
+    clip_identity,
+    comparable_config,
+    experiment_differences,
     finished_folds,
+    fold_clips,
+    fold_dir,
+    fold_problem,
+    read_experiment,
     write_json,
 )
+from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.progress import duration, progress
 from mefnet.report.table import write_table
 from mefnet.tasks import load_index, task_runner
 
 log = logging.getLogger("mefnet")
-
-# Keys that choose what runs, not what is computed: they may differ between the runs
-# that together make up one experiment.
-_RUN_KEYS = ("fold", "n_jobs", "logger", "trainer.enable_progress_bar", "save_model", "save_checkpoint")
-
 
 def _absolute_paths(cfg: DictConfig) -> DictConfig:
     """Resolve every interpolation and make paths absolute (fold workers start elsewhere)."""
@@ -63,13 +70,10 @@ def _absolute_paths(cfg: DictConfig) -> DictConfig:
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    """Hash of everything that shapes the results (not of which folds this run does)."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for key in _RUN_KEYS:
-        parent, _, leaf = key.rpartition(".")
-        node = c.get(parent, {}) if parent else c
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+    """Hash of everything that shapes the results (not of which folds this run does, nor
+    of where it runs): the compared part of the config, as :mod:`mefnet.experiment.store`
+    defines it."""
+    c = comparable_config({"config": OmegaConf.to_container(cfg, resolve=True), "folds": [], "class_names": []})
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -89,30 +93,68 @@ def _prepare_experiment(cfg: DictConfig, index: ClipIndex, folds: list[str] | No
         "selection": selection_rule(cfg),
         "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "clips": clip_identity(index),
     }
     path = exp_dir / EXPERIMENT
     if path.is_file():
-        old = json.loads(path.read_text())
-        if old.get("fingerprint") != record["fingerprint"] or old.get("folds") != record["folds"]:
-            raise RuntimeError(
+        old = read_experiment(exp_dir)
+        diffs = experiment_differences(old, record)
+        if diffs:
+            shown = "\n  ".join(diffs[:12]) + (f"\n  ... and {len(diffs) - 12} more" if len(diffs) > 12 else "")
+            raise RefusedRunError(
                 f"{exp_dir} holds experiment '{old.get('name')}' run with a different configuration or "
-                f"dataset; finished folds are never overwritten. Choose another experiment_name, or "
-                f"delete {exp_dir} yourself to start over."
+                f"dataset:\n  {shown}\nFinished folds are never overwritten. Choose another "
+                f"experiment_name, or delete {exp_dir} yourself to start over."
             )
         return exp_dir
     # The clips as used: frames, and which apex frame was taken and how (annotated,
     # midpoint, spotted, apex file), one row per clip.
     with atomic_path(exp_dir / CLIPS) as tmp:
         index.to_csv(tmp)
+    _write_hydra_files(exp_dir, cfg)
     write_json(path, record)
     return exp_dir
+
+
+def _write_hydra_files(exp_dir: Path, cfg: DictConfig) -> None:
+    """``.hydra/`` (config.yaml, overrides.yaml, hydra.yaml) of the run that created the
+    experiment, as Hydra would write them (Hydra's own writing is off: it would rewrite them
+    on every later run, even one that is then refused)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out = exp_dir / ".hydra"
+    atomic_write(out / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        atomic_write(out / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task))))
+        atomic_write(out / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hc}), resolve=False))
+
+
+def _intact_folds(exp_dir: Path, index: ClipIndex) -> set[str]:
+    """The finished folds whose predictions are whole: each of the fold's clips predicted
+    exactly once. A damaged one is said so and reopened (its record removed), so that this
+    run computes it again; no other fold is touched."""
+    done = finished_folds(exp_dir)
+    record = read_experiment(exp_dir)
+    au_names = list(record["au_names"]) if record.get("task") == "au" else None
+    by_subject: dict[str, list[str]] = {}
+    for c in index:
+        by_subject.setdefault(c.subject_key, []).append(c.clip_key)
+    for f in sorted(done):
+        problem = fold_problem(exp_dir, f, list(index.class_names), fold_clips(by_subject, f), au_names=au_names)
+        if problem:
+            log.warning("fold %s is marked finished but is damaged (%s); computing it again", f, problem)
+            (fold_dir(exp_dir, f) / FOLD_DONE).unlink(missing_ok=True)
+            done.discard(f)
+    return done
 
 
 def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
     cfg = _absolute_paths(cfg)
-    index = holdout(cfg, load_index(cfg))
+    check_train_config(cfg)
+    index: ClipIndex = holdout(cfg, load_index(cfg))
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
@@ -121,7 +163,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
     folds = all_folds if str(cfg.fold) == "all" else [split.resolve(index, str(cfg.fold))]
     exp_dir = _prepare_experiment(cfg, index, all_folds)
 
-    done = finished_folds(exp_dir)
+    done = _intact_folds(exp_dir, index)
     todo = [f for f in folds if f not in done]
     if len(todo) < len(folds):
         log.info("%s: %d of %d folds already finished (skipped, left untouched)",
@@ -136,11 +178,14 @@ def run(cfg: DictConfig) -> list[dict] | None:
             container = OmegaConf.to_container(cfg, resolve=True)
             jobs = (delayed(_run_fold_job)(container, index, features, f) for f in todo)
             for rec in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-                log_progress(exp_dir, rec, workers=n_jobs)
+                if rec is not None:
+                    log_progress(exp_dir, rec, workers=n_jobs)
         else:
             workers = _launcher_workers() if len(todo) == 1 else 1
             for f in todo:
-                log_progress(exp_dir, run_fold(cfg, index, features, f), workers=workers)
+                rec = run_fold_locked(cfg, index, features, f)
+                if rec is not None:
+                    log_progress(exp_dir, rec, workers=workers)
 
     if str(cfg.fold) != "all":
         return None
@@ -226,7 +271,9 @@ def register_plugins() -> None:
 def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
-    hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+    from mefnet.cli import cli
+
+    cli("mefnet-train", hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task))
 
 
 if __name__ == "__main__":

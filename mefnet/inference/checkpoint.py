@@ -200,6 +200,14 @@ def load_model(path: str | Path) -> LoadedModel:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the stored weights do not fit backbone {target} ({str(e)[:300]})") from None
+    bad = [k for k, t in payload["state_dict"].items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelFileError(
+            f"{path}: the model's weights hold NaN or infinite values ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}); its training diverged, so it predicts nothing meaningful. "
+            "Train it again (e.g. with a lower optimizer.lr)"
+        )
     model.eval()
     return LoadedModel(
         path=path,
@@ -211,18 +219,67 @@ def load_model(path: str | Path) -> LoadedModel:
     )
 
 
-def model_files(path: str | Path) -> list[Path]:
-    """The model files a user means by ``path``: the file itself, or every fold's model
-    of an experiment folder (``<experiment>/folds/*/*/model.pt``), in fold order."""
+SEED_PREFIX = "seed_"
+
+
+def _seed_folders(path: Path) -> dict[int, Path]:
+    """``{seed: folder}`` of the ``seed_<N>/`` runs (with experiment.json) directly under ``path``."""
+    found: dict[int, Path] = {}
+    for child in sorted(path.glob(f"{SEED_PREFIX}*")):
+        suffix = child.name[len(SEED_PREFIX):]
+        if child.is_dir() and suffix.lstrip("-").isdigit() and (child / "experiment.json").is_file():
+            found[int(suffix)] = child
+    return found
+
+
+def run_folders(path: str | Path, seed: int | None = None) -> list[Path]:
+    """The run folders (one per seed, each with ``experiment.json``) a user means by ``path``.
+
+    ``path`` is a seed folder (``outputs/<experiment>/seed_42``) or an experiment folder
+    (``outputs/<experiment>``, holding ``seed_<N>/`` folders): all its seeds, or only
+    ``seed`` when given.
+    """
+    path = Path(path)
+    if (path / "experiment.json").is_file():
+        if seed is not None:
+            recorded = json.loads((path / "experiment.json").read_text()).get("seed")
+            if recorded is not None and int(recorded) != int(seed):
+                raise ModelFileError(f"{path} is the run of seed {recorded}, not --seed {seed}")
+        return [path]
+    seeds = _seed_folders(path)
+    if not seeds:
+        raise ModelFileError(
+            f"{path} is a folder but not a mefnet experiment: it has no experiment.json and no "
+            f"{SEED_PREFIX}<N>/experiment.json; give a {MODEL_FILE} file, a seed folder "
+            f"(outputs/<experiment>/{SEED_PREFIX}42) or an experiment folder (outputs/<experiment>)"
+        )
+    if seed is None:
+        return list(seeds.values())
+    if int(seed) not in seeds:
+        raise ModelFileError(
+            f"{path} has no run of seed {seed}; its seeds are {', '.join(map(str, seeds))}"
+        )
+    return [seeds[int(seed)]]
+
+
+def model_files(path: str | Path, seed: int | None = None) -> list[Path]:
+    """The model files a user means by ``path``: the file itself, every fold's model of a
+    seed folder (``<run>/folds/*/*/model.pt``, in fold order), or of every seed of an
+    experiment folder (seed order; only ``seed`` when given)."""
     path = Path(path)
     if not path.is_dir():
+        if seed is not None:
+            raise ModelFileError(f"--seed {seed} chooses among the seeds of an experiment folder; "
+                                 f"{path} is one model file")
         return [path]
+    files: list[Path] = []
+    for run in run_folders(path, seed):
+        files += _run_model_files(run)
+    return files
+
+
+def _run_model_files(path: Path) -> list[Path]:
     exp = path / "experiment.json"
-    if not exp.is_file():
-        raise ModelFileError(
-            f"{path} is a folder but not a mefnet experiment (no experiment.json); give a "
-            f"{MODEL_FILE} file or an experiment folder"
-        )
     folds = json.loads(exp.read_text()).get("folds", [])
     found = [path / "folds" / f / MODEL_FILE for f in folds]
     present = [p for p in found if p.is_file()]
@@ -240,10 +297,10 @@ def model_files(path: str | Path) -> list[Path]:
     return present
 
 
-def load_models(path: str | Path) -> list[LoadedModel]:
+def load_models(path: str | Path, seed: int | None = None) -> list[LoadedModel]:
     """:func:`load_model` for every file of :func:`model_files`; they must agree on the
-    classes and the preprocessing (one experiment's folds always do)."""
-    models = [load_model(p) for p in model_files(path)]
+    classes and the preprocessing (one experiment's folds and seeds always do)."""
+    models = [load_model(p) for p in model_files(path, seed)]
     first = models[0]
     for m in models[1:]:
         if m.class_names != first.class_names:
@@ -253,3 +310,44 @@ def load_models(path: str | Path) -> list[LoadedModel]:
         if m.preprocessing().describe() != first.preprocessing().describe():
             raise ModelFileError(f"{m.path}: preprocessing differs from {first.path}'s")
     return models
+
+
+class ProbabilityEnsemble(nn.Module):
+    """Several backbones as one: ``forward`` returns ``log(mean_k softmax(model_k(x)))``.
+
+    Those "logits" have the ensemble's probabilities as their softmax (the mean of the
+    members' probabilities) and its prediction as their argmax, so the ensemble can be
+    used, traced and exported wherever a single backbone can.
+    """
+
+    model_name = "ensemble"
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(members)
+        self.member_name = str(getattr(members[0], "model_name", type(members[0]).__name__))
+        self.model_name = f"ensemble of {len(members)} {self.member_name}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-30))
+
+
+def ensemble(models: Sequence[LoadedModel], path: str | Path | None = None) -> LoadedModel:
+    """One :class:`LoadedModel` averaging ``models`` in probability (a single model is
+    returned as it is)."""
+    if len(models) == 1:
+        return models[0]
+    first = models[0]
+    module = ProbabilityEnsemble([m.model for m in models]).eval()
+    return LoadedModel(
+        path=Path(path) if path is not None else first.path,
+        model=module,
+        class_names=list(first.class_names),
+        config=first.config,
+        fold="",
+        mefnet_version=first.mefnet_version,
+        extra={"members": [str(m.path) for m in models]},
+    )

@@ -253,3 +253,39 @@ def class_summary(model: nn.Module, maps: torch.Tensor, labels, class_names: lis
     acc = ClassAccumulator(class_names)
     acc.add(model, maps, labels)
     return acc.summary()
+
+
+def explain_ensemble(models: list[nn.Module], maps: torch.Tensor,
+                     target: torch.Tensor | int | None = None) -> Explanation:
+    """:func:`explain` for models averaged in probability (the fold models of an experiment).
+
+    The class explained is the ensemble's prediction (the argmax of the mean probability)
+    unless ``target`` is given; every model's Grad-CAM, attention and stream weights are
+    taken for that class and averaged, and the mean CAM is scaled to peak 1 again.
+    """
+    if len(models) == 1:
+        return explain(models[0], maps, target)
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(m.eval()(maps.float()), dim=1) for m in models]).mean(dim=0)
+    if target is None:
+        target = probs.argmax(dim=1)
+    parts = [explain(m, maps, target) for m in models]
+    cam = torch.stack([p.cam for p in parts]).mean(dim=0)
+    peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam))
+    attention = {
+        branch: {scale: torch.stack([p.attention[branch][scale] for p in parts]).mean(dim=0)
+                 for scale in scales}
+        for branch, scales in parts[0].attention.items()
+        if all(branch in p.attention for p in parts)
+    }
+    weights = [p.stream_weights for p in parts]
+    return Explanation(
+        logits=torch.log(probs.clamp_min(1e-30)),
+        probabilities=probs,
+        target=parts[0].target,
+        cam=cam,
+        attention=attention,
+        stream_names=parts[0].stream_names,
+        stream_weights=None if any(w is None for w in weights) else torch.stack(weights).mean(dim=0),
+    )

@@ -2,7 +2,7 @@
 
 ::
 
-    mefnet-export outputs/<experiment>/folds/<dataset>/<subject>/model.pt \\
+    mefnet-export outputs/<experiment>/seed_<seed>/folds/<dataset>/<subject>/model.pt \\
         --torchscript model.torchscript.pt --onnx model.onnx
 
 The exported model maps ``maps`` ``(N, 3, size, size)`` float32 (u, v, optical strain,
@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 
 from mefnet.experiment.store import atomic_path
-from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model
+from mefnet.inference.checkpoint import LoadedModel, ModelFileError, ensemble, load_models
 
 META_NAME = "mefnet.json"
 ONNX_META_KEY = "mefnet"
@@ -55,6 +56,7 @@ def metadata(loaded: LoadedModel) -> dict:
         "output": {"name": "logits", "shape": ["N", len(loaded.class_names)]},
         "preprocessing": loaded.config["preprocessing"],
         "fold": loaded.fold,
+        "members": loaded.extra.get("members", [str(loaded.path)]),
         "mefnet_version": loaded.mefnet_version,
     }
 
@@ -86,7 +88,11 @@ def _verify(path: Path, run, loaded: LoadedModel, tolerance: float) -> float:
             path.unlink(missing_ok=True)
             raise ExportError(f"{path}: output shape {tuple(got.shape)} for batch {batch}; expected "
                               f"({batch}, {len(loaded.class_names)})")
-        worst = max(worst, float((got - _reference(loaded, x)).abs().max()))
+        diff = float((got - _reference(loaded, x)).abs().max())
+        if not math.isfinite(diff):  # max() would skip a NaN: the check must not pass on one
+            path.unlink(missing_ok=True)
+            raise ExportError(f"{path}: exported or reference logits are not finite for batch {batch}; removed")
+        worst = max(worst, diff)
     if worst > tolerance:
         path.unlink(missing_ok=True)
         raise ExportError(f"{path}: exported logits differ from PyTorch by {worst:.3g} (> {tolerance}); removed")
@@ -188,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-export``)."""
     ap = argparse.ArgumentParser(prog="mefnet-export",
                                  description="Export a trained mefnet model to TorchScript and/or ONNX.")
-    ap.add_argument("model", help="a fold's model.pt")
+    ap.add_argument("model", help="a model.pt, or a seed or experiment folder: its models exported as one "
+                                  "ensemble whose logits are log(mean probability)")
+    ap.add_argument("--seed", type=int, help="with an experiment folder: only this seed's models")
     ap.add_argument("--torchscript", help="write a TorchScript file here (e.g. model.torchscript.pt)")
     ap.add_argument("--onnx", help="write an ONNX file here (e.g. model.onnx); needs mefnet[onnx]")
     ap.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -198,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     if not a.torchscript and not a.onnx:
         ap.error("give --torchscript PATH and/or --onnx PATH")
     try:
-        loaded = load_model(a.model)
+        loaded = ensemble(load_models(a.model, a.seed), a.model)
+        if len(loaded.extra.get("members", [])) > 1:
+            print(f"exporting an ensemble of {len(loaded.extra['members'])} models from {a.model}")
         if a.onnx and onnx_available():
             raise ExportError(onnx_available())
         if a.torchscript:

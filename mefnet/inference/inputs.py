@@ -12,8 +12,10 @@ Batch lists are CSV files with a header::
     sub01_clip003,117,,recordings/sub01/clip003,
     interview,40,52,videos/interview.mp4,90
 
-With ``frames`` (a folder of numbered frames, or a video file) ``onset``, ``apex`` and
-``offset`` are frame numbers; ``apex`` may be blank (it is then spotted between onset and
+With ``frames`` (a folder of numbered frames, a video file, an animated GIF, or an image
+list: a ``.txt`` file naming one image per line) ``onset``, ``apex`` and ``offset`` are
+frame numbers (videos, GIFs and lists number their frames from 0, and their onset
+defaults to 0, so a two-frame GIF or a two-line list is an onset/apex pair); ``apex`` may be blank (it is then spotted between onset and
 offset, as in preprocessing) and ``offset`` defaults to the last frame. Without
 ``frames``, ``onset`` and ``apex`` are image files. Relative paths are relative to the
 CSV file's folder. ``clip`` names the clip in the output (default: ``row <n>``).
@@ -35,6 +37,9 @@ from mefnet.preprocessing.apex import spot_apex
 from mefnet.preprocessing.features import PairMaps, Preprocessing, pair_maps, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
+GIF_SUFFIXES = (".gif",)
+LIST_SUFFIXES = (".txt", ".lst")
+"""An image list: one image path per line (relative to the list), frames numbered from 0."""
 LIST_COLUMNS = ("clip", "onset", "apex", "frames", "offset")
 
 
@@ -53,6 +58,9 @@ class ClipSpec:
     offset: str = ""
     where: str = ""
     """Where the clip was listed (``row 3 of clips.csv``), for error messages."""
+    images: tuple[str, ...] = ()
+    """Image files in order (onset first), numbered from 0: two are onset and apex; with
+    more, the apex is ``apex`` (a number) or spotted."""
 
     @property
     def label(self) -> str:
@@ -74,7 +82,10 @@ class PreparedClip:
 
     def describe(self) -> dict:
         out: dict = {"clip": self.spec.name}
-        if self.spec.frames:
+        if self.spec.images:
+            out.update(images=list(self.spec.images), onset=self.onset_frame, apex=self.apex_frame,
+                       apex_source=self.apex_source)
+        elif self.spec.frames:
             out.update(frames=self.spec.frames, onset=self.onset_frame, apex=self.apex_frame,
                        apex_source=self.apex_source)
         else:
@@ -127,6 +138,43 @@ def _video_frames(path: Path, first: int, last: int | None, name: str):
         yield frames, number
 
 
+@contextmanager
+def _gif_frames(path: Path, name: str):
+    """Every frame of an animated GIF as RGB PNG files in a temporary folder, numbered from 0."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+    except (OSError, UnidentifiedImageError) as e:
+        raise ClipError(f"{name}: cannot read GIF {path} ({e})") from None
+    with image, tempfile.TemporaryDirectory(prefix="mefnet-gif-") as tmp:
+        frames: dict[int, Path] = {}
+        for number, frame in enumerate(ImageSequence.Iterator(image)):
+            file = Path(tmp) / f"frame{number:06d}.png"
+            frame.convert("RGB").save(file)
+            frames[number] = file
+        if not frames:
+            raise ClipError(f"{name}: GIF {path} has no frames")
+        yield frames, len(frames)
+
+
+def _listed_images(path: Path, name: str) -> dict[int, Path]:
+    """The images of an image list (one path per line, ``#`` comments), numbered from 0."""
+    frames: dict[int, Path] = {}
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        file = Path(text) if Path(text).is_absolute() else path.parent / text
+        if not file.is_file():
+            raise ClipError(f"{name}: {path}, line {line_no}: image {file} does not exist")
+        frames[len(frames)] = file
+    if len(frames) < 2:
+        raise ClipError(f"{name}: image list {path} names {len(frames)} image(s); expected at least "
+                        "two (onset, then apex)")
+    return frames
+
+
 def _check_range(name: str, source: Path, onset: int, apex: int | None, offset: int,
                  have: str, frames: dict[int, Path]) -> None:
     if onset not in frames:
@@ -144,8 +192,9 @@ def _check_range(name: str, source: Path, onset: int, apex: int | None, offset: 
 
 def _from_frames(spec: ClipSpec, prep: Preprocessing, spot_stride: int) -> PreparedClip:
     name = spec.label
-    source = Path(spec.frames)
-    onset = _frame_number(spec.onset, "onset", name) if spec.onset else None
+    source = Path(spec.frames) if spec.frames else Path(spec.images[0])
+    numbered_from_0 = bool(spec.images) or source.suffix.lower() in GIF_SUFFIXES + LIST_SUFFIXES
+    onset = _frame_number(spec.onset, "onset", name) if spec.onset else (0 if numbered_from_0 else None)
     if onset is None:
         raise ClipError(f"{name}: an onset frame number is needed with frames {source}")
     apex = _frame_number(spec.apex, "apex", name) if spec.apex else None
@@ -171,6 +220,20 @@ def _from_frames(spec: ClipSpec, prep: Preprocessing, spot_stride: int) -> Prepa
         pair = _pair(_read(frames[onset], "onset", name), _read(frames[chosen], "apex", name), prep, name)
         return PreparedClip(spec, pair, str(frames[onset]), str(frames[chosen]), onset, chosen, how)
 
+    if spec.images:
+        missing = [p for p in spec.images if not Path(p).is_file()]
+        if missing:
+            raise ClipError(f"{name}: image {missing[0]} does not exist")
+        if len(spec.images) < 2:
+            raise ClipError(f"{name}: give at least two images (onset, then apex)")
+        frames = {i: Path(p) for i, p in enumerate(spec.images)}
+        return finish(frames, f"{len(frames)} images, numbered from 0")
+    if source.is_file() and source.suffix.lower() in GIF_SUFFIXES:
+        with _gif_frames(source, name) as (frames, count):
+            return finish(frames, f"a GIF of {count} frames, numbered from 0")
+    if source.is_file() and source.suffix.lower() in LIST_SUFFIXES:
+        frames = _listed_images(source, name)
+        return finish(frames, f"an image list of {len(frames)} images, numbered from 0")
     if source.is_dir():
         try:
             frames = list_frames(source)
@@ -185,8 +248,8 @@ def _from_frames(spec: ClipSpec, prep: Preprocessing, spot_stride: int) -> Prepa
     if source.is_file():
         if source.suffix.lower() not in VIDEO_SUFFIXES:
             raise ClipError(
-                f"{name}: frames {source} is neither a folder of frames nor a video "
-                f"({', '.join(VIDEO_SUFFIXES)})"
+                f"{name}: frames {source} is neither a folder of frames, a video "
+                f"({', '.join(VIDEO_SUFFIXES)}), a GIF nor an image list (.txt)"
             )
         with _video_frames(source, onset, offset, name) as (frames, count):
             return finish(frames, f"a video of {count} frames, numbered from 0")
@@ -206,7 +269,7 @@ def _pair(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, name: str) -
 
 def prepare_clip(spec: ClipSpec, prep: Preprocessing, spot_stride: int = 1) -> PreparedClip:
     """The network input of one clip, computed with ``prep`` (the model's preprocessing)."""
-    if spec.frames:
+    if spec.frames or spec.images:
         return _from_frames(spec, prep, spot_stride)
     name = spec.label
     if not spec.onset or not spec.apex:
@@ -232,7 +295,7 @@ def read_clip_list(path: str | Path) -> list[ClipSpec]:
     def resolve(text: str) -> str:
         return str(base / text) if text and not Path(text).is_absolute() else text
 
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         unknown = [h for h in header if h not in LIST_COLUMNS]

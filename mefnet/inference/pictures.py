@@ -3,7 +3,7 @@
 ::
 
     # one clip (same inputs as mefnet-predict): flow and where the network looks
-    mefnet-pictures outputs/<experiment>/folds/<dataset>/<subject>/model.pt \\
+    mefnet-pictures outputs/<experiment>/seed_<seed>/folds/<dataset>/<subject>/model.pt \\
         --onset onset.png --apex apex.png --out pictures/
     # per-class pictures over a whole LOSO experiment: every fold's model on its own
     # held-out test subject
@@ -14,8 +14,10 @@ Per clip, in ``<out>/<clip>/``:
 ``onset_apex.png``   the (face-cropped) onset and apex frames the flow is computed on
 ``u.png``, ``v.png``, ``strain.png``  flow components (pixels) and optical strain
 ``flow_color.png``   the flow in the colour-wheel coding (hue = direction, saturation =
-                     speed relative to the clip's fastest pixel, white = still), at the
-                     crop's size; ``flow_wheel.png`` (in ``<out>``) is its legend
+                     speed relative to the clip's fastest pixel) over the face, with the
+                     direction legend beside it; ``flow_color_raw.png`` the bare colour
+                     image at the crop's size (white = still); ``flow_wheel.png`` (in
+                     ``<out>``) the legend on its own
 ``attention.png``    AM3F-FlowNet's spatial attention, per branch and scale, on the apex
 ``gradcam.png``      Grad-CAM of the predicted class on the apex face
 
@@ -44,9 +46,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model, model_files
-from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain
+from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain_ensemble
 from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
-from mefnet.inference.predict import Predictor, _specs_from_args, add_input_arguments
+from mefnet.inference.predict import (
+    Predictor,
+    _specs_from_args,
+    add_input_arguments,
+    add_seed_argument,
+)
 
 DPI = 100
 
@@ -113,9 +120,9 @@ def figure_map(values: np.ndarray, title: str, symmetric: bool, unit: str = "px"
     ax = fig.add_subplot()
     if symmetric:
         lim = float(np.abs(values).max()) or 1.0
-        im = ax.imshow(values, cmap="coolwarm", vmin=-lim, vmax=lim)
+        im = ax.imshow(values, cmap=DIVERGING, vmin=-lim, vmax=lim)
     else:
-        im = ax.imshow(values, cmap="viridis", vmin=0.0)
+        im = ax.imshow(values, cmap=MAPS, vmin=0.0)
     ax.set_title(title)
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=unit)
@@ -140,10 +147,65 @@ def figure_onset_apex(onset: np.ndarray, apex: np.ndarray, name: str) -> Figure:
     return fig
 
 
+# Perceptually uniform colour maps (lightness grows with the value), readable in grey print
+# and by colour-blind readers: HEAT for attention and Grad-CAM over the face, MAPS for
+# unsigned maps (strain), DIVERGING for signed ones (u, v) centred on 0.
+HEAT = "magma"
+MAPS = "viridis"
+DIVERGING = "coolwarm"
+FLOW_FIGSIZE = (6.4, 4.8)
+
+
+def figure_flow_color(face: np.ndarray, flow: np.ndarray, title: str) -> Figure:
+    """The flow in colour-wheel coding over the face, with its direction legend beside it.
+
+    The face (grey) is drawn first; the flow colours go on top with an opacity that grows
+    with the speed, so still regions show the face and moving ones show their direction.
+    """
+    fig = Figure(figsize=FLOW_FIGSIZE, layout="constrained")
+    main, legend = fig.subfigures(1, 2, width_ratios=[3, 1.15])
+    ax = main.subplots()
+    h, w = face.shape[:2]
+    speed = np.hypot(flow[..., 0], flow[..., 1])
+    # Full colour at the 99th percentile of the speed: one fast pixel (a border artefact)
+    # must not wash out the rest of the face.
+    top = float(np.percentile(speed, 99)) or float(speed.max())
+    colour = flow_to_color(flow, max_magnitude=top or None)
+    rgba = np.dstack([colour, np.clip(255 * speed / (top or 1.0), 0, 220).astype(np.uint8)])
+    ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
+    ax.imshow(rgba, extent=(0, w, h, 0), interpolation="bilinear")
+    ax.set_title(title, fontsize=10, wrap=True)
+    ax.axis("off")
+    _wheel_axes(legend.subplots(), f"direction\n(full colour = {top:.2f} px)")
+    return fig
+
+
+def _wheel_axes(ax, title: str) -> None:
+    wheel = flow_wheel(129)
+    ax.imshow(wheel, extent=(-1, 1, 1, -1))
+    for (dx, dy), label in (((1, 0), "right"), ((0, 1), "down"), ((-1, 0), "left"), ((0, -1), "up")):
+        ax.annotate("", xy=(0.8 * dx, 0.8 * dy), xytext=(0, 0),
+                    arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
+        ax.text(1.3 * dx, 1.3 * dy, label, ha="center" if dx == 0 else ("left" if dx > 0 else "right"),
+                va="center", fontsize=8)
+    ax.set_xlim(-1.9, 1.9)
+    ax.set_ylim(1.6, -1.6)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def figure_flow_wheel() -> Figure:
+    """The colour-wheel legend on its own: hue = direction, saturation = speed, white = still."""
+    fig = Figure(figsize=(4.2, 4.4), layout="constrained")
+    _wheel_axes(fig.subplots(), "flow colour: hue = direction of motion,\n"
+                                "saturation = speed (white = still)")
+    return fig
+
+
 def _overlay(ax, face: np.ndarray, heat: np.ndarray, title: str, vmin: float = 0.0, vmax: float = 1.0):
     h, w = face.shape[:2]
     ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
-    im = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
+    im = ax.imshow(heat, cmap=HEAT, alpha=0.55, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
                    interpolation="bilinear")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
@@ -208,9 +270,9 @@ def figure_class_attention(summary: ClassSummary) -> Figure:
         for c, col in enumerate(columns):
             ax = axes[r, c]
             if col == "Grad-CAM":
-                im_cam = ax.imshow(summary.cam[k], cmap="jet", vmin=0, vmax=1)
+                im_cam = ax.imshow(summary.cam[k], cmap=HEAT, vmin=0, vmax=1)
             else:
-                im_att = ax.imshow(summary.attention[col][k], cmap="viridis", vmin=vmin, vmax=vmax)
+                im_att = ax.imshow(summary.attention[col][k], cmap=MAPS, vmin=vmin, vmax=vmax)
             ax.set_title(f"{summary.class_names[k]} (n={summary.counts[k]}): {col}", fontsize=8)
             ax.axis("off")
     if im_att is not None:
@@ -245,21 +307,35 @@ def figure_stream_weights(summary: ClassSummary) -> Figure | None:
 # --------------------------------------------------------------------- writers
 
 
-def clip_pictures(prepared: PreparedClip, model: LoadedModel, out_dir: str | Path,
+def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel], out_dir: str | Path,
                   target: int | None = None) -> dict:
-    """Write one clip's pictures into ``out_dir``; returns the files and the numbers."""
+    """Write one clip's pictures into ``out_dir``; returns the files and the numbers.
+
+    ``model`` is one model, or several (an experiment's fold models) whose explanations
+    are averaged for the class their mean probability predicts
+    (:func:`~mefnet.inference.explain.explain_ensemble`).
+    """
+    models = model if isinstance(model, list) else [model]
+    model = models[0]
     out = Path(out_dir)
     pair = prepared.pair
     x = torch.from_numpy(pair.maps[None])
-    e = explain(model.model, x, target=target)
-    probs = e.probabilities[0].tolist()
+    # The probabilities as mefnet-predict gives them (mean over the models, each with its
+    # own test-time options); the explanations are of their predicted class (or target).
+    mean = torch.stack([m.probabilities(x) for m in models]).mean(dim=0)
+    chosen = int(mean[0].argmax()) if target is None else target
+    e = explain_ensemble([m.model for m in models], x, target=chosen)
+    probs = mean[0].tolist()
     t = int(e.target[0])
     files = {
         "onset_apex": save_figure(figure_onset_apex(pair.onset, pair.apex, prepared.spec.name), out / "onset_apex.png"),
         "u": save_figure(figure_map(pair.flow[..., 0], "u (horizontal flow)", True), out / "u.png"),
         "v": save_figure(figure_map(pair.flow[..., 1], "v (vertical flow)", True), out / "v.png"),
         "strain": save_figure(figure_map(_strain(pair.flow), "optical strain", False, "strain"), out / "strain.png"),
-        "flow_color": save_rgb(flow_to_color(pair.flow), out / "flow_color.png"),
+        "flow_color": save_figure(
+            figure_flow_color(pair.apex, pair.flow, f"{prepared.spec.name}: onset -> apex flow"),
+            out / "flow_color.png"),
+        "flow_color_raw": save_rgb(flow_to_color(pair.flow), out / "flow_color_raw.png"),
     }
     att = figure_attention(pair.apex, e)
     if att is not None:
@@ -269,7 +345,7 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel, out_dir: str | Pat
         out / "gradcam.png")
     record = {
         **prepared.describe(),
-        "model": str(model.path),
+        "model": str(model.path) if len(models) == 1 else [str(m.path) for m in models],
         "pred_name": model.class_names[int(np.argmax(probs))],
         "probabilities": dict(zip(model.class_names, [round(p, 6) for p in probs], strict=True)),
         "cam_class": model.class_names[t],
@@ -311,17 +387,18 @@ def _dataset_index(config: dict):
     return instantiate(spec)
 
 
-def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False) -> tuple[ClassSummary, dict]:
+def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False,
+                    seed: int | None = None) -> tuple[ClassSummary, dict]:
     """Per-class means over the clips each model did not train on.
 
-    ``model_path`` is an experiment folder (every fold's model on its held-out test subject:
-    the whole dataset, each clip seen by a model that never trained on it) or one model
-    file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
+    ``model_path`` is a seed or experiment folder (every fold's model on its held-out test
+    subject: the whole dataset, each clip seen by a model that never trained on it; with
+    several seeds each clip is counted once per seed, or only ``seed``) or one model file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
     training clips included).
     """
     from mefnet.preprocessing.features import build_features
 
-    models = [load_model(p) for p in model_files(model_path)]
+    models = [load_model(p) for p in model_files(model_path, seed)]
     config = models[0].config
     index = _dataset_index(config)
     prep = models[0].preprocessing()
@@ -386,8 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-pictures``)."""
     ap = argparse.ArgumentParser(prog="mefnet-pictures",
                                  description="Flow, strain, attention and Grad-CAM pictures of a trained model.")
-    ap.add_argument("model", help="a fold's model.pt; with --dataset also an experiment folder")
+    ap.add_argument("model", help="a model.pt, a seed folder or an experiment folder (folds and seeds: "
+                                  "explanations averaged for the ensemble's class)")
     add_input_arguments(ap)
+    add_seed_argument(ap)
     ap.add_argument("--dataset", action="store_true",
                     help="per-class pictures over the model's dataset (held-out clips of each fold)")
     ap.add_argument("--all-clips", action="store_true",
@@ -397,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
     ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
     a = ap.parse_args(argv)
-    wants_clips = bool(a.onset or a.batch)
+    wants_clips = bool(a.onset or a.batch or a.frames or a.images)
     if not wants_clips and not a.dataset:
-        ap.error("give a clip (--onset/--apex, --frames, --batch) and/or --dataset")
+        ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
     out = Path(a.out)
     try:
         if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
@@ -408,13 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         if wants_clips:
             specs = _specs_from_args(a, ap)
-            if Path(a.model).is_dir():
-                raise ModelFileError(f"{a.model}: pictures of a clip need one model file (a fold's model.pt)")
-            predictor = Predictor.from_path(a.model, face=a.face)
+            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
             model = predictor.models[0]
+            if len(predictor.models) > 1:
+                print(f"mefnet-pictures: explaining with {len(predictor.models)} models averaged "
+                      f"(Grad-CAM and attention: the mean over the models)", file=sys.stderr)
             target = None
             if a.target is not None:
                 if a.target not in model.class_names:
@@ -426,15 +506,15 @@ def main(argv: list[str] | None = None) -> int:
                 folder = _safe_name(spec.name, used)
                 try:
                     prepared = predictor.prepare(spec, a.spot_stride)
-                    clips.append(clip_pictures(prepared, model, out / folder, target))
+                    clips.append(clip_pictures(prepared, predictor.models, out / folder, target))
                 except ClipError as e:
                     print(f"mefnet-pictures: {e}", file=sys.stderr)
                     clips.append({"clip": spec.name, "error": str(e)})
                     failed += 1
-            save_rgb(flow_wheel(), out / "flow_wheel.png")
+            save_figure(figure_flow_wheel(), out / "flow_wheel.png")
             record["clips"] = clips
         if a.dataset:
-            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips)
+            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)
             files = class_pictures(summary, out)
             record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}
         record["failed"] = failed

@@ -30,6 +30,8 @@ import torch
 from mefnet.experiment.store import atomic_write
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_models
 from mefnet.inference.inputs import (
+    GIF_SUFFIXES,
+    LIST_SUFFIXES,
     ClipError,
     ClipListError,
     ClipSpec,
@@ -82,8 +84,10 @@ class Predictor:
         self.preprocessing = prep
 
     @classmethod
-    def from_path(cls, path: str | Path, face: str | None = None) -> Predictor:
-        return cls(load_models(path), face=face, source=path)
+    def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None) -> Predictor:
+        """A model file, a seed folder (its fold models) or an experiment folder (the fold
+        models of every seed, or of ``seed``), averaged in probability."""
+        return cls(load_models(path, seed), face=face, source=path)
 
     def describe(self) -> dict:
         first = self.models[0]
@@ -132,11 +136,18 @@ class Predictor:
 
 def _specs_from_args(a: argparse.Namespace, ap: argparse.ArgumentParser) -> list[ClipSpec]:
     if a.batch:
-        if a.onset or a.apex or a.frames or a.offset:
+        if a.onset or a.apex or a.frames or a.offset or a.images:
             ap.error("--batch lists the clips; do not combine it with --onset/--apex/--frames/--offset")
         return read_clip_list(a.batch)
-    if not a.onset:
-        ap.error("give --onset and --apex images, --frames with --onset, or --batch")
+    if a.images:
+        if a.onset and not a.onset.isdigit() or a.frames:
+            ap.error("--images lists the frames (onset first); do not combine it with --frames or an onset image")
+        name = a.name or Path(a.images[0]).stem
+        return [ClipSpec(name=name, onset=a.onset or "", apex=a.apex or "", images=tuple(a.images))]
+    if a.onset and not a.apex and not a.frames and Path(a.onset).suffix.lower() in GIF_SUFFIXES + LIST_SUFFIXES:
+        a.frames, a.onset = a.onset, ""  # --onset clip.gif: the GIF (or list) holds the frames
+    if not a.onset and not (a.frames and Path(a.frames).suffix.lower() in GIF_SUFFIXES + LIST_SUFFIXES):
+        ap.error("give --onset and --apex images, --images, a GIF, --frames with --onset, or --batch")
     if a.frames:
         name = a.name or Path(a.frames).name
         return [ClipSpec(name=name, onset=a.onset, apex=a.apex or "", frames=a.frames, offset=a.offset or "")]
@@ -162,7 +173,11 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
     """The clip and preprocessing options shared by mefnet-predict and mefnet-pictures."""
     ap.add_argument("--onset", help="onset image; with --frames, the onset frame number")
     ap.add_argument("--apex", help="apex image; with --frames, the apex frame number (default: spotted)")
-    ap.add_argument("--frames", help="a folder of numbered frames, or a video file (frames numbered from 0)")
+    ap.add_argument("--frames", help="a folder of numbered frames, a video, an animated GIF or an image list "
+                                     "(.txt, one image per line); videos, GIFs and lists number frames from 0")
+    ap.add_argument("--images", nargs="+", metavar="IMAGE",
+                    help="the clip's images in order, onset first: two are the onset and apex; with more, "
+                         "the apex is --apex (a number from 0) or spotted")
     ap.add_argument("--offset", help="with --frames: the last frame to spot the apex in (default: the last frame)")
     ap.add_argument("--batch", help="CSV list of clips: clip,onset,apex,frames,offset (see the README)")
     ap.add_argument("--name", help="the clip's name in the output (default: from the file names)")
@@ -172,20 +187,28 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
                     help="when spotting the apex, look at every n-th frame (default 1)")
 
 
+def add_seed_argument(ap: argparse.ArgumentParser) -> None:
+    """``--seed``: which seed of an experiment folder (default: all of them)."""
+    ap.add_argument("--seed", type=int,
+                    help="with an experiment folder: use only the models of this seed (default: every seed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-predict``)."""
     ap = argparse.ArgumentParser(
         prog="mefnet-predict",
         description="Predict micro-expression classes of new clips with a trained mefnet model.",
     )
-    ap.add_argument("model", help="a fold's model.pt, or an experiment folder (averages its fold models)")
+    ap.add_argument("model", help="a model.pt, a seed folder (outputs/<experiment>/seed_42) or an experiment "
+                                  "folder (outputs/<experiment>: every seed); folders average their models")
     add_input_arguments(ap)
+    add_seed_argument(ap)
     ap.add_argument("--out", help="write the JSON here (default: standard output)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = ap.parse_args(argv)
     try:
         specs = _specs_from_args(a, ap)
-        predictor = Predictor.from_path(a.model, face=a.face)
+        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
         if a.out and Path(a.out).exists() and not a.overwrite:
             raise FileExistsError(f"{a.out} exists; choose another --out or pass --overwrite")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:

@@ -2,7 +2,7 @@
 
 Fu, Yang, Chen, Wei, "AM3F-FlowNet: Attention-Based Multi-Scale Multi-Branch Flow
 Network", Entropy 25(7):1064, 2023. Only the abstract and the outline of the paper are
-known (see ``docs/MODEL.md``); everything below that the paper does not fix is a choice
+known (see ``docs/model.md``); everything below that the paper does not fix is a choice
 made here, written down with its reason, and exposed as a constructor argument (= config
 key) so an ablation can switch it.
 
@@ -50,7 +50,8 @@ Choices where the paper is silent, and why:
   times the number of streams turns them into weights that average 1, so "off" and
   "uniform" have the same scale and the streams compete for importance. Channel
   weighting runs first, so the stream weights see the reweighted channels. With a single
-  branch the softmax stream weight is identically 1 (nothing to compete with).
+  branch the softmax stream weight would be identically 1 (nothing to compete with), so
+  no stream gate is built.
 - **Fusion of branches**: concatenation of the reweighted, flattened streams, dropout (0.5, as
   STSTNet and OFF-ApexNet), one linear classifier. Concatenation keeps each stream's
   features apart for the classifier, where a sum would force a shared feature space.
@@ -234,7 +235,9 @@ class MultiOpticalFlowReweighting(nn.Module):
                 {name: SqueezeExcitation(channels, reduction) for name in self.streams}
             )
         self.stream_gate: nn.Sequential | None = None
-        if stream_level:
+        # One stream: its softmax weight is identically 1, and a gate would be parameters
+        # that never get a gradient; there is no stream level to apply.
+        if stream_level and len(self.streams) > 1:
             total = channels * len(self.streams)
             hidden = max(4, total // reduction)
             self.stream_gate = nn.Sequential(

@@ -136,7 +136,7 @@ def read_apex_file(path: str | Path) -> list[ApexRecord]:
             f"apex file {path} does not exist; set apex_file to a CSV with columns "
             "clip, apex_frame (optionally subject, onset_frame, offset_frame)"
         )
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = {h.strip().lower(): h for h in (reader.fieldnames or []) if h}
         column = {

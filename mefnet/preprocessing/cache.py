@@ -11,9 +11,10 @@ atomic on POSIX: a killed run leaves no half-written entry (at most an orphaned
 two processes filling the same cache at once at worst both compute an entry and the last
 rename wins (with identical bytes).
 
-Each entry is an ordinary ``.npy`` file followed by a trailer holding the sha256 of the
-``.npy`` bytes (``np.load`` ignores it, so entries stay readable by any numpy). An entry
-that is truncated, overwritten, bit-flipped or of the wrong shape fails the check on read,
+Each entry is an ordinary ``.npy`` file followed by a trailer holding the sha256 of its
+key and the ``.npy`` bytes (``np.load`` ignores it, so entries stay readable by any numpy). An entry
+that is truncated, overwritten, bit-flipped, copied onto another clip's key or of the
+wrong shape fails the check on read,
 is removed, and is recomputed by the caller.
 """
 
@@ -31,8 +32,8 @@ import numpy as np
 
 from mefnet.experiment.store import atomic_write
 
-# 2: entries carry a sha256 trailer.
-CACHE_FORMAT = 2
+# 2: entries carry a sha256 trailer. 3: the trailer covers the entry's key as well.
+CACHE_FORMAT = 3
 _TRAILER_TAG = b"MEFNETSHA256"
 _TRAILER_SIZE = len(_TRAILER_TAG) + 32
 
@@ -41,21 +42,30 @@ class DamagedEntryError(ValueError):
     """A cache file that is not a complete, intact entry."""
 
 
-def encode_entry(arr: np.ndarray) -> bytes:
-    """The bytes of one entry: ``.npy`` bytes, then the tag and their sha256."""
+def _digest(key: str, body: bytes) -> bytes:
+    return hashlib.sha256(key.encode() + b"\0" + body).digest()
+
+
+def encode_entry(arr: np.ndarray, key: str) -> bytes:
+    """The bytes of one entry: ``.npy`` bytes, then the tag and the sha256 of key and bytes.
+
+    The checksum binds the entry to its key: a file copied or renamed onto another clip's
+    key fails the check and is recomputed, instead of feeding one clip's maps to another.
+    """
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
     body = buf.getvalue()
-    return body + _TRAILER_TAG + hashlib.sha256(body).digest()
+    return body + _TRAILER_TAG + _digest(key, body)
 
 
-def decode_entry(data: bytes) -> np.ndarray:
-    """The array of an entry's bytes; :class:`DamagedEntryError` if they are not intact."""
+def decode_entry(data: bytes, key: str) -> np.ndarray:
+    """The array of an entry's bytes; :class:`DamagedEntryError` if they are not intact
+    or belong to another key."""
     if len(data) < _TRAILER_SIZE or data[-_TRAILER_SIZE:-32] != _TRAILER_TAG:
         raise DamagedEntryError("no checksum trailer (truncated or not a mefnet cache entry)")
     body, digest = data[:-_TRAILER_SIZE], data[-32:]
-    if hashlib.sha256(body).digest() != digest:
-        raise DamagedEntryError("checksum mismatch (the file was altered)")
+    if _digest(key, body) != digest:
+        raise DamagedEntryError("checksum mismatch (the file was altered, or belongs to another key)")
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -108,7 +118,7 @@ class FlowCache:
         except FileNotFoundError:
             return None, "absent"
         try:
-            arr = decode_entry(data)
+            arr = decode_entry(data, key)
             if shape is not None and arr.shape != tuple(shape):
                 raise DamagedEntryError(f"shape {arr.shape}, expected {tuple(shape)}")
             if not np.all(np.isfinite(arr)):
@@ -123,7 +133,7 @@ class FlowCache:
         # No fsync: after a power cut an entry may be empty or torn, but the checksum
         # catches that on read and the entry is recomputed; a killed process loses
         # nothing the kernel already has.
-        return atomic_write(self.path(key), encode_entry(arr))
+        return atomic_write(self.path(key), encode_entry(arr, key))
 
     def remove_stale_temporaries(self, older_than_s: float = 600.0) -> int:
         """Remove temporary files left by killed writers; returns how many.

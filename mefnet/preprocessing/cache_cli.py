@@ -87,7 +87,9 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``mefnet-cache``)."""
-    _main()
+    from mefnet.cli import cli
+
+    cli("mefnet-cache", _main)
 
 
 if __name__ == "__main__":

@@ -370,10 +370,10 @@ class FaceCropper:
     def _not_found(self, image: np.ndarray, clip_key: str) -> FaceNotFoundError:
         where = f"clip {clip_key}" if clip_key else "the given frame"
         h, w = image.shape[:2]
-        hints = {
-            "landmarks": "try face.upsample=2 for small faces, face.method=haar, "
-            "or face.method=none if the dataset is already cropped",
-            "haar": "try face.method=landmarks, or face.method=none if the dataset is already cropped",
+        hints = {  # config keys of mefnet-train (per source dataset in a composite: preprocessing.face.<dataset>)
+            "landmarks": "try preprocessing.face_options.upsample=2 for small faces, preprocessing.face=haar, "
+            "or preprocessing.face=none if the dataset is already cropped",
+            "haar": "try preprocessing.face=landmarks, or preprocessing.face=none if the dataset is already cropped",
         }
         return FaceNotFoundError(
             f"no face found on the onset frame ({w}x{h}) of {where} with face method "

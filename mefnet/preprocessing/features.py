@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, frame_path, list_frames
+from mefnet.experiment.store import pause_point
 from mefnet.preprocessing.cache import FlowCache, cache_key
 from mefnet.preprocessing.flow import (
     NORMALIZATIONS,
@@ -305,6 +306,7 @@ def _compute_entry(i: int, clip: Clip, prep: Preprocessing, cache_root: str, key
         cache.save(key, compute_clip_maps(clip, prep, files))
     except Exception as err:  # noqa: BLE001 - reported per clip; the fill goes on
         return i, "failed", f"{type(err).__name__}: {err}"
+    pause_point("cache")
     return i, "computed", ""
 
 

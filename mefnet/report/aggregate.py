@@ -8,16 +8,16 @@ was executed); two runs with one name and different configs are an error.
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
 from pathlib import Path
 
 from mefnet.experiment.splits import fold_datasets
-from mefnet.experiment.store import (
+from mefnet.experiment.store import (  # noqa: F401  (comparable_config: re-exported)
     IncompleteExperimentError,
     ReportError,
     Run,
+    comparable_config,
+    experiment_differences,
     missing_message,
     read_run,
 )
@@ -31,78 +31,13 @@ DATASET_TITLES = {
     "casme3": "CAS(ME)^3",
 }
 
-# Config keys that say how or where a run was executed, not what it computes: the runs
-# that are seeds of one experiment may differ in them (and in the seed).
-_NOT_COMPARED = (
-    "seed",
-    "fold",
-    "n_jobs",
-    "threads_per_fold",
-    "logger",
-    "hydra",
-    "paths",
-    "experiment_dir",
-    "save_checkpoint",
-    "save_model",
-    "trainer.enable_progress_bar",
-    "preprocessing.cache_dir",
-    "preprocessing.n_jobs",
-)
-# Leaf keys naming a location (dataset roots, data folders): where the data is, not what
-# it is. The data's identity is checked instead through the folds, the class names and
-# every clip's true label, which must agree between the seeds of an experiment.
-_LOCATION_KEY = re.compile(r"(^|_)(root|dir)$")
-
-
 # --------------------------------------------------------------------------- grouping
 
 
-def _flatten(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def comparable_config(record: dict) -> dict:
-    """The run's config as ``{dotted.key: value}``, without the keys seeds may differ in."""
-    flat = _flatten(record.get("config") or {})
-    out = {}
-    for key, value in flat.items():
-        if any(key == k or key.startswith(k + ".") for k in _NOT_COMPARED):
-            continue
-        if _LOCATION_KEY.search(key.rpartition(".")[2]):
-            continue
-        out[key] = value
-    out["<experiment.json>.folds"] = record["folds"]
-    out["<experiment.json>.class_names"] = record["class_names"]
-    return out
-
-
 def config_differences(a: Run, b: Run) -> list[str]:
-    """Keys whose values differ between two runs, other than values that follow each run's seed.
-
-    A key equal to its run's seed in both runs (``inner_val.seed: ${seed}``) follows the
-    seed and is not a difference.
-    """
-    ca, cb = comparable_config(a.record), comparable_config(b.record)
-    diffs = []
-    for key in sorted(set(ca) | set(cb)):
-        va, vb = ca.get(key, "<absent>"), cb.get(key, "<absent>")
-        if va == vb:
-            continue
-        if (isinstance(va, int) and isinstance(vb, int) and not isinstance(va, bool)
-                and not isinstance(vb, bool) and va == a.seed and vb == b.seed):
-            continue
-        diffs.append(f"{key}: {_short(va)} vs {_short(vb)}")
-    return diffs
-
-
-def _short(v) -> str:
-    s = json.dumps(v, default=str)
-    return s if len(s) <= 60 else s[:57] + "..."
+    """Why two runs are not seeds of one experiment (empty: they are); see
+    :func:`mefnet.experiment.store.experiment_differences`."""
+    return experiment_differences(a.record, b.record, across_seeds=True)
 
 
 def group_runs(runs: list[Run]) -> list[list[Run]]:

@@ -84,7 +84,7 @@ def _aus(names: list[str], row) -> str:
 
 
 def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
-    with Path(path).open(newline="") as f:
+    with Path(path).open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         need = [f"true_{n}" for n in names] + [f"pred_{n}" for n in names]
         absent = [c for c in ("dataset", "subject", "clip", *need) if c not in (reader.fieldnames or [])]

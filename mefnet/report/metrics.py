@@ -1,4 +1,4 @@
-"""Pooled metrics, exactly as PROTOCOL.md defines them.
+"""Pooled metrics, exactly as docs/protocol.md defines them.
 
 Predictions of every fold are pooled first; TP / FP / FN are counted once over the
 pool. Averaging per-fold scores gives different (wrong) numbers.

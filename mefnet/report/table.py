@@ -79,8 +79,8 @@ def to_markdown(rows: list[dict]) -> str:
     )
     notes = [
         "",
-        "UF1 / UAR / accuracy: pooled over all folds of a run (PROTOCOL.md; one fold per subject, or per "
-        "dataset under protocol=lodo), "
+        "UF1 / UAR / accuracy: pooled over all folds of a run (docs/protocol.md; one fold per subject, or "
+        "per dataset under protocol=lodo), "
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
     ]
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="mefnet-table",
         description="Pooled UF1 / UAR / accuracy table (mean ± std over seeds) from stored fold predictions.",
     )
-    ap.add_argument("dirs", nargs="+", metavar="DIR",
+    ap.add_argument("dirs", nargs="*", metavar="DIR",
                     help="experiment directories, or folders holding them (searched for experiment.json)")
     ap.add_argument("--out", help="output folder (default: DIR if one is given, else table/ in the "
                                   "folders' common parent)")
@@ -240,10 +240,43 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix PNGs")
     ap.add_argument("--ensemble", action="store_true",
                     help="add a row per experiment with several seeds: the seeds' mean class probabilities")
+    ap.add_argument("--latex", action="store_true", help="also write the table as LaTeX (table.tex, booktabs)")
+    ap.add_argument("--curves", action="store_true",
+                    help="also write training / inner-validation curves per experiment (curves_<experiment>.png)")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="paired comparison of two experiment folders on the same clips: bootstrap over "
+                         "subjects of the UF1 difference, McNemar's test (writes compare.md / .json)")
+    ap.add_argument("--bootstrap", type=int, default=10000, help="--compare: bootstrap resamples (default 10000)")
+    ap.add_argument("--bootstrap-seed", type=int, default=0, help="--compare: seed of the resampling (default 0)")
     a = ap.parse_args(argv)
+    if not a.dirs and not a.compare:
+        ap.error("give experiment folders (DIR ...) and/or --compare A B")
     try:
+        if a.compare:
+            from mefnet.report.compare import compare, write_comparison
+            from mefnet.report.compare import to_markdown as compare_markdown
+
+            out = Path(a.out) if a.out else default_out(list(a.compare)).with_name("compare")
+            result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed)
+            print(compare_markdown(result))
+            print(f"written to {out}: {', '.join(p.name for p in write_comparison(result, out))}")
+            if not a.dirs:
+                return
         out = Path(a.out) if a.out else default_out(a.dirs)
         rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble)
+        from mefnet.report.paper_tables import write_paper_tables
+
+        # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
+        # action-unit experiments have their table in table.md and table_au.csv.
+        emotion_rows = [r for r in rows if "uf1" in r]
+        runs = [read_run(d) for d in find_runs(a.dirs)]
+        groups = [g for g in group_runs(runs) if g[0].record.get("task") != "au"
+                  and g[0].name in {r["experiment"] for r in emotion_rows}]
+        extra = write_paper_tables(groups, emotion_rows, out, latex=a.latex)
+        if a.curves:
+            from mefnet.report.curves import write_curves
+
+            extra += write_curves(groups, out)
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None
     print((out / "table.md").read_text())
@@ -253,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{len(m['folds'])} folds: {', '.join(m['folds'])}", file=sys.stderr)
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
     files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + ([] if a.no_figures else ["confusion_*.png"])
+    files += sorted({"curves_*.png" if p.name.startswith("curves_") else p.name for p in extra})
     print(f"written to {out}: {', '.join(files)}")
 
 

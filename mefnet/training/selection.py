@@ -4,7 +4,7 @@
 *training* subjects, trains on the rest, scores the held-out group after every epoch and
 picks the epoch with the best (smoothed) validation score. The test subject plays no
 part: it is neither in the inner training set nor in the validation set, and it is
-predicted once, after the choice is made (PROTOCOL.md).
+predicted once, after the choice is made (docs/protocol.md).
 
 Then either the model is trained again on the whole training fold for the chosen number
 of epochs (``refit: true``, the default: no training subject is wasted) or the weights

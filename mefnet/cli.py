@@ -1,0 +1,42 @@
+"""How every ``mefnet-*`` command reports an error a user can fix: one message, no traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause and fix (bad data, config, files, a refused run): shown as a
+    one-paragraph message without a traceback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mefnet.experiment.store import IncompleteExperimentError, RefusedRunError, ReportError
+    from mefnet.training.divergence import DivergedError
+
+    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RefusedRunError, DivergedError,
+            IncompleteExperimentError, ReportError, HydraException, OmegaConfBaseException)
+
+
+def cli(prog: str, entry, argv_debug: bool = True) -> None:
+    """Run ``entry()`` as the command ``prog``: an expected error becomes ``prog: message``
+    on stderr and exit status 1, without a traceback; ``HYDRA_FULL_ERROR=1`` (or ``--debug``
+    on the command line, removed before Hydra sees it) shows the traceback."""
+    debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if argv_debug and "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+        debug = True
+    # Hydra then lets the task's exception through to here instead of printing its trace.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        entry()
+    except expected_errors() as e:
+        if debug:
+            raise
+        text = str(e).strip() or type(e).__name__
+        # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
+        text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
+        how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
+        sys.exit(f"{prog}: {text}\n({how} shows the traceback)")

@@ -1,0 +1,109 @@
+"""Checks on a training config's values, made before any work, each naming its key.
+
+A value out of range is refused, never clamped: what the table prints is what ran.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from omegaconf import DictConfig
+
+# A plain folder name: letters, digits and . _ - + = , @ (not "." or ".."), so that
+# ``<paths.output_dir>/<experiment_name>`` stays inside the output folder.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_\-+=,@.]+$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and what it accepts."""
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        if node is None or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _integer(cfg: DictConfig, key: str, low: int, high: int | None = None, hint: str = "") -> int | None:
+    value = _get(cfg, key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError
+            value = int(float(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: {value!r} is not a whole number{hint}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{key}: {value} is out of range; it must be {bound}{hint}")
+    return value
+
+
+def _number(cfg: DictConfig, key: str, low: float, high: float | None = None, open_low: bool = True,
+            open_high: bool = True) -> float | None:
+    value = _get(cfg, key)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a number") from None
+    too_low = value <= low if open_low else value < low
+    too_high = high is not None and (value >= high if open_high else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        lo = f"> {low}" if open_low else f">= {low}"
+        hi = "" if high is None else (f" and < {high}" if open_high else f" and <= {high}")
+        raise ConfigError(f"{key}: {value} is out of range; it must be {lo}{hi}")
+    return value
+
+
+def check_experiment_name(name) -> str:
+    """``experiment_name`` must be a plain folder name: no path separators, not empty, not ``..``."""
+    name = "" if name is None else str(name)
+    if not name or name in (".", "..") or not _PLAIN_NAME.match(name):
+        raise ConfigError(
+            f"experiment_name: {name!r} is not a plain name; use letters, digits and . _ - + = , @ "
+            "(no path separators, not empty, not '..'): it names a folder inside paths.output_dir"
+        )
+    return name
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Refuse a training config whose values cannot work, naming the key (before any work)."""
+    check_experiment_name(cfg.get("experiment_name"))
+    _integer(cfg, "seed", -(2**63))
+    _integer(cfg, "data.batch_size", 1)
+    _number(cfg, "optimizer.lr", 0.0)
+    _integer(cfg, "n_jobs", 1, hint=" (processes running folds at once)")
+    _integer(cfg, "preprocessing.n_jobs", 1, hint=" (processes filling the flow cache)")
+    _integer(cfg, "threads_per_fold", 1)
+    max_epochs = _integer(cfg, "trainer.max_epochs", 1, hint=" (epochs to train)")
+    _integer(cfg, "preprocessing.size", 1)
+    if str(cfg.get("fold")) == "each":
+        raise ConfigError(
+            "fold=each expands to one job per subject and needs a multirun: "
+            "mefnet-train -m fold=each (add hydra/launcher=joblib to run the folds in parallel)"
+        )
+    selection = cfg.get("selection")
+    if selection not in ("fixed_epochs", "inner_val"):
+        raise ConfigError(f"selection: {selection!r} is not supported; use fixed_epochs or inner_val")
+    if selection == "inner_val":
+        if cfg.get("inner_val") is None:
+            raise ConfigError("selection=inner_val needs the inner_val block "
+                              "(val_fraction, metric, smooth, every_n_epochs, min_epochs, refit)")
+        _number(cfg, "inner_val.val_fraction", 0.0, 1.0)
+        _integer(cfg, "inner_val.smooth", 1, hint=" (evaluations in the moving average)")
+        _integer(cfg, "inner_val.every_n_epochs", 1, hint=" (the last epoch is always evaluated too)")
+        _integer(cfg, "inner_val.min_epochs", 1, max_epochs,
+                 hint=" (and at most trainer.max_epochs, or no epoch qualifies)")
+        metric = _get(cfg, "inner_val.metric")
+        if metric not in ("uf1", "uar", "accuracy", "loss"):
+            raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")

@@ -1,0 +1,251 @@
+"""Paired comparison of two experiments on the same clips: ``mefnet-table --compare A B``.
+
+Two tests, both paired (each clip is predicted by both experiments):
+
+**Paired bootstrap over subjects of the UF1 difference.** LOSO folds are subjects, and
+clips of one subject are not independent, so the resampling unit is the subject. Each of
+``n_boot`` resamples draws as many subjects as there are, with replacement (a subject
+drawn twice counts twice), pools *those subjects'* clips for A and for B, and computes
+``UF1(A) - UF1(B)`` on the same resampled clips. The 95% confidence interval is the
+2.5th and 97.5th percentile of these differences (percentile bootstrap); the two-sided
+p-value is twice the share of resampled differences on the far side of zero (at most 1).
+In a resample where a class has no clip and no prediction, its F1 is undefined and the
+mean is taken over the other classes. The generator is seeded (``bootstrap_seed``), so
+the interval is reproducible.
+
+**McNemar's test on per-clip correctness.** ``b`` clips are right under A and wrong under
+B, ``c`` the reverse; clips both get right or both get wrong carry no information about
+the difference. The exact two-sided p-value is ``min(1, 2 * P(X <= min(b, c)))`` for
+``X ~ Binomial(b + c, 1/2)``; the chi-square statistic with continuity correction,
+``(|b - c| - 1)^2 / (b + c)``, and its p-value are given too.
+
+With several seeds, the seeds both experiments share are compared: the bootstrap
+statistic is the mean over those seeds of the UF1 difference (subjects resampled once
+for all seeds), and McNemar's test is reported per seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mefnet.report.table import ReportError, Run, find_runs, group_runs, read_run
+
+DEFAULT_BOOTSTRAP = 10000
+
+
+@dataclass
+class McNemar:
+    seed: int
+    b: int
+    """clips right under A, wrong under B"""
+    c: int
+    """clips wrong under A, right under B"""
+    p_exact: float
+    chi2: float
+    p_chi2: float
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    seeds: list[int]
+    clips: int
+    subjects: int
+    uf1_a: float
+    uf1_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_bootstrap: float
+    n_boot: int
+    bootstrap_seed: int
+    mcnemar: list[McNemar] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> McNemar:
+    """McNemar's test of two classifiers' per-clip correctness (see the module docstring)."""
+    a = np.asarray(correct_a, dtype=bool)
+    b_ = np.asarray(correct_b, dtype=bool)
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    n = b + c
+    if n == 0:
+        return McNemar(seed, b, c, 1.0, 0.0, 1.0)
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
+    chi2 = (abs(b - c) - 1) ** 2 / n if abs(b - c) >= 1 else 0.0
+    return McNemar(seed, b, c, min(1.0, 2 * tail), chi2, math.erfc(math.sqrt(chi2 / 2)))
+
+
+def _uf1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Macro F1 over the last axis of per-class counts, skipping classes with 0/0."""
+    denom = 2 * tp + fp + fn
+    defined = denom > 0
+    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=defined)
+    return f1.sum(axis=-1) / np.maximum(defined.sum(axis=-1), 1)
+
+
+def _per_subject_counts(true: np.ndarray, pred: np.ndarray, subject: np.ndarray, n_subjects: int,
+                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tp, fp, fn) per subject and class, each ``(n_subjects, k)``."""
+    tp = np.zeros((n_subjects, k))
+    fp = np.zeros((n_subjects, k))
+    fn = np.zeros((n_subjects, k))
+    hit = true == pred
+    np.add.at(tp, (subject[hit], true[hit]), 1)
+    np.add.at(fp, (subject[~hit], pred[~hit]), 1)
+    np.add.at(fn, (subject[~hit], true[~hit]), 1)
+    return tp, fp, fn
+
+
+def paired_bootstrap(true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, subject: np.ndarray,
+                     k: int, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(observed UF1(A) - UF1(B), the ``n_boot`` resampled differences), subjects resampled.
+
+    ``true``, ``pred_a``, ``pred_b`` are ``(seeds, clips)`` (or ``(clips,)``) class indices
+    on the same clips, ``subject`` the ``(clips,)`` subject index of each clip. With several
+    seeds the statistic is the mean over seeds of the difference.
+    """
+    true, pred_a, pred_b = (np.atleast_2d(np.asarray(x, dtype=int)) for x in (true, pred_a, pred_b))
+    subject = np.asarray(subject, dtype=int)
+    n_subjects = int(subject.max()) + 1
+    counts_a = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred_a, strict=True)]
+    counts_b = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred_b, strict=True)]
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        """Mean over seeds of UF1(A) - UF1(B) for each row of subject multiplicities."""
+        diffs = []
+        for (ta, fpa, fna), (tb, fpb, fnb) in zip(counts_a, counts_b, strict=True):
+            uf1_a = _uf1_from_counts(weights @ ta, weights @ fpa, weights @ fna)
+            uf1_b = _uf1_from_counts(weights @ tb, weights @ fpb, weights @ fnb)
+            diffs.append(uf1_a - uf1_b)
+        return np.mean(diffs, axis=0)
+
+    observed = float(statistic(np.ones((1, n_subjects)))[0])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
+    weights = np.zeros((n_boot, n_subjects))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), n_subjects), draws.ravel()), 1)
+    return observed, statistic(weights)
+
+
+def _aligned(run_a: Run, run_b: Run) -> tuple[list[tuple], dict, dict]:
+    key = lambda r: (r["dataset"], r["subject"], r["clip"])  # noqa: E731
+    a = {key(r): r for r in run_a.predictions}
+    b = {key(r): r for r in run_b.predictions}
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise ReportError(
+            f"{run_a.name} and {run_b.name} did not predict the same clips (a paired comparison needs "
+            f"them): {len(only_a)} only in {run_a.dir}, {len(only_b)} only in {run_b.dir}"
+            + (f"; e.g. {'/'.join(only_a[0])}" if only_a else f"; e.g. {'/'.join(only_b[0])}")
+        )
+    for k in a:
+        if a[k]["true"] != b[k]["true"]:
+            raise ReportError(f"clip {'/'.join(k)} has true label {a[k]['true']} in {run_a.dir} but "
+                              f"{b[k]['true']} in {run_b.dir}; the two experiments did not see the same data")
+    return sorted(a), a, b
+
+
+def _experiment(path: str | Path) -> list[Run]:
+    runs = [read_run(d) for d in find_runs([path])]
+    groups = group_runs(runs)
+    if len(groups) != 1:
+        raise ReportError(f"{path} holds {len(groups)} experiments ({', '.join(g[0].name for g in groups)}); "
+                          "give the folder of one experiment")
+    for run in groups[0]:
+        if run.missing:
+            raise ReportError(f"{run.name} seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds; "
+                              "a paired comparison needs every fold")
+    return groups[0]
+
+
+def compare(a: str | Path, b: str | Path, n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0) -> Comparison:
+    """Paired bootstrap and McNemar's test of experiment folder ``a`` against ``b``."""
+    group_a, group_b = _experiment(a), _experiment(b)
+    seeds_a, seeds_b = {r.seed: r for r in group_a}, {r.seed: r for r in group_b}
+    shared = sorted(set(seeds_a) & set(seeds_b))
+    if not shared:
+        if len(group_a) == 1 and len(group_b) == 1:
+            pairs = [(group_a[0], group_b[0])]
+        else:
+            raise ReportError(f"{group_a[0].name} (seeds {sorted(seeds_a)}) and {group_b[0].name} (seeds "
+                              f"{sorted(seeds_b)}) share no seed; compare one run of each")
+    else:
+        pairs = [(seeds_a[s], seeds_b[s]) for s in shared]
+    names_a = list(pairs[0][0].record["class_names"])
+    if names_a != list(pairs[0][1].record["class_names"]):
+        raise ReportError(f"the two experiments have different classes: {names_a} and "
+                          f"{pairs[0][1].record['class_names']}")
+    keys, _, _ = _aligned(*pairs[0])
+    subjects = {s: i for i, s in enumerate(dict.fromkeys(k[:2] for k in keys))}
+    subject = np.array([subjects[k[:2]] for k in keys])
+    true, pred_a, pred_b, tests = [], [], [], []
+    for run_a, run_b in pairs:
+        keys_here, ra, rb = _aligned(run_a, run_b)
+        if keys_here != keys:
+            raise ReportError(f"the seeds of {run_a.name} did not all predict the same clips")
+        t = np.array([ra[k]["true"] for k in keys])
+        pa = np.array([ra[k]["pred"] for k in keys])
+        pb = np.array([rb[k]["pred"] for k in keys])
+        true.append(t)
+        pred_a.append(pa)
+        pred_b.append(pb)
+        tests.append(mcnemar(pa == t, pb == t, seed=run_a.seed))
+    k = len(names_a)
+    observed, diffs = paired_bootstrap(np.array(true), np.array(pred_a), np.array(pred_b), subject, k,
+                                       n_boot, bootstrap_seed)
+    uf1_a = float(np.mean([_uf1_from_counts(*[x.sum(0) for x in _per_subject_counts(t, p, subject, len(subjects), k)])
+                           for t, p in zip(true, pred_a, strict=True)]))
+    uf1_b = float(np.mean([_uf1_from_counts(*[x.sum(0) for x in _per_subject_counts(t, p, subject, len(subjects), k)])
+                           for t, p in zip(true, pred_b, strict=True)]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    far_side = np.mean(diffs <= 0) if observed > 0 else np.mean(diffs >= 0)
+    return Comparison(
+        a=pairs[0][0].name, b=pairs[0][1].name, seeds=[p[0].seed for p in pairs], clips=len(keys),
+        subjects=len(subjects), uf1_a=uf1_a, uf1_b=uf1_b, difference=observed,
+        ci_low=float(low), ci_high=float(high), p_bootstrap=float(min(1.0, 2 * far_side)) if observed else 1.0,
+        n_boot=n_boot, bootstrap_seed=bootstrap_seed, mcnemar=tests,
+    )
+
+
+def to_markdown(c: Comparison) -> str:
+    lines = [
+        f"# {c.a} vs {c.b}",
+        "",
+        f"{c.clips} clips of {c.subjects} subjects, predicted by both; seeds {', '.join(map(str, c.seeds))}.",
+        "",
+        "| | UF1 |",
+        "|---|---:|",
+        f"| {c.a} | {c.uf1_a:.4f} |",
+        f"| {c.b} | {c.uf1_b:.4f} |",
+        f"| difference (A - B) | {c.difference:+.4f} |",
+        "",
+        f"Paired bootstrap over subjects ({c.n_boot} resamples, seed {c.bootstrap_seed}): 95% CI of the "
+        f"UF1 difference [{c.ci_low:+.4f}, {c.ci_high:+.4f}], two-sided p = {c.p_bootstrap:.4f}.",
+        "",
+        "McNemar's test on per-clip correctness (b: right only under A, c: right only under B):",
+        "",
+        "| seed | b | c | exact p | chi2 (corrected) | p (chi2) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {m.seed} | {m.b} | {m.c} | {m.p_exact:.4f} | {m.chi2:.4f} | {m.p_chi2:.4f} |" for m in c.mcnemar]
+    lines += ["", "UF1 is pooled over all folds of each seed (docs/protocol.md); with several seeds, the "
+                  "mean over seeds."]
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(c: Comparison, out_dir: str | Path) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(to_markdown(c))
+    (out / "compare.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
+    return [out / "compare.md", out / "compare.json"]

@@ -1,0 +1,307 @@
+"""Nothing wrong reaches a results table: experiment identity, completeness, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from mefnet.config import compose
+from mefnet.experiment.store import (
+    RefusedRunError,
+    ReportError,
+    experiment_differences,
+    read_experiment,
+)
+from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run
+from mefnet.report.table import write_table
+from tests.helpers import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished tiny experiment (4 folds); tests copy it before changing anything."""
+    base = tmp_path_factory.mktemp("integrity")
+    cfg = compose(tiny_overrides(base, "exp"))
+    run(cfg)
+    return base
+
+
+def _copy(finished: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    shutil.copytree(finished / "outputs", tmp_path / "outputs")
+    overrides = [*tiny_overrides(tmp_path, "exp"), f"paths.data_dir={finished / 'data'}"]
+    return tmp_path / "outputs" / "exp" / "seed_42", overrides
+
+
+def _cfg_index(overrides: list[str]):
+    cfg = _absolute_paths(compose(overrides))
+    return cfg, instantiate(cfg.dataset.index)
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+def test_a_resume_after_a_label_was_edited_is_refused_naming_the_clip(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    cfg, index = _cfg_index(overrides)
+    before = (exp / "experiment.json").read_text()
+    c = index[3]
+    edited = index.with_clips([replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
+                               if i == 3 else x for i, x in enumerate(index)])
+    with pytest.raises(RefusedRunError) as e:
+        _prepare_experiment(cfg, edited)
+    msg = str(e.value)
+    assert "1 label(s) changed" in msg and c.clip_key in msg
+    assert f"{c.label_name} -> {index.class_names[(c.label + 1) % 3]}" in msg
+    assert (exp / "experiment.json").read_text() == before
+
+
+def test_a_resume_after_a_clip_was_removed_or_a_frame_changed_is_refused(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    cfg, index = _cfg_index(overrides)
+    with pytest.raises(RefusedRunError, match=f"1 clip\\(s\\) removed: {index[0].clip_key}"):
+        _prepare_experiment(cfg, index.with_clips(index.clips[1:]))
+    # Same clips and labels, but an onset frame of another content: the data changed.
+    data = tmp_path / "data"
+    shutil.copytree(finished / "data", data)
+    cfg2, index2 = _cfg_index([*overrides, f"paths.data_dir={data}"])
+    from mefnet.preprocessing.features import clip_inputs
+
+    onset = clip_inputs(index2[0])[0]
+    onset.write_bytes(clip_inputs(index2[1])[0].read_bytes())
+    with pytest.raises(RefusedRunError, match=f"input files changed content: {index2[0].clip_key}"):
+        _prepare_experiment(cfg2, index2)
+
+
+def test_a_resume_names_the_config_keys_that_differ(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    cfg, index = _cfg_index([*overrides, "optimizer.lr=0.5"])
+    with pytest.raises(RefusedRunError, match=r"optimizer.lr: 0.001 vs 0.5"):
+        _prepare_experiment(cfg, index)
+
+
+def test_execution_keys_and_locations_may_change_between_a_run_and_its_resume(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    # The data moved (same content), workers and cache folder changed: same experiment.
+    data = tmp_path / "moved-data"
+    shutil.copytree(finished / "data", data)
+    cfg, index = _cfg_index([*overrides, f"paths.data_dir={data}", "preprocessing.n_jobs=2",
+                             f"paths.cache_dir={tmp_path / 'cache'}", "n_jobs=2"])
+    assert _prepare_experiment(cfg, index) == exp
+
+
+def test_one_definition_of_same_experiment_for_resume_and_table(finished):
+    record = read_experiment(finished / "outputs" / "exp" / "seed_42")
+    other_seed = json.loads(json.dumps(record))
+    other_seed["config"]["seed"] = other_seed["seed"] = 7
+    other_seed["config"]["preprocessing"]["n_jobs"] = 5
+    # Seeds of one experiment for the table, but not a resume of the same run.
+    assert experiment_differences(record, other_seed, across_seeds=True) == []
+    assert experiment_differences(record, other_seed) == ["seed: 42 vs 7"]
+    relabelled = json.loads(json.dumps(record))
+    key = next(iter(relabelled["clips"]))
+    relabelled["clips"][key]["label"] = "other"
+    assert any(key in d for d in experiment_differences(record, relabelled, across_seeds=True))
+
+
+# ---------------------------------------------------------------------------- completeness
+
+
+def _drop_first_row(path: Path) -> str:
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *rows[2:]])
+    return f"{rows[1][0]}/{rows[1][1]}/{rows[1][2]}"
+
+
+def test_the_table_refuses_a_fold_that_lost_a_prediction_naming_file_and_clip(finished, tmp_path):
+    exp, _ = _copy(finished, tmp_path)
+    preds = exp / "folds" / "synthetic" / "sub02" / "predictions.csv"
+    lost = _drop_first_row(preds)
+    with pytest.raises(ReportError) as e:
+        write_table([exp], tmp_path / "table")
+    assert str(preds) in str(e.value) and lost in str(e.value) and "no prediction" in str(e.value)
+    assert not (tmp_path / "table" / "table.md").exists()
+
+
+def test_a_rerun_recomputes_only_the_damaged_fold_and_says_so(finished, tmp_path, caplog):
+    exp, overrides = _copy(finished, tmp_path)
+    damaged = exp / "folds" / "synthetic" / "sub03" / "predictions.csv"
+    intact = damaged.read_text()
+    _drop_first_row(damaged)
+    stamps = {p: p.stat().st_mtime_ns for p in exp.glob("folds/*/*/fold.json") if "sub03" not in str(p)}
+    with caplog.at_level("WARNING", logger="mefnet"):
+        rows = run(compose(overrides))
+    assert "fold synthetic/sub03 is marked finished but is damaged" in caplog.text
+    assert damaged.read_text() == intact  # recomputed, deterministically
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    assert rows and rows[0]["clips"] == 18
+
+
+# ---------------------------------------------------------------------------- divergence
+
+
+def test_a_non_finite_loss_fails_the_fold_naming_fold_epoch_and_value(tmp_path):
+    import torch
+
+    from mefnet.experiment.fold import run_fold
+    from mefnet.preprocessing.features import Preprocessing, build_features
+    from mefnet.training.divergence import DivergedError
+
+    cfg, index = _cfg_index(tiny_overrides(tmp_path, "diverged"))
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    features = features.clone()
+    features[0, 0, 0, 0] = float("nan")  # one poisoned training value makes the first loss NaN
+    subject = index.subjects[-1]
+    assert index[0].subject_key != subject
+    with pytest.raises(DivergedError, match=r"fold synthetic/sub04: the training loss is nan at epoch 1 "
+                                            r"\(batch 1\); training diverged; try a lower learning rate"):
+        run_fold(cfg, index, features, subject)
+    fold = Path(cfg.experiment_dir) / "folds" / subject
+    assert not (fold / "predictions.csv").exists() and not (fold / "fold.json").exists()
+    assert torch.isfinite(build_features(index, Preprocessing.from_config(cfg.preprocessing),
+                                         cfg.preprocessing.cache_dir)).all()
+
+
+def test_model_files_with_non_finite_weights_are_refused(tmp_path):
+    import torch
+
+    from mefnet.inference.checkpoint import ModelFileError, load_model, save_model
+    from mefnet.models.ststnet import STSTNet
+
+    cfg = compose(tiny_overrides(tmp_path, "nan-model"))
+    model = STSTNet(num_classes=3)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    path = save_model(tmp_path / "model.pt", model, cfg, ["negative", "positive", "surprise"], fold="x/y")
+    with pytest.raises(ModelFileError, match=r"model.pt: the model's weights hold NaN or infinite values"):
+        load_model(path)
+
+
+# ---------------------------------------------------------------------------- locks
+
+
+def test_a_fold_held_by_another_process_is_skipped_naming_it_and_a_released_lock_is_taken(finished, tmp_path,
+                                                                                         caplog):
+    from mefnet.experiment.store import fold_lock
+
+    exp, overrides = _copy(finished, tmp_path)
+    (exp / "folds" / "synthetic" / "sub01" / "fold.json").unlink()  # reopen one fold
+    (exp / "table.md").unlink()
+    with fold_lock(exp, "synthetic/sub01"):
+        with caplog.at_level("WARNING", logger="mefnet"):
+            assert run(compose(overrides)) is None  # no table while a fold is missing
+    assert "fold synthetic/sub01 of" in caplog.text and "is held by PID" in caplog.text
+    assert not (exp / "folds" / "synthetic" / "sub01" / "fold.json").exists()
+    # The holder is gone (as a killed run's lock is: the kernel releases it): taken, computed.
+    rows = run(compose(overrides))
+    assert rows and rows[0]["clips"] == 18 and (exp / "table.md").is_file()
+
+
+def test_two_first_time_generations_of_one_synthetic_set_do_not_collide(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from mefnet.datasets.synthetic import SyntheticSpec, generate; "
+            "generate(SyntheticSpec(num_subjects=3, num_clips=9, frame_size=32), sys.argv[1])")
+    root = tmp_path / "synthetic" / "set"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert (root / "manifest.json").is_file() or any(root.iterdir())
+
+
+# ---------------------------------------------------------------------------- config values
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", "data.batch_size: 0 is out of range; it must be at least 1"),
+    ("optimizer.lr=0", "optimizer.lr: 0.0 is out of range; it must be > 0.0"),
+    ("n_jobs=-1", "n_jobs: -1 is out of range; it must be at least 1"),
+    ("preprocessing.n_jobs=0", "preprocessing.n_jobs: 0 is out of range"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs: -1 is out of range; it must be at least 1"),
+    ("fold=each", "fold=each expands to one job per subject and needs a multirun"),
+    ("selection=inner_val inner_val.smooth=0", "inner_val.smooth: 0 is out of range"),
+    ("selection=inner_val inner_val.min_epochs=9", "inner_val.min_epochs: 9 is out of range; it must be between 1 and 3"),
+    ("selection=inner_val inner_val.every_n_epochs=0", "inner_val.every_n_epochs: 0 is out of range"),
+    ("selection=inner_val inner_val.val_fraction=1.5", "inner_val.val_fraction: 1.5 is out of range"),
+])
+def test_config_values_are_checked_before_any_work_naming_the_key(tmp_path, override, message):
+    from mefnet.experiment.validate import ConfigError
+
+    cfg = compose(tiny_overrides(tmp_path, "checked", *override.split()))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(cfg)
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".."])
+def test_experiment_name_must_be_a_plain_name(tmp_path, name):
+    with pytest.raises(Exception, match="is not a plain name"):
+        compose(tiny_overrides(tmp_path, name))
+
+
+def test_duplicate_class_names_are_refused():
+    from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
+
+    clip = Clip("d", "s1", "c1", 0, "a", 0, 1, 2)
+    with pytest.raises(DatasetError, match=r"class names must be unique: 'a' is given twice"):
+        ClipIndex([clip], ["a", "b", "a"], name="d")
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def _train_cli(tmp_path: Path, *overrides: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mefnet.experiment.train", *overrides], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                               **(env or {})})
+
+
+def test_a_refused_run_at_the_command_line_is_short_and_changes_nothing(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert (exp / ".hydra" / "config.yaml").is_file()
+    out = _train_cli(tmp_path, *overrides, "optimizer.lr=0.5")
+    assert out.returncode == 1
+    assert "mefnet-train: " in out.stderr and "optimizer.lr: 0.001 vs 0.5" in out.stderr
+    assert "Traceback" not in out.stderr
+    after = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file() and p.name != "train.log"}
+    assert after == before  # .hydra/ included
+    debug = _train_cli(tmp_path, *overrides, "optimizer.lr=0.5", env={"HYDRA_FULL_ERROR": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_bad_experiment_name_writes_nothing_and_fold_names_are_checked_before_the_first_job(tmp_path):
+    out = _train_cli(tmp_path, *tiny_overrides(tmp_path / "o", "../escaped"))
+    assert out.returncode == 1 and "experiment_name: '../escaped' is not a plain name" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "o" / "escaped").exists()
+    out = _train_cli(tmp_path, "-m", *tiny_overrides(tmp_path / "m", "multi"), "fold=sub01,sub77")
+    assert out.returncode == 1 and "fold 'sub77' is not a subject of synthetic" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not list((tmp_path / "m").glob("outputs/multi/seed_42/folds/*/*/fold.json"))
+
+
+def test_the_composite_names_its_own_sheet_keys(tmp_path):
+    from mefnet.datasets.clip_index import DatasetError
+    from mefnet.datasets.megc2019 import load_megc2019
+
+    roots = {k: tmp_path / k for k in ("casme2", "samm", "smic")}
+    for r in roots.values():
+        r.mkdir()
+    with pytest.raises(DatasetError) as e:
+        load_megc2019(casme2_root=roots["casme2"], samm_root=roots["samm"], smic_root=roots["smic"])
+    assert "dataset.index.casme2_sheet" in str(e.value) and "dataset.index.sheet" not in str(e.value)
