@@ -123,5 +123,11 @@ class MERDataModule(L.LightningDataModule):
         gen = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen)
 
+    def val_dataloader(self) -> DataLoader:
+        """The inner-validation clips (training subjects held out from training), in one
+        batch. Never the test subject: with no validation subjects it is empty, and the
+        trainer runs no validation at all (``limit_val_batches: 0``)."""
+        return DataLoader(self.val_set, batch_size=max(len(self.val_set), 1), shuffle=False)
+
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False)

@@ -54,7 +54,7 @@ from mefnet.report.table import (
     write_table,
 )
 from mefnet.training.module import MERModule
-from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
+from mefnet.training.selection import InnerValidation, choose_val_subjects
 
 log = logging.getLogger("mefnet")
 
@@ -206,9 +206,8 @@ def _close_loggers(trainer: L.Trainer) -> None:
             lg.experiment.finish()  # one wandb run per fold, not one for the whole process
 
 
-def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
-         max_epochs: int, extra_callbacks: list, log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
-    """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
+def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule) -> MERModule:
+    """Seed, then build a fresh model and loss (priors from ``dm``'s training clips)."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     train_counts = dm.train_class_counts()
     backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
@@ -219,17 +218,36 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     hflip = None
     if augment == "hflip":
         hflip = "one_minus" if cfg.preprocessing.normalize == "minmax" else "negate"
-    module = MERModule(
+    return MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, hflip=hflip,
     )
-    callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
-    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
-    trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=callbacks + extra_callbacks,
-        default_root_dir=str(out), max_epochs=int(max_epochs),
+
+
+def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, loggers: list,
+                  validate_every: int | None = None) -> L.Trainer:
+    """The configured trainer; ``validate_every``: run Lightning's validation loop (the inner
+    validation subjects only) every that many epochs, else no validation at all."""
+    extra = {}
+    if validate_every is not None:
+        extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
+    configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=configured + callbacks,
+        default_root_dir=str(out), max_epochs=int(max_epochs), **extra,
     )
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+
+
+def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
+         max_epochs: int, tracker: InnerValidation | None = None,
+         log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
+    """Build a fresh model and train it on ``dm`` (validating on its inner-validation
+    subjects when ``tracker`` selects the epoch)."""
+    module = build_module(cfg, index, dm)
+    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
+    every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
+    trainer = build_trainer(cfg, out, max_epochs, [] if tracker is None else [tracker], loggers, every)
+    trainer.fit(module, datamodule=dm)
     return module, trainer
 
 
@@ -242,6 +260,14 @@ def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subje
     )
     dm.setup("fit")
     return dm
+
+
+def inner_tracker(cfg: DictConfig, index: ClipIndex, **kwargs) -> InnerValidation:
+    iv = cfg.inner_val
+    return InnerValidation(
+        index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
+        min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs,
+    )
 
 
 def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
@@ -259,25 +285,21 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         iv = cfg.inner_val
         val_subjects = choose_val_subjects(index, subject_key, float(iv.val_fraction), int(cfg.seed))
         inner = _datamodule(cfg, index, features, subject_key, val_subjects)
-        vx, vy = val_tensors(inner.features, index, inner.val_idx)
-        tracker = InnerValidation(
-            vx, vy, index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth),
-            every_n_epochs=int(iv.every_n_epochs), min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit),
-        )
-        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, [tracker],
+        tracker = inner_tracker(cfg, index)
+        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, tracker,
                                log_name="inner" if bool(iv.refit) else None)
         selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
                          **tracker.summary())
         if bool(iv.refit):
             _close_loggers(trainer)
             dm = _datamodule(cfg, index, features, subject_key)
-            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [])
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch)
         else:
             dm = inner
             module.load_state_dict(tracker.best_state())
     else:
         dm = _datamodule(cfg, index, features, subject_key)
-        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [])
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs)
     train_counts = dm.train_class_counts()
     # The one and only look at the test subject.
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
