@@ -60,7 +60,7 @@ log = logging.getLogger("mefnet")
 
 # Keys that choose what runs, not what is computed: they may differ between the runs
 # that together make up one experiment.
-_RUN_KEYS = ("fold", "n_jobs", "logger", "trainer.enable_progress_bar", "save_model", "save_checkpoint")
+_RUN_KEYS = ("fold", "n_jobs", "engine", "logger", "trainer.enable_progress_bar", "save_model", "save_checkpoint")
 
 
 def _quiet_lightning() -> None:
@@ -300,11 +300,22 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     else:
         dm = _datamodule(cfg, index, features, subject_key)
         module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs)
-    train_counts = dm.train_class_counts()
     # The one and only look at the test subject.
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
-    preds = probs.argmax(dim=1)
+    record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
+                        time.perf_counter() - start, trainer.loggers,
+                        save_checkpoint=lambda path: trainer.save_checkpoint(str(path)))
+    _close_loggers(trainer)
+    return record
 
+
+def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
+               module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
+               loggers: list, save_checkpoint) -> dict:
+    """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
+    fold.json last (the mark of a finished fold). Both engines end here."""
+    train_counts = dm.train_class_counts()
+    preds = probs.argmax(dim=1)
     names = index.class_names
     fields = ["dataset", "subject", "clip", "true", "true_name", "pred", "pred_name", *[f"prob_{n}" for n in names]]
     tmp = out / f".{PREDICTIONS}.tmp"
@@ -316,24 +327,23 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
             w.writerow([c.dataset, c.subject, c.clip, c.label, c.label_name, p, names[p], *[f"{x:.6f}" for x in pr]])
     os.replace(tmp, out / PREDICTIONS)
     if cfg.get("save_checkpoint", True):
-        trainer.save_checkpoint(str(out / "model.ckpt"))
+        save_checkpoint(out / "model.ckpt")
     if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
         save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
-    fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
+    fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
                   [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
-    _close_loggers(trainer)
     record = {
         "status": "complete",
         "fold": subject_key,
         "seed": int(cfg.seed),
         "selection": selection,
-        "epochs": int(trainer.current_epoch),
+        "epochs": int(epochs),
         "n_train": len(dm.train_idx),
         "n_test": len(dm.test_idx),
         "train_class_counts": train_counts,
-        "elapsed_s": round(time.perf_counter() - start, 2),
+        "elapsed_s": round(elapsed_s, 2),
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -343,6 +353,34 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
 
 def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
     return run_fold(OmegaConf.create(cfg_container), index, features, subject_key)
+
+
+def _run_batched_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, folds: list[str]) -> list[dict]:
+    from mefnet.experiment.batched import run_batched
+
+    cfg = OmegaConf.create(cfg_container)
+    return run_batched([(cfg, f) for f in folds], index, features)
+
+
+def _run_batched_chunks(cfg: DictConfig, exp_dir: Path, index: ClipIndex, features: torch.Tensor,
+                        todo: list[str], n_jobs: int) -> None:
+    """engine=batched: the folds to do, in ``n_jobs`` contiguous groups, each group one
+    batched fit (in its own process when there are several)."""
+    n = min(n_jobs, len(todo))
+    chunks = [todo[i * len(todo) // n:(i + 1) * len(todo) // n] for i in range(n)]
+    container = OmegaConf.to_container(cfg, resolve=True)
+    if n > 1:
+        from joblib import Parallel, delayed
+
+        jobs = (delayed(_run_batched_job)(container, index, features, c) for c in chunks)
+        for recs in Parallel(n_jobs=n, return_as="generator")(jobs):
+            for rec in recs:
+                log_progress(exp_dir, rec, workers=n)
+    else:
+        from mefnet.experiment.batched import run_batched
+
+        for rec in run_batched([(cfg, f) for f in todo], index, features):
+            log_progress(exp_dir, rec)
 
 
 def run(cfg: DictConfig) -> list[dict] | None:
@@ -365,7 +403,12 @@ def run(cfg: DictConfig) -> list[dict] | None:
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
-        if n_jobs > 1 and len(todo) > 1:
+        engine = str(cfg.get("engine", "per_fold"))
+        if engine not in ("per_fold", "batched"):
+            raise ValueError(f"engine: '{engine}' is not one of per_fold, batched")
+        if engine == "batched":
+            _run_batched_chunks(cfg, exp_dir, index, features, todo, n_jobs)
+        elif n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
             container = OmegaConf.to_container(cfg, resolve=True)

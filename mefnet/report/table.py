@@ -55,6 +55,7 @@ _NOT_COMPARED = (
     "seed",
     "fold",
     "n_jobs",
+    "engine",
     "threads_per_fold",
     "logger",
     "hydra",

@@ -81,7 +81,9 @@ class MERModule(L.LightningModule):
         u = 1.0 - flipped[:, :1] if self.hflip == "one_minus" else -flipped[:, :1]
         return torch.cat([u, flipped[:, 1:]], dim=1)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of one batch (augmented as configured) and its predictions.
+        Updates the training metrics; draws dropout and augmentation from the global RNG."""
         x, y = batch
         if self.hflip is not None:
             chosen = torch.rand(len(x), device=x.device) < 0.5
@@ -91,6 +93,11 @@ class MERModule(L.LightningModule):
         preds = logits.argmax(dim=1)
         self.train_uf1(preds, y)
         self.train_uar(preds, y)
+        return loss, preds
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.train_loss(batch)
+        y = batch[1]
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/uf1", self.train_uf1, on_step=False, on_epoch=True)
         self.log("train/uar", self.train_uar, on_step=False, on_epoch=True)
