@@ -14,7 +14,7 @@ predicted once, at the end. A fold's ``elapsed_s`` is its share of the batch's t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -49,6 +49,9 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
             f"engine=batched: optimizer '{target}' may couple parameters across models; use engine=per_fold "
             f"or one of {', '.join(_PER_PARAMETER)}"
         )
+    if "ddp" in str(first.trainer.get("strategy", "")):
+        raise ValueError("engine=batched runs all members in one process on one device; use trainer=cpu or "
+                         "trainer=gpu (or engine=per_fold with trainer=ddp)")
     if first.trainer.get("gradient_clip_val"):
         raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
 
@@ -153,3 +156,57 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
                                   trainer.loggers, save_checkpoint))
     _close_loggers(trainer)
     return records
+
+
+def _run_chunk(jobs: list[tuple[dict, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+    return run_batched([(OmegaConf.create(c), f) for c, f in jobs], index, features)
+
+
+def run_jobs(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor,
+             n_jobs: int = 1) -> Iterator[dict]:
+    """``jobs`` in ``n_jobs`` contiguous groups, each group one batched fit (in a process
+    of its own when there are several); yields each fold's record as its group finishes."""
+    n = max(1, min(int(n_jobs), len(jobs)))
+    chunks = [list(jobs[i * len(jobs) // n:(i + 1) * len(jobs) // n]) for i in range(n)]
+    if n == 1:
+        yield from run_batched(chunks[0], index, features)
+        return
+    from joblib import Parallel, delayed
+
+    tasks = (delayed(_run_chunk)([(OmegaConf.to_container(c, resolve=True), f) for c, f in chunk], index, features)
+             for chunk in chunks)
+    for records in Parallel(n_jobs=n, return_as="generator")(tasks):
+        yield from records
+
+
+def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
+    """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
+    unfinished fold of all of them trained together by the batched engine in ``n_jobs``
+    processes; then each experiment's table (as ``mefnet-train fold=all`` writes it)."""
+    from mefnet.experiment.train import (
+        _absolute_paths,
+        _prepare_experiment,
+        finish_experiment,
+        log_progress,
+    )
+    from mefnet.preprocessing.features import Preprocessing, build_features
+    from mefnet.report.table import finished_folds
+
+    cfgs = [_absolute_paths(c) for c in cfgs]
+    for c in cfgs[1:]:
+        for key in ("dataset", "preprocessing"):
+            if OmegaConf.to_container(c[key]) != OmegaConf.to_container(cfgs[0][key]):
+                raise ValueError(f"run_experiments: every experiment must use the same '{key}'")
+    index = instantiate(cfgs[0].dataset.index)
+    jobs = []
+    for cfg in cfgs:
+        exp_dir = _prepare_experiment(cfg, index)
+        done = finished_folds(exp_dir)
+        jobs += [(cfg, f) for f in index.subjects if f not in done]
+    if jobs:
+        prep = Preprocessing.from_config(cfgs[0].preprocessing)
+        features = build_features(index, prep, cfgs[0].preprocessing.cache_dir,
+                                  n_jobs=int(cfgs[0].preprocessing.n_jobs))
+        for rec in run_jobs(jobs, index, features, n_jobs):
+            log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
+    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]

@@ -355,34 +355,6 @@ def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor,
     return run_fold(OmegaConf.create(cfg_container), index, features, subject_key)
 
 
-def _run_batched_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, folds: list[str]) -> list[dict]:
-    from mefnet.experiment.batched import run_batched
-
-    cfg = OmegaConf.create(cfg_container)
-    return run_batched([(cfg, f) for f in folds], index, features)
-
-
-def _run_batched_chunks(cfg: DictConfig, exp_dir: Path, index: ClipIndex, features: torch.Tensor,
-                        todo: list[str], n_jobs: int) -> None:
-    """engine=batched: the folds to do, in ``n_jobs`` contiguous groups, each group one
-    batched fit (in its own process when there are several)."""
-    n = min(n_jobs, len(todo))
-    chunks = [todo[i * len(todo) // n:(i + 1) * len(todo) // n] for i in range(n)]
-    container = OmegaConf.to_container(cfg, resolve=True)
-    if n > 1:
-        from joblib import Parallel, delayed
-
-        jobs = (delayed(_run_batched_job)(container, index, features, c) for c in chunks)
-        for recs in Parallel(n_jobs=n, return_as="generator")(jobs):
-            for rec in recs:
-                log_progress(exp_dir, rec, workers=n)
-    else:
-        from mefnet.experiment.batched import run_batched
-
-        for rec in run_batched([(cfg, f) for f in todo], index, features):
-            log_progress(exp_dir, rec)
-
-
 def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
@@ -407,7 +379,10 @@ def run(cfg: DictConfig) -> list[dict] | None:
         if engine not in ("per_fold", "batched"):
             raise ValueError(f"engine: '{engine}' is not one of per_fold, batched")
         if engine == "batched":
-            _run_batched_chunks(cfg, exp_dir, index, features, todo, n_jobs)
+            from mefnet.experiment.batched import run_jobs
+
+            for rec in run_jobs([(cfg, f) for f in todo], index, features, n_jobs):
+                log_progress(exp_dir, rec, workers=min(n_jobs, len(todo)))
         elif n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
