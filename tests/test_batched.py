@@ -19,7 +19,7 @@ from tests.helpers import tiny_overrides
 INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
              "inner_val.val_fraction=0.3", "trainer.max_epochs=4"]
 CASES = {
-    "fixed": ["data.augment=hflip"],
+    "fixed": ["augment=flow"],
     "inner-refit": [*INNER_VAL, "inner_val.refit=true"],
     "inner-keep": [*INNER_VAL, "inner_val.refit=false", "backbone=am3f"],
 }

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.report.table import fold_dir
+from mefnet.experiment.store import fold_dir
 from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 
@@ -64,7 +64,7 @@ def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:
 def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Sequence[str],
                 trackers: Sequence[InnerValidation] | None, out, log_name: str | None):
     """Build every member (seeded as a fit of its own) and train them in one fit."""
-    from mefnet.experiment.train import _instantiate_loggers, build_module, build_trainer
+    from mefnet.experiment.fold import _instantiate_loggers, build_module, build_trainer
 
     cfg0 = jobs[0][0]
     members, states = [], []
@@ -89,12 +89,12 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     The configs may differ in seed, fold and experiment folder (a seed ensemble), not in
     what one fit shares (trainer, optimizer, scheduler, selection rule).
     """
-    from mefnet.experiment.train import (
+    from mefnet.experiment.fold import (
         _close_loggers,
         _datamodule,
         _quiet_lightning,
-        _selection_rule,
         inner_tracker,
+        selection_rule,
         write_fold,
     )
 
@@ -102,7 +102,7 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     cfgs = [cfg for cfg, _ in jobs]
     _check_compatible(cfgs)
     for cfg in cfgs:
-        _selection_rule(cfg)  # refuses an unknown rule before any training
+        selection_rule(cfg)  # refuses an unknown rule before any training
     cfg0 = cfgs[0]
     torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
     start = time.perf_counter()
@@ -183,6 +183,7 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
     """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
     unfinished fold of all of them trained together by the batched engine in ``n_jobs``
     processes; then each experiment's table (as ``mefnet-train fold=all`` writes it)."""
+    from mefnet.experiment.store import finished_folds
     from mefnet.experiment.train import (
         _absolute_paths,
         _prepare_experiment,
@@ -190,7 +191,6 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
         log_progress,
     )
     from mefnet.preprocessing.features import Preprocessing, build_features
-    from mefnet.report.table import finished_folds
 
     cfgs = [_absolute_paths(c) for c in cfgs]
     for c in cfgs[1:]:

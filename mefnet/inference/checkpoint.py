@@ -21,7 +21,6 @@ mefnet import or call anything else.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import zipfile
@@ -32,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from mefnet.experiment.store import atomic_path
 
 FORMAT = "mefnet-model"
 FORMAT_VERSION = 1
@@ -76,10 +77,8 @@ def save_model(
         "fold": str(fold),
         "mefnet_version": mefnet.__version__,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -111,9 +110,18 @@ class LoadedModel:
 
     @torch.no_grad()
     def probabilities(self, maps: torch.Tensor) -> torch.Tensor:
-        """Softmax of the logits for ``(N, 3, size, size)`` input maps."""
+        """Softmax of the logits for ``(N, 3, size, size)`` input maps; averaged with that of
+        the mirrored face when the model was trained with ``test_time_mirror`` (as its
+        LOSO predictions were)."""
         self.model.eval()
-        return torch.softmax(self.model(maps.float()), dim=1)
+        maps = maps.float()
+        probs = torch.softmax(self.model(maps), dim=1)
+        if self.config.get("test_time_mirror", False):
+            from mefnet.training.augment import FlowAugment
+
+            mirrored = FlowAugment(scale=str(self.config["preprocessing"].get("normalize", "minmax"))).mirror(maps)
+            probs = (probs + torch.softmax(self.model(mirrored), dim=1)) / 2
+        return probs
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:

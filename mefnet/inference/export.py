@@ -24,13 +24,13 @@ import contextlib
 import io
 import json
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import torch
 
+from mefnet.experiment.store import atomic_path
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model
 
 META_NAME = "mefnet.json"
@@ -105,9 +105,8 @@ def export_torchscript(loaded: LoadedModel, path: str | Path, overwrite: bool = 
         # fixed by the model anyway, and the batch size stays free (checked below).
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(loaded.model, example_input(loaded), check_trace=False)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.jit.save(traced, str(tmp), _extra_files={META_NAME: json.dumps(metadata(loaded))})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files={META_NAME: json.dumps(metadata(loaded))})
     reloaded = torch.jit.load(str(path))
     with torch.no_grad():
         return _verify(path, lambda x: reloaded(x), loaded, tolerance)
@@ -140,27 +139,25 @@ def export_onnx(loaded: LoadedModel, path: str | Path, overwrite: bool = False,
     path = Path(path)
     _check_target(path, overwrite)
     loaded.model.eval()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" ...
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                loaded.model, (example_input(loaded),), str(tmp),
-                input_names=["maps"], output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                dynamo=True, external_data=False,
-            )
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_META_KEY, json.dumps(metadata(loaded))
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    loaded.model, (example_input(loaded),), str(tmp),
+                    input_names=["maps"], output_names=["logits"],
+                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                    dynamo=True, external_data=False,
+                )
+            proto = onnx.load(str(tmp))
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = ONNX_META_KEY, json.dumps(metadata(loaded))
+            onnx.checker.check_model(proto)
+            onnx.save(proto, str(tmp))
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         if isinstance(e, ExportError):
             raise
         raise ExportError(f"ONNX export of {loaded.path} failed: {type(e).__name__}: {str(e)[:500]}") from e

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mefnet.experiment.store import atomic_write
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_models
 from mefnet.inference.inputs import (
     ClipError,
@@ -150,10 +150,7 @@ def _write_json(data: dict, out: str | None, overwrite: bool) -> None:
     path = Path(out)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another --out or pass --overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, text + "\n")
 
 
 def add_input_arguments(ap: argparse.ArgumentParser) -> None:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from mefnet.experiment.store import atomic_write
 
 # 2: entries carry a sha256 trailer.
 CACHE_FORMAT = 2
@@ -120,20 +120,10 @@ class FlowCache:
 
     def save(self, key: str, arr: np.ndarray) -> Path:
         """Write an entry atomically: a temporary file in the same folder, then a rename."""
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=p.parent)
-        try:
-            # No fsync: after a power cut an entry may be empty or torn, but the checksum
-            # catches that on read and the entry is recomputed; a killed process loses
-            # nothing the kernel already has.
-            with os.fdopen(fd, "wb") as f:
-                f.write(encode_entry(arr))
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return p
+        # No fsync: after a power cut an entry may be empty or torn, but the checksum
+        # catches that on read and the entry is recomputed; a killed process loses
+        # nothing the kernel already has.
+        return atomic_write(self.path(key), encode_entry(arr))
 
     def remove_stale_temporaries(self, older_than_s: float = 600.0) -> int:
         """Remove temporary files left by killed writers; returns how many.

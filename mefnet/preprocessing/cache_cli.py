@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import COLUMNS, ClipIndex
+from mefnet.experiment.store import atomic_path
 from mefnet.preprocessing.cache import FlowCache
 from mefnet.preprocessing.features import FillReport, Preprocessing, fill_cache
 
@@ -42,16 +42,13 @@ CLIP_LIST = "clips.csv"
 
 def write_clip_list(path: Path, index: ClipIndex, report: FillReport) -> Path:
     """Every clip's index row (onset, apex, apex_source ...) with its cache key and status."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*COLUMNS, "cache_key", "status", "reason"])
         for rec, key, status, reason in zip(
             index.to_records(), report.keys, report.status, report.reasons, strict=True
         ):
             w.writerow([*(rec[c] for c in COLUMNS), key, status, reason])
-    os.replace(tmp, path)
     return path
 
 

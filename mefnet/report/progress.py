@@ -8,11 +8,10 @@ while the sweep runs or after it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
-from mefnet.report.table import EXPERIMENT, FOLD_DONE, find_runs
+from mefnet.experiment.store import ReportError, find_runs, fold_records, read_experiment
 
 
 def progress(exp_dir: str | Path, workers: int = 1) -> dict:
@@ -22,12 +21,12 @@ def progress(exp_dir: str | Path, workers: int = 1) -> dict:
     the workers running them.
     """
     exp_dir = Path(exp_dir)
-    record = json.loads((exp_dir / EXPERIMENT).read_text())
+    record = read_experiment(exp_dir)
     times = []
-    for f in exp_dir.glob(f"folds/*/*/{FOLD_DONE}"):
+    for rec in fold_records(exp_dir).values():
         try:
-            times.append(float(json.loads(f.read_text()).get("elapsed_s", 0.0)))
-        except (OSError, ValueError):
+            times.append(float(rec.get("elapsed_s", 0.0)))
+        except (TypeError, ValueError):
             continue
     total = len(record["folds"])
     left = max(0, total - len(times))
@@ -52,14 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     try:
         runs = find_runs(a.dirs)
-    except FileNotFoundError as e:
-        raise SystemExit(str(e)) from None
+        rows = [progress(d, a.workers) for d in runs]
+    except (FileNotFoundError, ReportError) as e:
+        raise SystemExit(f"mefnet-progress: {e}") from None
     if not runs:
         raise SystemExit(f"no experiment.json found under {' '.join(a.dirs)}")
     print("| experiment | seed | folds done | mean fold | time left |")
     print("|---|---:|---:|---:|---:|")
-    for d in runs:
-        p = progress(d, a.workers)
+    for p in rows:
         print(f"| {p['name']} | {p['seed']} | {p['done']}/{p['total']} | {duration(p['mean_fold_s'])} | "
               f"{'done' if not p['left'] else duration(p['eta_s'])} |")
 

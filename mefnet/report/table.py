@@ -26,426 +26,39 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
-import json
 import os
 import re
-import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from mefnet.report.metrics import pooled_metrics
-
-PREDICTIONS = "predictions.csv"
-FOLD_DONE = "fold.json"
-EXPERIMENT = "experiment.json"
-REQUIRED_COLUMNS = ("dataset", "subject", "clip", "true", "pred")
-
-# How the parts of a composite are titled in table.md (table.csv keeps the dataset key).
-DATASET_TITLES = {
-    "smic": "SMIC",
-    "casme2": "CASME II",
-    "samm": "SAMM",
-    "casme3": "CAS(ME)^3",
-}
-
-# Config keys that say how or where a run was executed, not what it computes: the runs
-# that are seeds of one experiment may differ in them (and in the seed).
-_NOT_COMPARED = (
-    "seed",
-    "fold",
-    "n_jobs",
-    "engine",
-    "threads_per_fold",
-    "logger",
-    "hydra",
-    "paths",
-    "experiment_dir",
-    "save_checkpoint",
-    "save_model",
-    "trainer.enable_progress_bar",
-    "preprocessing.cache_dir",
-    "preprocessing.n_jobs",
+from mefnet.experiment.store import (  # noqa: F401  (re-exported: the table's readers)
+    EXPERIMENT,
+    FOLD_DONE,
+    PREDICTIONS,
+    REQUIRED_COLUMNS,
+    IncompleteExperimentError,
+    ReportError,
+    Run,
+    atomic_path,
+    atomic_write,
+    find_runs,
+    finished_folds,
+    fold_dir,
+    missing_message,
+    read_experiment,
+    read_fold_predictions,
+    read_predictions,
+    read_run,
 )
-# Leaf keys naming a location (dataset roots, data folders): where the data is, not what
-# it is. The data's identity is checked instead through the folds, the class names and
-# every clip's true label, which must agree between the seeds of an experiment.
-_LOCATION_KEY = re.compile(r"(^|_)(root|dir)$")
-
-
-class IncompleteExperimentError(RuntimeError):
-    """Some folds of an experiment have no finished predictions."""
-
-
-class ReportError(ValueError):
-    """Stored files the table cannot be built from: malformed, or runs that do not belong together."""
-
-
-@dataclass
-class Run:
-    """One finished (or partly finished) LOSO run: one experiment, one seed."""
-
-    dir: Path
-    record: dict
-    predictions: list[dict]
-    missing: list[str]
-
-    @property
-    def name(self) -> str:
-        return str(self.record["name"])
-
-    @property
-    def seed(self) -> int:
-        return int(self.record["seed"])
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def fold_dir(experiment_dir: str | Path, subject_key: str) -> Path:
-    """Where a fold's outputs live: ``<experiment>/folds/<dataset>/<subject>``."""
-    return Path(experiment_dir) / "folds" / subject_key
-
-
-def read_experiment(experiment_dir: str | Path) -> dict:
-    """The run's ``experiment.json``, checked for the keys the table needs."""
-    path = Path(experiment_dir) / EXPERIMENT
-    if not path.is_file():
-        raise FileNotFoundError(f"{experiment_dir} is not a mefnet experiment: {EXPERIMENT} is missing")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(record, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(record).__name__}")
-    missing = [k for k in ("name", "folds", "class_names") if k not in record]
-    if missing:
-        raise ReportError(f"{path}: missing key(s) {missing}; expected name, folds, class_names, seed, config")
-    if "seed" not in record:
-        seed = (record.get("config") or {}).get("seed")
-        if seed is None:
-            raise ReportError(f"{path}: no 'seed' (neither at the top level nor in 'config')")
-        record["seed"] = seed
-    try:
-        record["seed"] = int(record["seed"])
-    except (TypeError, ValueError):
-        raise ReportError(f"{path}: 'seed' must be an integer, got {record['seed']!r}") from None
-    if not isinstance(record["folds"], list) or not record["folds"]:
-        raise ReportError(f"{path}: 'folds' must be a non-empty list of '<dataset>/<subject>' keys")
-    if not isinstance(record["class_names"], list) or not record["class_names"]:
-        raise ReportError(f"{path}: 'class_names' must be a non-empty list")
-    return record
-
-
-def finished_folds(experiment_dir: str | Path) -> set[str]:
-    """Subject keys whose fold wrote its completion record."""
-    root = Path(experiment_dir) / "folds"
-    done = set()
-    for marker in root.glob(f"*/*/{FOLD_DONE}"):
-        try:
-            status = json.loads(marker.read_text()).get("status")
-        except (json.JSONDecodeError, AttributeError):
-            raise ReportError(f"{marker}: not a valid fold record (expected a JSON object with 'status')") from None
-        if status == "complete":
-            done.add(f"{marker.parent.parent.name}/{marker.parent.name}")
-    return done
-
-
-def _read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) -> list[dict]:
-    """The rows of one fold's predictions.csv, each checked against its fold and the classes."""
-    if not path.is_file():
-        raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
-    dataset, _, subject = subject_key.partition("/")
-    k = len(class_names)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        absent = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if absent:
-            raise ReportError(
-                f"{path}: missing column(s) {absent}; expected {','.join(REQUIRED_COLUMNS)},... "
-                f"(got {reader.fieldnames})"
-            )
-        rows = []
-        for line, r in enumerate(reader, start=2):
-            for key in ("true", "pred"):
-                try:
-                    r[key] = int(r[key])
-                except (TypeError, ValueError):
-                    raise ReportError(f"{path}, line {line}: '{key}' = {r[key]!r} is not a class index") from None
-                if not 0 <= r[key] < k:
-                    raise ReportError(f"{path}, line {line}: '{key}' = {r[key]} is outside 0..{k - 1} ({class_names})")
-            if r.get("true_name") and r["true_name"] != class_names[r["true"]]:
-                raise ReportError(
-                    f"{path}, line {line}: true = {r['true']} is '{class_names[r['true']]}' in "
-                    f"{EXPERIMENT} but the row says '{r['true_name']}'"
-                )
-            if (r["dataset"], r["subject"]) != (dataset, subject):
-                raise ReportError(
-                    f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}"
-                )
-            rows.append(r)
-    if not rows:
-        raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
-    return rows
-
-
-def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
-    """Experiment record and pooled predictions of the finished folds of one run."""
-    record = record if record is not None else read_experiment(experiment_dir)
-    done = finished_folds(experiment_dir)
-    names = list(record["class_names"])
-    preds: list[dict] = []
-    seen: dict[tuple, str] = {}
-    for subject_key in record["folds"]:
-        if subject_key not in done:
-            continue
-        path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
-        for r in _read_fold_predictions(path, subject_key, names):
-            key = (r["dataset"], r["subject"], r["clip"])
-            if key in seen:
-                raise ReportError(f"{path}: clip {'/'.join(key)} is predicted twice")
-            seen[key] = str(path)
-            preds.append(r)
-    missing = [f for f in record["folds"] if f not in done]
-    return Run(Path(experiment_dir), record, preds, missing)
-
-
-def _missing_message(run: Run) -> str:
-    folds = run.missing
-    shown = ", ".join(folds[:20]) + (f" ... and {len(folds) - 20} more" if len(folds) > 20 else "")
-    return (f"{run.name} seed {run.seed} ({run.dir}): {len(folds)} of {len(run.record['folds'])} folds "
-            f"have no finished predictions: {shown}")
-
-
-def read_predictions(experiment_dir: str | Path, allow_missing: bool = False) -> tuple[dict, list[dict]]:
-    """(experiment record, pooled prediction rows) of one run; refuses missing folds unless told."""
-    run = read_run(experiment_dir)
-    if run.missing and not allow_missing:
-        raise IncompleteExperimentError(
-            f"{_missing_message(run)}; rerun the experiment to finish them, or pass --allow-missing"
-        )
-    return {**run.record, "missing_folds": run.missing}, run.predictions
-
-
-def find_runs(dirs: list[str | Path]) -> list[Path]:
-    """Every directory holding an ``experiment.json`` in or below ``dirs`` (each once, in order).
-
-    A run's own ``folds/`` tree and hidden folders are not searched.
-    """
-    found: dict[Path, Path] = {}
-    for d in dirs:
-        d = Path(d)
-        if not d.is_dir():
-            raise FileNotFoundError(f"{d}: no such directory")
-        hits = []
-        for root, sub, files in os.walk(d):
-            sub[:] = sorted(s for s in sub if not s.startswith("."))
-            if EXPERIMENT in files:
-                hits.append(Path(root))
-                sub[:] = [s for s in sub if s != "folds"]
-        if not hits:
-            raise FileNotFoundError(
-                f"{d} is not a mefnet experiment: {EXPERIMENT} is missing (in it and in every folder below it)"
-            )
-        for h in hits:
-            found.setdefault(h.resolve(), h)
-    return list(found.values())
-
-
-# --------------------------------------------------------------------------- grouping
-
-
-def _flatten(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def comparable_config(record: dict) -> dict:
-    """The run's config as ``{dotted.key: value}``, without the keys seeds may differ in."""
-    flat = _flatten(record.get("config") or {})
-    out = {}
-    for key, value in flat.items():
-        if any(key == k or key.startswith(k + ".") for k in _NOT_COMPARED):
-            continue
-        if _LOCATION_KEY.search(key.rpartition(".")[2]):
-            continue
-        out[key] = value
-    out["<experiment.json>.folds"] = record["folds"]
-    out["<experiment.json>.class_names"] = record["class_names"]
-    return out
-
-
-def config_differences(a: Run, b: Run) -> list[str]:
-    """Keys whose values differ between two runs, other than values that follow each run's seed.
-
-    A key equal to its run's seed in both runs (``inner_val.seed: ${seed}``) follows the
-    seed and is not a difference.
-    """
-    ca, cb = comparable_config(a.record), comparable_config(b.record)
-    diffs = []
-    for key in sorted(set(ca) | set(cb)):
-        va, vb = ca.get(key, "<absent>"), cb.get(key, "<absent>")
-        if va == vb:
-            continue
-        if (isinstance(va, int) and isinstance(vb, int) and not isinstance(va, bool)
-                and not isinstance(vb, bool) and va == a.seed and vb == b.seed):
-            continue
-        diffs.append(f"{key}: {_short(va)} vs {_short(vb)}")
-    return diffs
-
-
-def _short(v) -> str:
-    s = json.dumps(v, default=str)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def group_runs(runs: list[Run]) -> list[list[Run]]:
-    """Runs grouped by experiment name (first appearance first), each group sorted by seed.
-
-    Raises :class:`ReportError` when two runs share a name but not their config (apart
-    from the seed), when two runs of one experiment share a seed, or when they disagree
-    on a clip's true label.
-    """
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        group = groups.setdefault(run.name, [])
-        if group:
-            ref = group[0]
-            diffs = config_differences(ref, run)
-            if diffs:
-                raise ReportError(
-                    f"two runs named '{run.name}' differ in more than the seed, so they are not seeds "
-                    f"of one experiment:\n  {ref.dir}\n  {run.dir}\ndiffering: "
-                    + "; ".join(diffs[:8]) + (f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else "")
-                    + "\nGive them different experiment names, or pass only one of them (--name filters)."
-                )
-            twin = next((g for g in group if g.seed == run.seed), None)
-            if twin is not None:
-                raise ReportError(
-                    f"experiment '{run.name}' seed {run.seed} is stored twice:\n  {twin.dir}\n  {run.dir}\n"
-                    "pass only one of them"
-                )
-        group.append(run)
-    for name, group in groups.items():
-        truth: dict[tuple, tuple[int, Path]] = {}
-        for run in group:
-            for r in run.predictions:
-                key = (r["dataset"], r["subject"], r["clip"])
-                label, where = truth.setdefault(key, (r["true"], run.dir))
-                if label != r["true"]:
-                    raise ReportError(
-                        f"experiment '{name}': clip {'/'.join(key)} has true label {label} in {where} "
-                        f"but {r['true']} in {run.dir}; these runs did not see the same data"
-                    )
-        group.sort(key=lambda r: r.seed)
-    return list(groups.values())
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-def _datasets(run: Run) -> list[str]:
-    order = dict.fromkeys(f.partition("/")[0] for f in run.record["folds"])
-    order.update(dict.fromkeys(r["dataset"] for r in run.predictions))
-    return list(order)
-
-
-def run_rows(run: Run) -> list[dict]:
-    """Unrounded scores of one run: all clips, then each source dataset if there are several."""
-    names = list(run.record["class_names"])
-    parts = [("all", run.predictions)]
-    datasets = _datasets(run)
-    if len(datasets) > 1:
-        parts += [(d, [r for r in run.predictions if r["dataset"] == d]) for d in datasets]
-    out = []
-    for part, rows in parts:
-        if not rows:  # every fold of this dataset is missing (allow_missing)
-            continue
-        try:
-            m = pooled_metrics([r["true"] for r in rows], [r["pred"] for r in rows], len(names), names)
-        except ValueError as e:
-            raise ReportError(f"{run.dir} ({run.name} seed {run.seed}, part {part}): {e}") from None
-        out.append({
-            "experiment": run.name,
-            "part": part,
-            "seed": run.seed,
-            "clips": m["n"],
-            "folds": len({(r["dataset"], r["subject"]) for r in rows}),
-            "uf1": m["uf1"],
-            "uar": m["uar"],
-            "accuracy": m["accuracy"],
-            "confusion": m["confusion"],
-            "class_names": names,
-            "selection": run.record.get("selection", ""),
-            "missing_folds": len([f for f in run.missing if part == "all" or f.partition("/")[0] == part]),
-        })
-    return out
-
-
-def experiment_rows(experiment_dir: str | Path, allow_missing: bool = False) -> list[dict]:
-    """Table rows of one run (one seed): all clips, then each source dataset if several."""
-    run = read_run(experiment_dir)
-    if run.missing and not allow_missing:
-        raise IncompleteExperimentError(
-            f"{_missing_message(run)}; rerun the experiment to finish them, or pass --allow-missing"
-        )
-    rows = run_rows(run)
-    for r in rows:
-        for k in ("uf1", "uar", "accuracy"):
-            r[k] = round(r[k], 4)
-    return rows
-
-
-def _span(values: list[int]) -> int | str:
-    lo, hi = min(values), max(values)
-    return lo if lo == hi else f"{lo}-{hi}"
-
-
-def summarize(group: list[Run]) -> list[dict]:
-    """One experiment's rows: per part, mean and sample standard deviation over its seeds."""
-    scored = [r for r in group if r.predictions]
-    if not scored:
-        raise IncompleteExperimentError(
-            f"experiment '{group[0].name}': no run has a finished fold ("
-            + ", ".join(f"seed {r.seed}: {r.dir}" for r in group) + ")"
-        )
-    per_seed = [row for run in scored for row in run_rows(run)]
-    parts = list(dict.fromkeys(r["part"] for r in per_seed))
-    missing = [{"seed": r.seed, "dir": str(r.dir), "folds": list(r.missing)} for r in group if r.missing]
-    out = []
-    for part in parts:
-        rows = [r for r in per_seed if r["part"] == part]
-        row = {
-            "experiment": group[0].name,
-            "part": part,
-            "title": "all" if part == "all" else DATASET_TITLES.get(part, part),
-            "clips": _span([r["clips"] for r in rows]),
-            "folds": _span([r["folds"] for r in rows]),
-            "seeds": len(rows),
-            "seed_list": [r["seed"] for r in rows],
-        }
-        for k in ("uf1", "uar", "accuracy"):
-            values = [r[k] for r in rows]
-            row[k] = round(statistics.fmean(values), 4)
-            row[f"{k}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
-        k = len(rows[0]["class_names"])
-        row["confusion"] = [[sum(r["confusion"][i][j] for r in rows) for j in range(k)] for i in range(k)]
-        row["class_names"] = rows[0]["class_names"]
-        row["selection"] = rows[0]["selection"]
-        row["missing_folds"] = sum(r["missing_folds"] for r in rows) + (
-            sum(len(m["folds"]) for m in missing if not any(r.seed == m["seed"] for r in scored))
-            if part == "all" else 0
-        )
-        row["missing"] = missing if part == "all" else []
-        row["per_seed"] = [{key: r[key] for key in ("seed", "clips", "folds", "uf1", "uar", "accuracy",
-                                                     "missing_folds")} for r in rows]
-        out.append(row)
-    return out
-
+from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
+    DATASET_TITLES,
+    comparable_config,
+    config_differences,
+    experiment_rows,
+    group_runs,
+    run_rows,
+    summarize,
+)
 
 # --------------------------------------------------------------------------- writing
 
@@ -525,7 +138,7 @@ def write_table(
     incomplete = [r for g in groups for r in g if r.missing]
     if incomplete and not allow_missing:
         raise IncompleteExperimentError(
-            "\n".join(_missing_message(r) for r in incomplete)
+            "\n".join(missing_message(r) for r in incomplete)
             + "\nRerun the experiment(s) to finish them, or pass --allow-missing to score the finished folds."
         )
     rows = [row for g in groups for row in summarize(g)]
@@ -534,10 +147,10 @@ def write_table(
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(to_markdown(rows))
+    atomic_write(out / "table.md", to_markdown(rows))
     cols = ["experiment", "part", "clips", "folds", "uf1", "uar", "accuracy", "uf1_std", "uar_std",
             "accuracy_std", "seeds", "seed_list", "missing_folds", "selection"]
-    with (out / "table.csv").open("w", newline="") as f:
+    with atomic_path(out / "table.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
@@ -546,7 +159,7 @@ def write_table(
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
                         r["missing_folds"], r["selection"]])
     run_dir = {(r.name, r.seed): r.dir for g in groups for r in g}
-    with (out / "table_seeds.csv").open("w", newline="") as f:
+    with atomic_path(out / "table_seeds.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["experiment", "part", "seed", "clips", "folds", "uf1", "uar", "accuracy",
                     "missing_folds", "missing", "run"])
@@ -562,7 +175,7 @@ def write_table(
         if r["part"] != "all":
             continue
         stem = _file_stem(r["experiment"], used)
-        with (out / f"confusion_{stem}.csv").open("w", newline="") as f:
+        with atomic_path(out / f"confusion_{stem}.csv") as tmp, tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["true \\ predicted", *r["class_names"]])
             for name, counts in zip(r["class_names"], r["confusion"], strict=True):

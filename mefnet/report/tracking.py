@@ -14,13 +14,12 @@ under the experiment directory; upload them later with ``wandb sync`` (see READM
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.experiment.store import read_experiment, read_run
 from mefnet.report.metrics import confusion_matrix
 
 
@@ -48,14 +47,8 @@ def wandb_run_settings(cfg: DictConfig, subject_key: str, phase: str | None = No
 
 
 def _pooled_predictions(exp_dir: Path) -> tuple[list[int], list[int]]:
-    y_true: list[int] = []
-    y_pred: list[int] = []
-    for p in sorted(exp_dir.glob("folds/*/*/predictions.csv")):
-        with p.open(newline="") as f:
-            for row in csv.DictReader(f):
-                y_true.append(int(row["true"]))
-                y_pred.append(int(row["pred"]))
-    return y_true, y_pred
+    rows = read_run(exp_dir).predictions
+    return [r["true"] for r in rows], [r["pred"] for r in rows]
 
 
 def log_experiment_to_wandb(cfg: DictConfig, exp_dir: str | Path, rows: list[dict]) -> Path:
@@ -67,7 +60,7 @@ def log_experiment_to_wandb(cfg: DictConfig, exp_dir: str | Path, rows: list[dic
 
     _offline_by_default()
     exp_dir = Path(exp_dir)
-    record = json.loads((exp_dir / "experiment.json").read_text())
+    record = read_experiment(exp_dir)
     names = record["class_names"]
     lg = next(v for v in (cfg.get("logger") or {}).values() if v and "Wandb" in str(v.get("_target_", "")))
     run = wandb.init(

@@ -41,11 +41,14 @@ class MERModule(L.LightningModule):
         here with the parameters.
     num_classes: number of classes.
     scheduler: optional partial LR scheduler, completed with the optimizer.
-    hflip: augment training batches with mirrored faces (each clip with probability
-        0.5). Mirroring a face mirrors its maps and reverses the horizontal flow, so the
-        u channel (channel 0) changes sign: ``negate`` for raw or standardized maps,
-        ``one_minus`` for maps min-max scaled to 0..1 (where -u scales to 1 - u).
-        None: no augmentation. Prediction never augments.
+    augment: a module applied to training batches only (e.g.
+        :class:`~mefnet.training.augment.FlowAugment`: mirror, shift, zoom, rotation with
+        the flow vectors turned accordingly). None: no augmentation. Prediction and
+        validation never augment.
+    test_time_mirror: a :class:`~mefnet.training.augment.FlowAugment` whose ``mirror``
+        gives the maps of the mirrored face: prediction then averages the class
+        probabilities of each clip and of its mirror image (a face and its mirror image
+        show the same expression). None: the clip alone.
     """
 
     def __init__(
@@ -56,13 +59,14 @@ class MERModule(L.LightningModule):
         num_classes: int,
         class_names: Sequence[str] | None = None,
         scheduler: Callable[..., object] | None = None,
-        hflip: str | None = None,
+        augment: nn.Module | None = None,
+        test_time_mirror: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if hflip not in (None, "negate", "one_minus"):
-            raise ValueError(f"hflip: '{hflip}' is not one of negate, one_minus (or None)")
-        self.hflip = hflip
-        self.save_hyperparameters(ignore=["backbone", "loss", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["backbone", "loss", "optimizer", "scheduler", "augment",
+                                          "test_time_mirror"])
+        self.augment = augment
+        self.test_time_mirror = test_time_mirror
         self.backbone = backbone
         self.loss_fn = loss
         self.optimizer_factory = optimizer
@@ -75,19 +79,12 @@ class MERModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def mirror(self, x: torch.Tensor) -> torch.Tensor:
-        """The maps of the mirrored face (see ``hflip``)."""
-        flipped = x.flip(-1)
-        u = 1.0 - flipped[:, :1] if self.hflip == "one_minus" else -flipped[:, :1]
-        return torch.cat([u, flipped[:, 1:]], dim=1)
-
     def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of one batch (augmented as configured) and its predictions.
         Updates the training metrics; draws dropout and augmentation from the global RNG."""
         x, y = batch
-        if self.hflip is not None:
-            chosen = torch.rand(len(x), device=x.device) < 0.5
-            x = torch.where(chosen[:, None, None, None], self.mirror(x), x)
+        if self.augment is not None:
+            x = self.augment(x)
         logits = self(x)
         loss = self.loss_fn(logits, y)
         preds = logits.argmax(dim=1)
@@ -111,7 +108,8 @@ class MERModule(L.LightningModule):
             self.log(f"val/{name}", value)
 
     def val_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Score one batch of validation clips (the module is in eval mode)."""
+        """Score one batch of validation clips (the module is in eval mode; the plain
+        logits, no augmentation, no test-time mirror)."""
         logits = self(x).float()
         self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
         self.val_scores.update(logits.argmax(dim=1), y)
@@ -123,9 +121,16 @@ class MERModule(L.LightningModule):
         self.val_scores.reset()
         return {k: scores[k] for k in VAL_METRICS}
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from the plain logits (whatever the loss adjusted during
+        training), averaged with those of the mirrored face under ``test_time_mirror``."""
+        probs = torch.softmax(self(x), dim=1)
+        if self.test_time_mirror is not None:
+            probs = (probs + torch.softmax(self(self.test_time_mirror.mirror(x)), dim=1)) / 2
+        return probs
+
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        # Predictions use the plain logits, whatever the loss adjusted during training.
-        return torch.softmax(self(batch[0]), dim=1)
+        return self.probabilities(batch[0])
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(params=self.parameters())

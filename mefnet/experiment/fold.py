@@ -1,0 +1,259 @@
+"""One fold of a leave-one-subject-out experiment: train on every subject but one,
+predict that one once, store the predictions and the fold's record.
+
+:func:`run_fold` is the unit of work that :mod:`mefnet.experiment.train` schedules (in
+turn, in processes, or as one job of a Hydra sweep); what it writes, and where, is
+defined by :mod:`mefnet.experiment.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mefnet.data.datamodule import MERDataModule
+from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.store import FOLD_DONE, fold_dir, write_json, write_predictions
+from mefnet.inference.checkpoint import MODEL_FILE, save_model
+from mefnet.inference.pictures import fold_pictures
+from mefnet.preprocessing.features import Preprocessing
+from mefnet.training.augment import FlowAugment
+from mefnet.training.module import MERModule
+from mefnet.training.selection import InnerValidation, choose_val_subjects
+
+log = logging.getLogger("mefnet")
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*`training_step` returns.*")
+    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def versions() -> dict:
+    import cv2
+    import numpy
+
+    import mefnet
+
+    commit = ""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(mefnet.__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "mefnet": mefnet.__version__,
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "opencv": cv2.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def selection_rule(cfg: DictConfig) -> str:
+    if cfg.selection == "fixed_epochs":
+        return (
+            f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
+            "after training; it is never used for early stopping, checkpoint choice or priors"
+        )
+    if cfg.selection == "inner_val":
+        iv = cfg.get("inner_val")
+        if iv is None:
+            raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
+        then = ("retrained on the whole training fold for that many epochs" if iv.refit
+                else "the weights of that epoch kept")
+        return (
+            f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
+            f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
+            f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
+            "never used for epoch choice, checkpoint choice or priors"
+        )
+    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
+
+
+def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str | None = None) -> list:
+    loggers = []
+    for key, lg in (cfg.logger or {}).items():
+        if lg is None:
+            continue
+        extra = {"save_dir": str(out)}
+        if name and "CSVLogger" in str(lg.get("_target_", "")):
+            extra["name"] = name
+        if "Wandb" in str(lg.get("_target_", "")):
+            from mefnet.report.tracking import wandb_run_settings
+
+            extra.update(wandb_run_settings(cfg, subject_key, name))
+            logger = instantiate(lg, **extra)
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            loggers.append(logger)
+            continue
+        loggers.append(instantiate(lg, **extra))
+        log.debug("logger %s -> %s", key, out)
+    return loggers
+
+
+def _close_loggers(trainer: L.Trainer) -> None:
+    for lg in trainer.loggers:
+        lg.finalize("success")
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.finish()  # one wandb run per fold, not one for the whole process
+
+
+def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule) -> MERModule:
+    """Seed, then build a fresh model and loss (priors from ``dm``'s training clips)."""
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    train_counts = dm.train_class_counts()
+    backbone = instantiate(cfg.backbone, num_classes=index.num_classes)
+    loss = instantiate(cfg.loss)(class_counts=train_counts)
+    augment = instantiate(cfg.augment) if cfg.get("augment") else None
+    mirror = None
+    if cfg.get("test_time_mirror", False):
+        mirror = FlowAugment(scale=str(cfg.preprocessing.normalize))
+    return MERModule(
+        backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
+        test_time_mirror=mirror,
+    )
+
+
+def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, loggers: list,
+                  validate_every: int | None = None) -> L.Trainer:
+    """The configured trainer; ``validate_every``: run Lightning's validation loop (the inner
+    validation subjects only) every that many epochs, else no validation at all."""
+    extra = {}
+    if validate_every is not None:
+        extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
+    configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=configured + callbacks,
+        default_root_dir=str(out), max_epochs=int(max_epochs), **extra,
+    )
+
+
+def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
+         max_epochs: int, tracker: InnerValidation | None = None,
+         log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
+    """Build a fresh model and train it on ``dm`` (validating on its inner-validation
+    subjects when ``tracker`` selects the epoch)."""
+    module = build_module(cfg, index, dm)
+    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
+    every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
+    trainer = build_trainer(cfg, out, max_epochs, [] if tracker is None else [tracker], loggers, every)
+    trainer.fit(module, datamodule=dm)
+    return module, trainer
+
+
+def inner_tracker(cfg: DictConfig, index: ClipIndex, **kwargs) -> InnerValidation:
+    iv = cfg.inner_val
+    return InnerValidation(
+        index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
+        min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs,
+    )
+
+
+def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
+                val_subjects: list[str] | None = None) -> MERDataModule:
+    dm = MERDataModule(
+        index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
+        features=features, batch_size=int(cfg.data.batch_size),
+        shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
+    """Train on every subject but ``subject_key``, predict ``subject_key`` once, store it."""
+    _quiet_lightning()
+    torch.set_num_threads(int(cfg.get("threads_per_fold", 1)))
+    start = time.perf_counter()
+    out = fold_dir(cfg.experiment_dir, subject_key)
+    out.mkdir(parents=True, exist_ok=True)
+    selection_rule(cfg)  # refuses an unknown rule before any training
+    selection: dict = {"rule": cfg.selection}
+    max_epochs = int(cfg.trainer.max_epochs)
+
+    if cfg.selection == "inner_val":
+        iv = cfg.inner_val
+        val_subjects = choose_val_subjects(index, subject_key, float(iv.val_fraction), int(cfg.seed))
+        inner = _datamodule(cfg, index, features, subject_key, val_subjects)
+        tracker = inner_tracker(cfg, index)
+        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, tracker,
+                               log_name="inner" if bool(iv.refit) else None)
+        selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
+                         **tracker.summary())
+        if bool(iv.refit):
+            _close_loggers(trainer)
+            dm = _datamodule(cfg, index, features, subject_key)
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch)
+        else:
+            dm = inner
+            module.load_state_dict(tracker.best_state())
+    else:
+        dm = _datamodule(cfg, index, features, subject_key)
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs)
+    # The one and only look at the test subject.
+    probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
+    record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
+                        time.perf_counter() - start, trainer.loggers,
+                        save_checkpoint=lambda path: trainer.save_checkpoint(str(path)))
+    _close_loggers(trainer)
+    return record
+
+
+def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
+               module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
+               loggers: list, save_checkpoint) -> dict:
+    """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
+    fold.json last (the mark of a finished fold). Both engines end here."""
+    train_counts = dm.train_class_counts()
+    preds = probs.argmax(dim=1)
+    names = index.class_names
+    write_predictions(out, [
+        [index[i].dataset, index[i].subject, index[i].clip, index[i].label, index[i].label_name, p, names[p],
+         *[f"{x:.6f}" for x in pr]]
+        for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True)
+    ], names)
+    if cfg.get("save_checkpoint", True):
+        save_checkpoint(out / "model.ckpt")
+    if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
+        save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
+    # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
+    # (after the predictions are written; nothing here feeds back into training).
+    fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
+                  [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
+    record = {
+        "status": "complete",
+        "fold": subject_key,
+        "seed": int(cfg.seed),
+        "selection": selection,
+        "epochs": int(epochs),
+        "n_train": len(dm.train_idx),
+        "n_test": len(dm.test_idx),
+        "train_class_counts": train_counts,
+        "elapsed_s": round(elapsed_s, 2),
+        "versions": versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(out / FOLD_DONE, record)
+    return record
+
+
+def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
+    return run_fold(OmegaConf.create(cfg_container), index, features, subject_key)

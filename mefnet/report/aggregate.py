@@ -1,0 +1,251 @@
+"""Scores of stored runs: runs grouped into experiments (their seeds), pooled per run,
+then mean and standard deviation over the seeds.
+
+Runs with the same ``experiment_name`` are the seeds of one experiment: their configs
+must agree apart from the seed (and from where data and outputs live, and how the run
+was executed); two runs with one name and different configs are an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from mefnet.experiment.store import (
+    IncompleteExperimentError,
+    ReportError,
+    Run,
+    missing_message,
+    read_run,
+)
+from mefnet.report.metrics import pooled_metrics
+
+# How the parts of a composite are titled in table.md (table.csv keeps the dataset key).
+DATASET_TITLES = {
+    "smic": "SMIC",
+    "casme2": "CASME II",
+    "samm": "SAMM",
+    "casme3": "CAS(ME)^3",
+}
+
+# Config keys that say how or where a run was executed, not what it computes: the runs
+# that are seeds of one experiment may differ in them (and in the seed).
+_NOT_COMPARED = (
+    "seed",
+    "fold",
+    "n_jobs",
+    "engine",
+    "threads_per_fold",
+    "logger",
+    "hydra",
+    "paths",
+    "experiment_dir",
+    "save_checkpoint",
+    "save_model",
+    "trainer.enable_progress_bar",
+    "preprocessing.cache_dir",
+    "preprocessing.n_jobs",
+)
+# Leaf keys naming a location (dataset roots, data folders): where the data is, not what
+# it is. The data's identity is checked instead through the folds, the class names and
+# every clip's true label, which must agree between the seeds of an experiment.
+_LOCATION_KEY = re.compile(r"(^|_)(root|dir)$")
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def comparable_config(record: dict) -> dict:
+    """The run's config as ``{dotted.key: value}``, without the keys seeds may differ in."""
+    flat = _flatten(record.get("config") or {})
+    out = {}
+    for key, value in flat.items():
+        if any(key == k or key.startswith(k + ".") for k in _NOT_COMPARED):
+            continue
+        if _LOCATION_KEY.search(key.rpartition(".")[2]):
+            continue
+        out[key] = value
+    out["<experiment.json>.folds"] = record["folds"]
+    out["<experiment.json>.class_names"] = record["class_names"]
+    return out
+
+
+def config_differences(a: Run, b: Run) -> list[str]:
+    """Keys whose values differ between two runs, other than values that follow each run's seed.
+
+    A key equal to its run's seed in both runs (``inner_val.seed: ${seed}``) follows the
+    seed and is not a difference.
+    """
+    ca, cb = comparable_config(a.record), comparable_config(b.record)
+    diffs = []
+    for key in sorted(set(ca) | set(cb)):
+        va, vb = ca.get(key, "<absent>"), cb.get(key, "<absent>")
+        if va == vb:
+            continue
+        if (isinstance(va, int) and isinstance(vb, int) and not isinstance(va, bool)
+                and not isinstance(vb, bool) and va == a.seed and vb == b.seed):
+            continue
+        diffs.append(f"{key}: {_short(va)} vs {_short(vb)}")
+    return diffs
+
+
+def _short(v) -> str:
+    s = json.dumps(v, default=str)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+    """Runs grouped by experiment name (first appearance first), each group sorted by seed.
+
+    Raises :class:`ReportError` when two runs share a name but not their config (apart
+    from the seed), when two runs of one experiment share a seed, or when they disagree
+    on a clip's true label.
+    """
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        group = groups.setdefault(run.name, [])
+        if group:
+            ref = group[0]
+            diffs = config_differences(ref, run)
+            if diffs:
+                raise ReportError(
+                    f"two runs named '{run.name}' differ in more than the seed, so they are not seeds "
+                    f"of one experiment:\n  {ref.dir}\n  {run.dir}\ndiffering: "
+                    + "; ".join(diffs[:8]) + (f" (and {len(diffs) - 8} more)" if len(diffs) > 8 else "")
+                    + "\nGive them different experiment names, or pass only one of them (--name filters)."
+                )
+            twin = next((g for g in group if g.seed == run.seed), None)
+            if twin is not None:
+                raise ReportError(
+                    f"experiment '{run.name}' seed {run.seed} is stored twice:\n  {twin.dir}\n  {run.dir}\n"
+                    "pass only one of them"
+                )
+        group.append(run)
+    for name, group in groups.items():
+        truth: dict[tuple, tuple[int, Path]] = {}
+        for run in group:
+            for r in run.predictions:
+                key = (r["dataset"], r["subject"], r["clip"])
+                label, where = truth.setdefault(key, (r["true"], run.dir))
+                if label != r["true"]:
+                    raise ReportError(
+                        f"experiment '{name}': clip {'/'.join(key)} has true label {label} in {where} "
+                        f"but {r['true']} in {run.dir}; these runs did not see the same data"
+                    )
+        group.sort(key=lambda r: r.seed)
+    return list(groups.values())
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def _datasets(run: Run) -> list[str]:
+    order = dict.fromkeys(f.partition("/")[0] for f in run.record["folds"])
+    order.update(dict.fromkeys(r["dataset"] for r in run.predictions))
+    return list(order)
+
+
+def run_rows(run: Run) -> list[dict]:
+    """Unrounded scores of one run: all clips, then each source dataset if there are several."""
+    names = list(run.record["class_names"])
+    parts = [("all", run.predictions)]
+    datasets = _datasets(run)
+    if len(datasets) > 1:
+        parts += [(d, [r for r in run.predictions if r["dataset"] == d]) for d in datasets]
+    out = []
+    for part, rows in parts:
+        if not rows:  # every fold of this dataset is missing (allow_missing)
+            continue
+        try:
+            m = pooled_metrics([r["true"] for r in rows], [r["pred"] for r in rows], len(names), names)
+        except ValueError as e:
+            raise ReportError(f"{run.dir} ({run.name} seed {run.seed}, part {part}): {e}") from None
+        out.append({
+            "experiment": run.name,
+            "part": part,
+            "seed": run.seed,
+            "clips": m["n"],
+            "folds": len({(r["dataset"], r["subject"]) for r in rows}),
+            "uf1": m["uf1"],
+            "uar": m["uar"],
+            "accuracy": m["accuracy"],
+            "confusion": m["confusion"],
+            "class_names": names,
+            "selection": run.record.get("selection", ""),
+            "missing_folds": len([f for f in run.missing if part == "all" or f.partition("/")[0] == part]),
+        })
+    return out
+
+
+def experiment_rows(experiment_dir: str | Path, allow_missing: bool = False) -> list[dict]:
+    """Table rows of one run (one seed): all clips, then each source dataset if several."""
+    run = read_run(experiment_dir)
+    if run.missing and not allow_missing:
+        raise IncompleteExperimentError(
+            f"{missing_message(run)}; rerun the experiment to finish them, or pass --allow-missing"
+        )
+    rows = run_rows(run)
+    for r in rows:
+        for k in ("uf1", "uar", "accuracy"):
+            r[k] = round(r[k], 4)
+    return rows
+
+
+def _span(values: list[int]) -> int | str:
+    lo, hi = min(values), max(values)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def summarize(group: list[Run]) -> list[dict]:
+    """One experiment's rows: per part, mean and sample standard deviation over its seeds."""
+    scored = [r for r in group if r.predictions]
+    if not scored:
+        raise IncompleteExperimentError(
+            f"experiment '{group[0].name}': no run has a finished fold ("
+            + ", ".join(f"seed {r.seed}: {r.dir}" for r in group) + ")"
+        )
+    per_seed = [row for run in scored for row in run_rows(run)]
+    parts = list(dict.fromkeys(r["part"] for r in per_seed))
+    missing = [{"seed": r.seed, "dir": str(r.dir), "folds": list(r.missing)} for r in group if r.missing]
+    out = []
+    for part in parts:
+        rows = [r for r in per_seed if r["part"] == part]
+        row = {
+            "experiment": group[0].name,
+            "part": part,
+            "title": "all" if part == "all" else DATASET_TITLES.get(part, part),
+            "clips": _span([r["clips"] for r in rows]),
+            "folds": _span([r["folds"] for r in rows]),
+            "seeds": len(rows),
+            "seed_list": [r["seed"] for r in rows],
+        }
+        for k in ("uf1", "uar", "accuracy"):
+            values = [r[k] for r in rows]
+            row[k] = round(statistics.fmean(values), 4)
+            row[f"{k}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+        k = len(rows[0]["class_names"])
+        row["confusion"] = [[sum(r["confusion"][i][j] for r in rows) for j in range(k)] for i in range(k)]
+        row["class_names"] = rows[0]["class_names"]
+        row["selection"] = rows[0]["selection"]
+        row["missing_folds"] = sum(r["missing_folds"] for r in rows) + (
+            sum(len(m["folds"]) for m in missing if not any(r.seed == m["seed"] for r in scored))
+            if part == "all" else 0
+        )
+        row["missing"] = missing if part == "all" else []
+        row["per_seed"] = [{key: r[key] for key in ("seed", "clips", "folds", "uf1", "uar", "accuracy",
+                                                     "missing_folds")} for r in rows]
+        out.append(row)
+    return out
+
+
