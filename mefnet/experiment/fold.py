@@ -38,7 +38,7 @@ from mefnet.preprocessing.features import Preprocessing
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.module import MERModule
-from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
+from mefnet.training.selection import InnerValidation, choose_val_subjects
 
 log = logging.getLogger("mefnet")
 
@@ -128,9 +128,8 @@ def _close_loggers(trainer: L.Trainer) -> None:
             lg.experiment.finish()  # one wandb run per fold, not one for the whole process
 
 
-def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
-         max_epochs: int, extra_callbacks: list, log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
-    """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
+def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule) -> MERModule:
+    """Seed, then build a fresh model and loss (priors from ``dm``'s training clips)."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     train_counts = dm.train_class_counts()
     order = cfg.preprocessing.get("channel_order", "uvs")
@@ -147,19 +146,47 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
             mirror is not None or (augment is not None and augment.active)):
         raise ValueError("augment and test_time_mirror need preprocessing.channel_order=uvs and "
                          "preprocessing.scale=1 (they transform channel 0 as u, on the 0..1 or raw scale)")
-    module = MERModule(
+    return MERModule(
         backbone, loss, instantiate(cfg.optimizer), index.num_classes, index.class_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
         test_time_mirror=mirror,
     )
-    callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
-    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
-    trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[FiniteCheck(subject_key), *callbacks, *extra_callbacks],
-        default_root_dir=str(out), max_epochs=int(max_epochs),
+
+
+def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, loggers: list,
+                  validate_every: int | None = None) -> L.Trainer:
+    """The configured trainer; ``validate_every``: run Lightning's validation loop (the inner
+    validation subjects only) every that many epochs, else no validation at all."""
+    extra = {}
+    if validate_every is not None:
+        extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
+    configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=configured + callbacks,
+        default_root_dir=str(out), max_epochs=int(max_epochs), **extra,
     )
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+
+
+def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
+         max_epochs: int, tracker: InnerValidation | None = None,
+         log_name: str | None = None) -> tuple[MERModule, L.Trainer]:
+    """Build a fresh model and train it on ``dm`` (validating on its inner-validation
+    subjects when ``tracker`` selects the epoch)."""
+    module = build_module(cfg, index, dm)
+    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
+    every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
+    trainer = build_trainer(cfg, out, max_epochs, [FiniteCheck(subject_key)] + ([] if tracker is None else [tracker]),
+                            loggers, every)
+    trainer.fit(module, datamodule=dm)
     return module, trainer
+
+
+def inner_tracker(cfg: DictConfig, index: ClipIndex, **kwargs) -> InnerValidation:
+    iv = cfg.inner_val
+    return InnerValidation(
+        index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
+        min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs,
+    )
 
 
 def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
@@ -189,32 +216,39 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         iv = cfg.inner_val
         val_subjects = choose_val_subjects(index, subject_key, float(iv.val_fraction), int(cfg.seed))
         inner = _datamodule(cfg, index, features, subject_key, val_subjects)
-        vx, vy = val_tensors(inner.features, index, inner.val_idx)
-        tracker = InnerValidation(
-            vx, vy, index.num_classes, metric=str(iv.metric), smooth=int(iv.smooth),
-            every_n_epochs=int(iv.every_n_epochs), min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit),
-        )
-        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, [tracker],
+        tracker = inner_tracker(cfg, index)
+        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, tracker,
                                log_name="inner" if bool(iv.refit) else None)
         selection.update(val_subjects=val_subjects, n_val=len(inner.val_idx), refit=bool(iv.refit),
                          **tracker.summary())
         if bool(iv.refit):
             _close_loggers(trainer)
             dm = _datamodule(cfg, index, features, subject_key)
-            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [])
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch)
         else:
             dm = inner
             module.load_state_dict(tracker.best_state())
     else:
         dm = _datamodule(cfg, index, features, subject_key)
-        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [])
-    train_counts = dm.train_class_counts()
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs)
     # The one and only look at the test subject.
     check_finite_weights(module, f"fold {subject_key}, the trained model")
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
     check_finite_probabilities(probs, f"fold {subject_key}")
-    preds = probs.argmax(dim=1)
+    record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
+                        time.perf_counter() - start, trainer.loggers,
+                        save_checkpoint=lambda path: trainer.save_checkpoint(str(path)))
+    _close_loggers(trainer)
+    return record
 
+
+def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
+               module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
+               loggers: list, save_checkpoint) -> dict:
+    """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
+    fold.json last (the mark of a finished fold). Both engines end here."""
+    train_counts = dm.train_class_counts()
+    preds = probs.argmax(dim=1)
     names = index.class_names
     write_predictions(out, [
         [index[i].dataset, index[i].subject, index[i].clip, index[i].label, index[i].label_name, p, names[p],
@@ -222,24 +256,23 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True)
     ], names)
     if cfg.get("save_checkpoint", True):
-        trainer.save_checkpoint(str(out / "model.ckpt"))
+        save_checkpoint(out / "model.ckpt")
     if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
         save_model(out / MODEL_FILE, module.backbone, cfg, index.class_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
-    fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
+    fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
                   [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
-    _close_loggers(trainer)
     record = {
         "status": "complete",
         "fold": subject_key,
         "seed": int(cfg.seed),
         "selection": selection,
-        "epochs": int(trainer.current_epoch),
+        "epochs": int(epochs),
         "n_train": len(dm.train_idx),
         "n_test": len(dm.test_idx),
         "train_class_counts": train_counts,
-        "elapsed_s": round(time.perf_counter() - start, 2),
+        "elapsed_s": round(elapsed_s, 2),
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

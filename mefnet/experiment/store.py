@@ -415,6 +415,7 @@ def pause_point(kind: str) -> None:
 EXECUTION_KEYS = (
     "fold",
     "n_jobs",
+    "engine",
     "threads_per_fold",
     "logger",
     "hydra",
