@@ -1,14 +1,21 @@
 """Wall time of a composite-sized leave-one-subject-out run (68 subjects, 442 clips, 28x28).
 
-Run: ``python benchmarks/bench_loso.py [--backbones am3f ststnet] [--workers 1 2]
-[--out DIR] [overrides ...]``. Prints a table; asserts nothing.
+Run: ``python benchmarks/bench_loso.py [--backbones am3f ststnet] [--engines per_fold batched]
+[--seeds 1 5] [--workers 2] [--out DIR] [overrides ...]``. Prints a table; asserts nothing.
 
 The clips come from the built-in synthetic generator sized like the MEGC2019 composite
 (68 subjects, 442 clips, the composite's 3 classes); their flows are computed once
 into the flow cache first (timed separately, not part of the LOSO figures). Every LOSO
 run then trains and predicts all 68 folds from scratch with ``n_jobs`` worker
-processes, exactly as ``mefnet-train fold=all n_jobs=N`` does; its wall time includes
-everything (process start, model building, training, prediction, writing files, table).
+processes, exactly as ``mefnet-train fold=all n_jobs=N engine=E`` does; its wall time
+includes everything (process start, model building, training, prediction, writing files,
+table). With ``S`` seeds, ``S`` such experiments run (seeds 1..S): one after the other for
+``per_fold``, all their folds together for ``batched``
+(:func:`mefnet.experiment.batched.run_experiments`).
+
+The last column compares with STSTNet's own 2019 training script (christy1206/STSTNet,
+``main.py``), which takes 52 s a fold on the 2-core reference machine, 58.7 min for 68
+folds (a figure measured earlier on that machine, not in this run), times the seeds.
 
 The recipe is the composite recipe of ``conf/reproduce/paper.yaml`` unless overridden
 on the command line (e.g. ``trainer.max_epochs=100``).
@@ -24,12 +31,14 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from mefnet.config import compose
+from mefnet.experiment.batched import run_experiments
 from mefnet.experiment.reproduce import load_set
 from mefnet.experiment.train import _absolute_paths, run
 from mefnet.preprocessing.features import Preprocessing, build_features
 
 COMPOSITE = ["dataset=synthetic", "dataset.index.num_subjects=68", "dataset.index.num_clips=442",
              "dataset.index.frame_size=64", "logger=none", "save_checkpoint=false"]
+STSTNET_2019_S_PER_FOLD = 52.0  # christy1206/STSTNet main.py on the 2-core reference machine
 
 
 def composite_recipe() -> list[str]:
@@ -41,7 +50,9 @@ def composite_recipe() -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbones", nargs="+", default=["am3f", "ststnet"])
-    ap.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--workers", nargs="+", type=int, default=[2])
+    ap.add_argument("--engines", nargs="+", default=["per_fold", "batched"], choices=["per_fold", "batched"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 5], help="ensemble sizes (seeds 1..S)")
     ap.add_argument("--out", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     a = ap.parse_args()
@@ -58,18 +69,27 @@ def main() -> None:
           f"(once, not in the figures below)")
     print(f"recipe: {' '.join(recipe)}")
     print()
-    print("| backbone | workers | folds | wall | per fold | UF1 |")
-    print("|---|---|---|---|---|---|")
+    print("| backbone | engine | seeds | workers | folds | wall | per fold | UF1 (mean of seeds) | vs 2019 script |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for backbone in a.backbones:
-        for workers in a.workers:
-            name = f"bench-{backbone}-{workers}w"
-            cfg = compose([*common, f"backbone={backbone}", f"n_jobs={workers}", f"experiment_name={name}"])
-            t = time.perf_counter()
-            rows = run(cfg)
-            wall = time.perf_counter() - t
-            row = next(r for r in rows if r["part"] == "all")
-            print(f"| {backbone} | {workers} | {row['folds']} | {wall / 60:.1f} min ({wall:.0f} s) | "
-                  f"{wall / row['folds']:.1f} s | {row['uf1']:.4f} |", flush=True)
+        for seeds in a.seeds:
+            for engine in a.engines:
+                for workers in a.workers:
+                    name = f"bench-{backbone}-{engine}-{workers}w"
+                    cfgs = [compose([*common, f"backbone={backbone}", f"n_jobs={workers}", f"engine={engine}",
+                                     f"experiment_name={name}-{seeds}s", f"seed={s}"]) for s in range(1, seeds + 1)]
+                    t = time.perf_counter()
+                    if engine == "batched":
+                        tables = run_experiments(cfgs, n_jobs=workers)
+                    else:
+                        tables = [run(c) for c in cfgs]
+                    wall = time.perf_counter() - t
+                    rows = [next(r for r in rows if r["part"] == "all") for rows in tables]
+                    folds = sum(r["folds"] for r in rows)
+                    uf1 = sum(r["uf1"] for r in rows) / len(rows)
+                    ratio = STSTNET_2019_S_PER_FOLD * folds / wall
+                    print(f"| {backbone} | {engine} | {seeds} | {workers} | {folds} | {wall / 60:.1f} min ({wall:.0f} s) "
+                          f"| {wall / folds:.2f} s | {uf1:.4f} | {ratio:.0f}x |", flush=True)
 
 
 if __name__ == "__main__":

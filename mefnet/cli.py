@@ -29,6 +29,9 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         sys.argv.remove("--debug")
         debug = True
     # Hydra then lets the task's exception through to here instead of printing its trace.
+    # Only for this call: a caller in the same process (a test, a notebook) must not be
+    # left with HYDRA_FULL_ERROR=1, or the commands it starts later would show tracebacks.
+    before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         entry()
@@ -40,3 +43,8 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
         how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
         sys.exit(f"{prog}: {text}\n({how} shows the traceback)")
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before

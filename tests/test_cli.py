@@ -72,3 +72,24 @@ def test_the_wheel_ships_the_hydra_configs_inside_the_package(tmp_path):
         assert f"mefnet/conf/{cfg.relative_to(REPO / 'conf').as_posix()}" in names
     # The LOSO sweeper sits in Hydra's plugin namespace, where Hydra's scan finds it.
     assert "hydra_plugins/mefnet_loso/__init__.py" in names and "hydra_plugins/__init__.py" not in names
+
+
+def test_a_command_run_in_process_leaves_hydra_full_error_as_it_was(monkeypatch):
+    """cli() sets HYDRA_FULL_ERROR=1 for Hydra only while it runs: a test or notebook that
+    calls a command in-process must not pass it on to the commands it starts later (they
+    would print tracebacks instead of one-line messages)."""
+    import os
+
+    from mefnet.cli import cli
+
+    def bad():
+        raise ValueError("data.batch_size: 0 must be >= 1")
+
+    for before in (None, "0"):
+        if before is None:
+            monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+        else:
+            monkeypatch.setenv("HYDRA_FULL_ERROR", before)
+        with pytest.raises(SystemExit, match="mefnet-x: data.batch_size"):
+            cli("mefnet-x", bad, argv_debug=False)
+        assert os.environ.get("HYDRA_FULL_ERROR") == before

@@ -41,7 +41,7 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     assert (anchor.trainer.max_epochs, anchor.optimizer.lr, anchor.dataset.name) == (800, 5e-5, "flow_folder")
     recipe = compose(am3f[0])
     assert recipe.backbone._target_.endswith("AM3FFlowNet") and recipe.loss._target_.endswith("LogitAdjustedLoss")
-    assert recipe.experiment_name == "megc2019-am3f" and recipe.selection == "inner_val"
+    assert recipe.experiment_name == "megc2019-am3f" and recipe.dataset.name == "flow_folder"
     assert compose(dict(runs)["megc2019-am3f-ce"]).loss._target_.endswith("CrossEntropyLoss")
 
 

@@ -227,10 +227,42 @@ def test_the_weights_of_the_chosen_epoch_are_always_kept(smooth):
 
     rng = np.random.default_rng(smooth)
     for _ in range(300):
-        tracker = InnerValidation(torch.zeros(1, 3, 2, 2), torch.zeros(1, dtype=torch.long), 3,
-                                  smooth=smooth, min_epochs=int(rng.integers(1, 6)), keep_best=True)
+        tracker = InnerValidation(3, smooth=smooth, min_epochs=int(rng.integers(1, 6)), keep_best=True)
         for epoch in range(1, int(rng.integers(2, 25))):
             tracker.curve.append({"epoch": epoch, "uf1": float(rng.integers(0, 5)) / 4, "loss": 0.0})
             tracker._keep(epoch, {"epoch": epoch})
             assert len(tracker._states) <= smooth // 2 + 1
         assert tracker.best_state() == {"epoch": tracker.best_epoch}
+
+
+@pytest.mark.parametrize("selection", ["fixed_epochs", "inner_val"])
+def test_validation_sees_inner_validation_subjects_only(workdir, monkeypatch, selection):
+    """Lightning's validation loop scores the held-out training subjects and nothing else:
+    never the test subject, and no validation at all under fixed_epochs."""
+    from mefnet.training.module import MERModule
+
+    extra = INNER_VAL if selection == "inner_val" else []
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"val-only-{selection}", *extra)))
+    index = instantiate(cfg.dataset.index)
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    seen: list[torch.Tensor] = []
+    original = MERModule.validation_step
+
+    def spy(self, batch, batch_idx):
+        seen.append(batch[0].detach().clone())
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(MERModule, "validation_step", spy)
+    test_subject = index.subjects[2]
+    record = run_fold(cfg, index, features, test_subject)
+    if selection == "fixed_epochs":
+        assert seen == []
+        return
+    val = set(record["selection"]["val_subjects"])
+    assert test_subject not in val and len(seen) == 3  # one batch after each of the 3 epochs
+    rows = torch.cat(seen).flatten(1)
+    subjects_of = [c.subject_key for c in index]
+    for row in rows:
+        match = [subjects_of[i] for i in torch.nonzero((features.flatten(1) == row).all(dim=1)).flatten().tolist()]
+        assert match and set(match) <= val
+    assert len(rows) == 3 * sum(1 for s in subjects_of if s in val)

@@ -155,5 +155,20 @@ class MERDataModule(L.LightningDataModule):
         gen = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, generator=gen)
 
+    def val_dataloader(self) -> DataLoader:
+        """The inner-validation clips (training subjects held out from training), in one
+        batch. Never the test subject: with no validation subjects it is empty, and the
+        trainer runs no validation at all (``limit_val_batches: 0``)."""
+        return DataLoader(self.val_set, batch_size=max(len(self.val_set), 1), shuffle=False,
+                          generator=_unused_generator())
+
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False)
+        return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False,
+                          generator=_unused_generator())
+
+
+def _unused_generator() -> torch.Generator:
+    """For loaders that do not shuffle: a DataLoader without a generator draws its base
+    seed from the global RNG each epoch, which would shift the dropout and augmentation
+    draws of training depending on when and how often validation runs."""
+    return torch.Generator().manual_seed(0)

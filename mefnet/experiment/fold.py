@@ -41,7 +41,7 @@ from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.module import MERModule
-from mefnet.training.selection import InnerValidation, choose_val_subjects, val_tensors
+from mefnet.training.selection import InnerValidation, choose_val_subjects
 
 log = logging.getLogger("mefnet")
 
@@ -131,10 +131,9 @@ def _close_loggers(trainer: L.Trainer) -> None:
             lg.experiment.finish()  # one wandb run per fold, not one for the whole process
 
 
-def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
-         max_epochs: int, extra_callbacks: list, log_name: str | None = None,
-         task: TaskRunner | None = None) -> tuple[MERModule, L.Trainer]:
-    """Seed, build a fresh model and loss (priors from ``dm``'s training clips) and train it."""
+def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: TaskRunner | None = None) -> MERModule:
+    """Seed, then build a fresh model and loss (priors from ``dm``'s training clips) for
+    the configured task (its output head, loss and module class)."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
     order = cfg.preprocessing.get("channel_order", "uvs")
@@ -151,19 +150,51 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
             mirror is not None or (augment is not None and augment.active)):
         raise ValueError("augment and test_time_mirror need preprocessing.channel_order=uvs and "
                          "preprocessing.scale=1 (they transform channel 0 as u, on the 0..1 or raw scale)")
-    module = task.module_class()(
+    return task.module_class()(
         backbone, loss, instantiate(cfg.optimizer), task.num_outputs, task.output_names,
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
         test_time_mirror=mirror,
     )
-    callbacks = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
-    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
-    trainer = instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[FiniteCheck(subject_key), *callbacks, *extra_callbacks],
-        default_root_dir=str(out), max_epochs=int(max_epochs),
+
+
+def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, loggers: list,
+                  validate_every: int | None = None) -> L.Trainer:
+    """The configured trainer; ``validate_every``: run Lightning's validation loop (the inner
+    validation subjects only) every that many epochs, else no validation at all."""
+    extra = {}
+    if validate_every is not None:
+        extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
+    configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    return instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=configured + callbacks,
+        default_root_dir=str(out), max_epochs=int(max_epochs), **extra,
     )
-    trainer.fit(module, train_dataloaders=dm.train_dataloader())
+
+
+def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subject_key: str,
+         max_epochs: int, tracker: InnerValidation | None = None,
+         log_name: str | None = None, task: TaskRunner | None = None) -> tuple[MERModule, L.Trainer]:
+    """Build a fresh model and train it on ``dm`` (validating on its inner-validation
+    subjects when ``tracker`` selects the epoch)."""
+    module = build_module(cfg, index, dm, task)
+    loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
+    every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
+    trainer = build_trainer(cfg, out, max_epochs, [FiniteCheck(subject_key)] + ([] if tracker is None else [tracker]),
+                            loggers, every)
+    trainer.fit(module, datamodule=dm)
     return module, trainer
+
+
+def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, **kwargs) -> InnerValidation:
+    iv = cfg.inner_val
+    task = task or task_runner(cfg, index)
+    options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
+                   min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
+    if task.name == "au":
+        from mefnet.tasks.au import AUInnerValidation
+
+        return AUInnerValidation(task.num_outputs, **options)
+    return InnerValidation(index.num_classes, **options)
 
 
 def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
@@ -202,16 +233,8 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
             train_subjects=None if split.name == "loso" else split.train_subjects(index, subject_key),
         )
         inner = _datamodule(cfg, index, features, subject_key, val_subjects, task=task)
-        vx, vy = val_tensors(inner.features, index, inner.val_idx)
-        options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
-                       min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit))
-        if task.name == "au":
-            from mefnet.tasks.au import AUInnerValidation
-
-            tracker = AUInnerValidation(vx, task.targets()[inner.val_idx], **options)
-        else:
-            tracker = InnerValidation(vx, vy, index.num_classes, **options)
-        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, [tracker],
+        tracker = inner_tracker(cfg, index, task)
+        module, trainer = _fit(cfg, index, inner, out, subject_key, max_epochs, tracker,
                                log_name="inner" if bool(iv.refit) else None, task=task)
         if task.name == "au" and task.task.threshold == "inner_val":
             thresholds = tracker.thresholds()
@@ -220,18 +243,35 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         if bool(iv.refit):
             _close_loggers(trainer)
             dm = _datamodule(cfg, index, features, subject_key, task=task)
-            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, [], task=task)
+            module, trainer = _fit(cfg, index, dm, out, subject_key, tracker.best_epoch, task=task)
         else:
             dm = inner
             module.load_state_dict(tracker.best_state())
     else:
         dm = _datamodule(cfg, index, features, subject_key, task=task)
-        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, [], task=task)
-    train_counts = dm.train_class_counts()
+        module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, task=task)
     # The one and only look at the test subject.
     check_finite_weights(module, f"fold {subject_key}, the trained model")
     probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
     check_finite_probabilities(probs, f"fold {subject_key}")
+    record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
+                        time.perf_counter() - start, trainer.loggers,
+                        save_checkpoint=lambda path: trainer.save_checkpoint(str(path)), task=task,
+                        thresholds=thresholds)
+    _close_loggers(trainer)
+    return record
+
+
+def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
+               module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
+               loggers: list, save_checkpoint, task: TaskRunner | None = None,
+               thresholds: list[float] | None = None) -> dict:
+    """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
+    fold.json last (the mark of a finished fold). Both engines end here.
+
+    ``task=au``: ``probs`` are per-AU probabilities, cut at ``thresholds`` (per AU; the
+    task's fixed value when None)."""
+    task = task or task_runner(cfg, index)
     if task.name == "au":
         from mefnet.report.au_metrics import write_au_predictions
 
@@ -246,6 +286,7 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         train_counts = {n: int(v) for n, v in zip(task.output_names,
                                                   task.targets()[dm.train_idx].sum(0).tolist(), strict=True)}
     else:
+        train_counts = dm.train_class_counts()
         preds = probs.argmax(dim=1)
         names = index.class_names
         write_predictions(out, [
@@ -254,25 +295,24 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
             for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True)
         ], names)
     if cfg.get("save_checkpoint", True):
-        trainer.save_checkpoint(str(out / "model.ckpt"))
+        save_checkpoint(out / "model.ckpt")
     if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
         save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
     if task.name == "emotion":
-        fold_pictures(trainer.loggers, module.backbone, dm.test_set.tensors[0],
+        fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
                       [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
-    _close_loggers(trainer)
     record = {
         "status": "complete",
         "fold": subject_key,
         "seed": int(cfg.seed),
         "selection": selection,
-        "epochs": int(trainer.current_epoch),
+        "epochs": int(epochs),
         "n_train": len(dm.train_idx),
         "n_test": len(dm.test_idx),
         "train_class_counts": train_counts,
-        "elapsed_s": round(time.perf_counter() - start, 2),
+        "elapsed_s": round(elapsed_s, 2),
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -459,6 +459,7 @@ def pause_point(kind: str) -> None:
 EXECUTION_KEYS = (
     "fold",
     "n_jobs",
+    "engine",
     "threads_per_fold",
     "logger",
     "hydra",

@@ -5,7 +5,8 @@ One experiment (one seed) is one directory,
 :mod:`mefnet.experiment.store`). This module is the command and the fold loop; one fold's
 work is :func:`mefnet.experiment.fold.run_fold`.
 
-``fold=all`` runs every subject in turn (``n_jobs`` processes) and writes the table;
+``fold=all`` runs every subject in turn (``n_jobs`` processes; with ``engine=batched``
+the folds are trained together, :mod:`mefnet.experiment.batched`) and writes the table;
 ``fold=<subject>`` runs one fold, so a Hydra multirun over ``fold`` works as well.
 Starting the same experiment again skips the folds that finished: nothing finished is
 recomputed or overwritten.
@@ -172,7 +173,15 @@ def run(cfg: DictConfig) -> list[dict] | None:
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
-        if n_jobs > 1 and len(todo) > 1:
+        engine = str(cfg.get("engine", "per_fold"))
+        if engine not in ("per_fold", "batched"):
+            raise ValueError(f"engine: '{engine}' is not one of per_fold, batched")
+        if engine == "batched":  # the folds trained together (mefnet.experiment.batched)
+            from mefnet.experiment.batched import run_jobs
+
+            for rec in run_jobs([(cfg, f) for f in todo], index, features, n_jobs):
+                log_progress(exp_dir, rec, workers=min(n_jobs, len(todo)))
+        elif n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
             container = OmegaConf.to_container(cfg, resolve=True)

@@ -129,8 +129,11 @@ class AUModule(MERModule):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # The multiclass training metrics of the parent do not apply.
-        del self.train_uf1, self.train_uar
+        # The multiclass metrics of the parent do not apply.
+        del self.train_uf1, self.train_uar, self.val_scores, self.val_loss
+        self._val_logits: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+        self.last_validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -140,6 +143,25 @@ class AUModule(MERModule):
         loss = self.loss_fn(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
+
+    def val_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Collect one batch of inner-validation logits and targets (scored at the epoch end)."""
+        self._val_logits.append(self(x).float().detach().cpu())
+        self._val_targets.append(y.float().cpu())
+
+    def val_compute(self) -> dict[str, torch.Tensor]:
+        """AU scores of the validation clips seen since the last call: ``uf1`` = macro F1 over
+        AUs, ``uar`` = average binary F1, ``accuracy`` = per-label accuracy, ``loss`` = plain
+        binary cross-entropy (thresholds at 0.5). Keeps ``last_validation`` (probabilities,
+        targets) for the per-AU thresholds."""
+        logits, y = torch.cat(self._val_logits), torch.cat(self._val_targets)
+        self._val_logits, self._val_targets = [], []
+        probs = torch.sigmoid(logits)
+        self.last_validation = (probs, y)
+        m = au_scores(y.numpy(), (probs >= 0.5).int().numpy())
+        return {"loss": F.binary_cross_entropy_with_logits(logits, y),
+                "uf1": torch.tensor(m["macro_f1"]), "uar": torch.tensor(m["avg_binary_f1"]),
+                "accuracy": torch.tensor(m["label_accuracy"])}
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Per-AU probabilities (sigmoid), averaged with the mirrored face's under
@@ -151,31 +173,21 @@ class AUModule(MERModule):
 
 
 class AUInnerValidation(InnerValidation):
-    """Inner validation on AU scores; keeps each evaluation's probabilities for thresholds."""
+    """Inner validation on AU scores (logged by :meth:`AUModule.validation_step`); also
+    keeps each scheduled evaluation's probabilities, for per-AU thresholds."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, **kwargs) -> None:
-        super().__init__(x, y, num_classes=y.shape[1], **kwargs)
+    def __init__(self, num_outputs: int, **kwargs) -> None:
+        super().__init__(num_outputs, **kwargs)
         self.probs: dict[int, torch.Tensor] = {}
+        self.y: torch.Tensor | None = None
 
-    @torch.no_grad()
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        epoch = trainer.current_epoch + 1
-        if epoch % self.every and epoch != trainer.max_epochs:
-            return
-        was_training = pl_module.training
-        pl_module.eval()
-        logits = pl_module(self.x.to(pl_module.device)).float().cpu()
-        pl_module.train(was_training)
-        probs = torch.sigmoid(logits)
-        m = au_scores(self.y.numpy(), (probs >= 0.5).int().numpy())
-        row = {"epoch": epoch, "loss": float(F.binary_cross_entropy_with_logits(logits, self.y)),
-               "uf1": m["macro_f1"], "uar": m["avg_binary_f1"], "accuracy": m["label_accuracy"]}
-        self.curve.append(row)
-        self.probs[epoch] = probs
-        for k in ("loss", "uf1", "uar", "accuracy"):
-            pl_module.log(f"val/{k}", row[k], on_step=False, on_epoch=True)
-        if self.keep_best:
-            self._keep(epoch, {k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+        n = len(self.curve)
+        super().on_train_epoch_end(trainer, pl_module)
+        if len(self.curve) > n:  # this epoch entered the curve
+            probs, y = pl_module.last_validation
+            self.probs[self.curve[-1]["epoch"]] = probs
+            self.y = y
 
     def thresholds(self) -> list[float]:
         """Per AU, the grid threshold with the best validation F1 at the chosen epoch (ties:

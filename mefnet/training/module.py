@@ -1,9 +1,13 @@
 """LightningModule: a backbone, a loss, an optimizer and the UF1 / UAR metrics.
 
-Training logs ``train/loss``, ``train/uf1`` and ``train/uar`` per epoch. There is no
-test loop: the test subject is predicted once, after training, with
-``trainer.predict``, and scores are computed by the report over the pooled
-predictions of all folds (per-fold scores are not what the field reports).
+Training logs ``train/loss``, ``train/uf1`` and ``train/uar`` per epoch. Validation
+(only ever on inner-validation subjects, which are training subjects: see
+:mod:`mefnet.training.selection`) logs ``val/loss`` (plain cross-entropy on the
+logits), ``val/uf1``, ``val/uar`` and ``val/accuracy`` per epoch. There is no test
+loop: the test subject is predicted once, after training, with ``trainer.predict``, and
+scores are computed by the report over the pooled predictions of all folds (per-fold
+scores are not what the field reports). Every score is a torchmetrics metric; the
+pooled table equals them (``tests/test_metrics.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +16,21 @@ from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassF1Score, MulticlassRecall
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+VAL_METRICS = ("loss", "uf1", "uar", "accuracy")
+
+
+def val_metrics(num_classes: int) -> MetricCollection:
+    """The validation scores (macro F1, macro recall, accuracy), torchmetrics' definitions."""
+    return MetricCollection({
+        "uf1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        "uar": MulticlassRecall(num_classes=num_classes, average="macro"),
+        "accuracy": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+    })
 
 
 class MERModule(L.LightningModule):
@@ -56,11 +73,15 @@ class MERModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.train_uf1 = MulticlassF1Score(num_classes=num_classes, average="macro")
         self.train_uar = MulticlassRecall(num_classes=num_classes, average="macro")
+        self.val_scores = val_metrics(num_classes)
+        self.val_loss = MeanMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of one batch (augmented as configured) and its predictions.
+        Updates the training metrics; draws dropout and augmentation from the global RNG."""
         x, y = batch
         if self.augment is not None:
             x = self.augment(x)
@@ -69,10 +90,36 @@ class MERModule(L.LightningModule):
         preds = logits.argmax(dim=1)
         self.train_uf1(preds, y)
         self.train_uar(preds, y)
+        return loss, preds
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.train_loss(batch)
+        y = batch[1]
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/uf1", self.train_uf1, on_step=False, on_epoch=True)
         self.log("train/uar", self.train_uar, on_step=False, on_epoch=True)
         return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.val_update(*batch)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.val_compute().items():
+            self.log(f"val/{name}", value)
+
+    def val_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Score one batch of validation clips (the module is in eval mode; the plain
+        logits, no augmentation, no test-time mirror)."""
+        logits = self(x).float()
+        self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
+        self.val_scores.update(logits.argmax(dim=1), y)
+
+    def val_compute(self) -> dict[str, torch.Tensor]:
+        """The scores of the validation clips seen since the last call (then reset)."""
+        scores = {"loss": self.val_loss.compute(), **self.val_scores.compute()}
+        self.val_loss.reset()
+        self.val_scores.reset()
+        return {k: scores[k] for k in VAL_METRICS}
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities from the plain logits (whatever the loss adjusted during

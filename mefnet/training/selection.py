@@ -1,7 +1,8 @@
 """Leak-free model selection: an inner validation split made of training subjects.
 
 ``selection: inner_val`` (see ``conf/train.yaml``) holds out a seeded group of
-*training* subjects, trains on the rest, scores the held-out group after every epoch and
+*training* subjects, trains on the rest, scores the held-out group with Lightning's
+validation loop (``MERDataModule.val_dataloader``, ``MERModule.validation_step``) and
 picks the epoch with the best (smoothed) validation score. The test subject plays no
 part: it is neither in the inner training set nor in the validation set, and it is
 predicted once, after the choice is made (docs/protocol.md).
@@ -14,13 +15,12 @@ of the chosen epoch are kept (``refit: false``).
 from __future__ import annotations
 
 import copy
+import math
 import zlib
 from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from mefnet.datasets.clip_index import ClipIndex
 
@@ -77,62 +77,82 @@ def choose_val_subjects(
 
 
 class InnerValidation(L.Callback):
-    """Scores the inner validation clips after every ``every_n_epochs`` epochs.
+    """Model selection on the inner validation scores that Lightning's validation loop logs.
 
-    Logs ``val/loss`` (plain cross-entropy on the logits), ``val/uf1``, ``val/uar`` and
-    ``val/accuracy``; keeps the curve, the best epoch by ``metric`` (smoothed over a
-    centred window of ``smooth`` evaluations; ties go to the earlier epoch) and, with
-    ``keep_best``, a copy of the weights of that epoch.
+    The validation itself is Lightning's: the data module's ``val_dataloader`` holds the
+    inner-validation clips (training subjects only), the module's ``validation_step``
+    scores them with torchmetrics and logs ``val/loss`` (plain cross-entropy on the
+    logits), ``val/uf1``, ``val/uar`` and ``val/accuracy``. This callback only reads
+    those scores after every ``every_n_epochs`` epochs (and after the last one), keeps
+    the curve, the best epoch by ``metric`` (smoothed over a centred window of
+    ``smooth`` evaluations; ties go to the earlier epoch) and, with ``keep_best``, a copy
+    of the weights of that epoch.
+
+    ``member``/``suffix`` select one model of a batched fit
+    (:class:`mefnet.training.batched.BatchedMERModule`): its scores are logged as
+    ``val/<name><suffix>`` and its weights are ``pl_module.members[member]``.
     """
 
     def __init__(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
         num_classes: int,
         metric: str = "uf1",
         smooth: int = 1,
         every_n_epochs: int = 1,
         min_epochs: int = 1,
         keep_best: bool = False,
+        member: int | None = None,
+        suffix: str = "",
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"inner_val.metric: '{metric}' is not one of {', '.join(METRICS)}")
-        if len(y) == 0:
-            raise ValueError("inner validation set is empty")
-        self.x, self.y = x, y
         self.num_classes = num_classes
         self.metric = metric
         self.smooth = max(1, int(smooth))
         self.every = max(1, int(every_n_epochs))
         self.min_epochs = max(1, int(min_epochs))
         self.keep_best = keep_best
+        self.member = member
+        self.suffix = suffix
         self.curve: list[dict] = []
         self._states: dict[int, dict] = {}
+        self._validated_epoch: int | None = None
 
-    @torch.no_grad()
+    def scheduled(self, epoch: int, max_epochs: int) -> bool:
+        """Whether the validation scores after ``epoch`` epochs enter the curve."""
+        return epoch % self.every == 0 or epoch == max_epochs
+
+    @staticmethod
+    def check_every_n_epochs(every_n_epochs: int, max_epochs: int) -> int:
+        """The trainer's ``check_val_every_n_epoch`` that validates at least on every
+        scheduled epoch (the multiples of ``every_n_epochs`` and the last one)."""
+        return math.gcd(max(1, int(every_n_epochs)), max(1, int(max_epochs)))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1  # epochs completed
-        if epoch % self.every and epoch != trainer.max_epochs:
+        if not self.scheduled(epoch, trainer.max_epochs):
             return
-        was_training = pl_module.training
-        pl_module.eval()
-        logits = pl_module(self.x.to(pl_module.device)).float().cpu()
-        pl_module.train(was_training)
-        pred = logits.argmax(dim=1).tolist()
-        m = _scores(self.y.tolist(), pred, self.num_classes)
-        row = {
-            "epoch": epoch,
-            "loss": float(F.cross_entropy(logits, self.y)),
-            "uf1": m["uf1"],
-            "uar": m["uar"],
-            "accuracy": m["accuracy"],
-        }
-        self.curve.append(row)
+        if self._validated_epoch != trainer.current_epoch:
+            raise RuntimeError(
+                f"inner validation: no validation ran after epoch {epoch}; the trainer must validate "
+                f"every {self.check_every_n_epochs(self.every, trainer.max_epochs)} epochs with "
+                "limit_val_batches > 0"
+            )
+        logged = trainer.callback_metrics
+        row = {"epoch": epoch}
         for k in ("loss", "uf1", "uar", "accuracy"):
-            pl_module.log(f"val/{k}", row[k], on_step=False, on_epoch=True)
+            key = f"val/{k}{self.suffix}"
+            if key not in logged:
+                raise RuntimeError(f"inner validation: '{key}' was not logged by the validation loop")
+            row[k] = float(logged[key])
+        self.curve.append(row)
         if self.keep_best:
-            self._keep(epoch, copy.deepcopy(pl_module.state_dict()))
+            model = pl_module if self.member is None else pl_module.members[self.member]
+            self._keep(epoch, copy.deepcopy(model.state_dict()))
 
     def _keep(self, epoch: int, state: dict) -> None:
         """Remember the weights of the evaluation just appended to the curve."""
@@ -176,25 +196,3 @@ class InnerValidation(L.Callback):
         best = self.best_epoch
         row = next(r for r in self.curve if r["epoch"] == best)
         return {"metric": self.metric, "smooth": self.smooth, "best_epoch": best, "best": row, "curve": self.curve}
-
-
-def _scores(y_true: list[int], y_pred: list[int], num_classes: int) -> dict:
-    """UF1 / UAR / accuracy over the classes present in the validation ground truth
-    (a small validation group may lack a class; its F1 and recall are then undefined)."""
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(axis=1)
-    present = support > 0
-    f1 = 2 * tp / np.maximum(2 * tp + (cm.sum(axis=0) - tp) + (support - tp), 1)
-    recall = tp / np.maximum(support, 1)
-    return {
-        "uf1": float(f1[present].mean()),
-        "uar": float(recall[present].mean()),
-        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
-    }
-
-
-def val_tensors(features: torch.Tensor, index: ClipIndex, val_idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    y = torch.tensor([index[i].label for i in val_idx], dtype=torch.long)
-    return features[list(val_idx)], y

@@ -1,0 +1,97 @@
+"""Where a fold's time goes, per engine: ``cProfile`` over whole folds, sorted into rows.
+
+Run: ``python benchmarks/profile_fold.py [--backbone am3f] [--folds 3] [--out DIR]``.
+The first ``--folds`` subjects of the composite-sized synthetic set of ``bench_loso.py``
+(68 subjects, 442 clips, 28x28, its composite recipe) are trained and predicted with
+``engine=per_fold`` (``run_fold`` in turn) and with ``engine=batched`` (one
+``run_batched``); each function's cumulative time goes to one row (forward, backward,
+optimizer step, data loading, inner validation, the rest of Lightning's fit, prediction,
+writing files, set-up). Process start is ``python -c "import mefnet.experiment.train"``
+timed on its own. Prints markdown tables; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_loso import COMPOSITE, composite_recipe
+from hydra.utils import instantiate
+
+from mefnet.config import compose
+from mefnet.experiment.batched import run_batched
+from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run_fold
+from mefnet.preprocessing.features import Preprocessing, build_features
+
+
+def _cum(stats: pstats.Stats, pred) -> float:
+    return sum(v[3] for k, v in stats.stats.items() if pred(k))
+
+
+def _fn(file: str, name: str):
+    return lambda k: k[0].endswith(file) and k[2] == name
+
+
+def breakdown(pr: cProfile.Profile, wall: float) -> list[tuple[str, float]]:
+    st = pstats.Stats(pr)
+    fwd = _cum(st, _fn("mefnet/training/module.py", "train_loss"))
+    bwd = _cum(st, lambda k: k[2] == "<method 'run_backward' of 'torch._C._EngineBase' objects>")
+    closure = _cum(st, _fn("loops/optimization/automatic.py", "closure"))
+    opt = _cum(st, _fn("torch/optim/adam.py", "step")) - closure
+    data = _cum(st, _fn("loops/fetchers.py", "__next__"))
+    val = _cum(st, _fn("loops/evaluation_loop.py", "run"))
+    write = _cum(st, _fn("mefnet/experiment/fold.py", "write_fold"))
+    fit = _cum(st, _fn("lightning/pytorch/trainer/trainer.py", "fit"))
+    pred = _cum(st, _fn("lightning/pytorch/trainer/trainer.py", "predict"))
+    return [("forward (+ loss, training metrics)", fwd), ("backward", bwd), ("optimizer step", opt),
+            ("data loading", data), ("inner validation", val),
+            ("Lightning loop and hooks (rest of the fit)", fit - fwd - bwd - opt - data - val),
+            ("predicting the test subject", pred), ("writing files", write),
+            ("set-up outside the fit", wall - fit - pred - write)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backbone", default="am3f")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--out", default=None, help="working folder (default: a temporary one)")
+    a = ap.parse_args()
+    work = Path(a.out or tempfile.mkdtemp(prefix="mefnet-profile-"))
+    common = [*COMPOSITE, f"paths.output_dir={work / 'out'}", f"paths.data_dir={work / 'data'}",
+              *composite_recipe(), f"backbone={a.backbone}"]
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import mefnet.experiment.train"], check=True)
+    print(f"process start + imports: {time.perf_counter() - t:.1f} s")
+    for engine in ("per_fold", "batched"):
+        cfg = _absolute_paths(compose([*common, f"experiment_name=profile-{a.backbone}-{engine}"]))
+        index = instantiate(cfg.dataset.index)
+        feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
+                               n_jobs=2)
+        shutil.rmtree(cfg.experiment_dir, ignore_errors=True)
+        _prepare_experiment(cfg, index)
+        folds = index.subjects[:a.folds]
+        pr = cProfile.Profile()
+        t = time.perf_counter()
+        pr.enable()
+        if engine == "per_fold":
+            for s in folds:
+                run_fold(cfg, index, feats, s)
+        else:
+            run_batched([(cfg, s) for s in folds], index, feats)
+        pr.disable()
+        wall = time.perf_counter() - t
+        print(f"\n{engine}: {len(folds)} folds of {a.backbone}, {wall:.1f} s ({wall / len(folds):.1f} s a fold)\n")
+        print("| row | time | share |\n|---|---:|---:|")
+        for name, v in breakdown(pr, wall):
+            print(f"| {name} | {v:.1f} s | {100 * v / wall:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()

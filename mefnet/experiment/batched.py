@@ -1,0 +1,220 @@
+"""``engine: batched``: the folds of an experiment (and the seeds of a seed ensemble)
+trained together, as the members of one :class:`~mefnet.training.batched.BatchedMERModule`
+in one Lightning fit per phase.
+
+Every fold ends exactly as with ``engine: per_fold``: its own ``predictions.csv``,
+``model.pt`` (and ``model.ckpt``), pictures and ``fold.json`` (written last), in its own
+fold directory, so resuming, tables, ``mefnet-progress`` and ``mefnet-predict`` see no
+difference. Under ``selection: inner_val`` every fold draws its own validation subjects,
+keeps its own curve and chooses its own epoch; with ``refit: true`` the second fit
+retrains every fold for its own chosen number of epochs. The test subjects are
+predicted once, at the end. A fold's ``elapsed_s`` is its share of the batch's time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.store import fold_dir
+from mefnet.training.batched import BatchedData, BatchedMERModule
+from mefnet.training.selection import InnerValidation, choose_val_subjects
+
+# Config entries every member of one batched fit must share (one trainer, one optimizer
+# over all members, one epoch schedule); seed, fold and output folder may differ.
+_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val")
+# Optimizers whose update of a parameter depends only on that parameter's gradient and
+# state: one step over every member's parameters is one independent step per member.
+_PER_PARAMETER = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
+
+
+def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
+    first = cfgs[0]
+    from mefnet.tasks.au import is_au
+
+    if is_au(first):
+        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
+    protocol = first.get("protocol")
+    if protocol is not None and str(protocol.get("name", "loso")) != "loso":
+        raise ValueError(f"engine=batched runs protocol=loso only; use engine=per_fold with "
+                         f"protocol={protocol.get('name')}")
+    for cfg in cfgs[1:]:
+        for key in _SHARED:
+            a = OmegaConf.to_container(first, resolve=True).get(key)
+            b = OmegaConf.to_container(cfg, resolve=True).get(key)
+            if a != b:
+                raise ValueError(f"engine=batched: the runs trained together must share '{key}' ({a} vs {b})")
+    target = str(first.optimizer.get("_target_", ""))
+    if target.rsplit(".", 1)[-1] not in _PER_PARAMETER:
+        raise ValueError(
+            f"engine=batched: optimizer '{target}' may couple parameters across models; use engine=per_fold "
+            f"or one of {', '.join(_PER_PARAMETER)}"
+        )
+    if "ddp" in str(first.trainer.get("strategy", "")):
+        raise ValueError("engine=batched runs all members in one process on one device; use trainer=cpu or "
+                         "trainer=gpu (or engine=per_fold with trainer=ddp)")
+    if first.trainer.get("gradient_clip_val"):
+        raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
+
+
+def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:
+    seeds = {int(cfg.seed) for cfg, _ in jobs}
+    return [s if len(seeds) == 1 else f"seed_{int(cfg.seed)}/{s}" for cfg, s in jobs]
+
+
+def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Sequence[str],
+                trackers: Sequence[InnerValidation] | None, out, log_name: str | None):
+    """Build every member (seeded as a fit of its own) and train them in one fit."""
+    from mefnet.experiment.fold import _instantiate_loggers, build_module, build_trainer
+
+    cfg0 = jobs[0][0]
+    members, states = [], []
+    for (cfg, _), dm in zip(jobs, dms, strict=True):
+        members.append(build_module(cfg, index, dm))
+        states.append(torch.get_rng_state())  # what its own training would draw from first
+    module = BatchedMERModule(
+        members, names, epochs, states, [int(cfg.seed) for cfg, _ in jobs], instantiate(cfg0.optimizer),
+        scheduler=instantiate(cfg0.scheduler) if cfg0.get("scheduler") else None,
+    )
+    max_epochs = max(int(e) for e in epochs)
+    every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
+    loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
+    trainer = build_trainer(cfg0, out, max_epochs, list(trackers or []), loggers, every)
+    trainer.fit(module, datamodule=BatchedData(dms, validate=bool(trackers)))
+    return module, trainer
+
+
+def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+    """Train and predict the folds ``jobs`` (config, test subject) together; write each fold.
+
+    The configs may differ in seed, fold and experiment folder (a seed ensemble), not in
+    what one fit shares (trainer, optimizer, scheduler, selection rule).
+    """
+    from mefnet.experiment.fold import (
+        _close_loggers,
+        _datamodule,
+        _quiet_lightning,
+        inner_tracker,
+        selection_rule,
+        write_fold,
+    )
+
+    _quiet_lightning()
+    cfgs = [cfg for cfg, _ in jobs]
+    _check_compatible(cfgs)
+    for cfg in cfgs:
+        selection_rule(cfg)  # refuses an unknown rule before any training
+    cfg0 = cfgs[0]
+    torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
+    start = time.perf_counter()
+    outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(cfg0.experiment_dir) / "batched"  # the fit's logs (logs/metrics.csv, one column per fold)
+    names = _member_names(jobs)
+    selections: list[dict] = [{"rule": cfg.selection} for cfg in cfgs]
+    max_epochs = int(cfg0.trainer.max_epochs)
+    K = len(jobs)
+
+    if cfg0.selection == "inner_val":
+        iv = cfg0.inner_val
+        val_subjects = [choose_val_subjects(index, s, float(iv.val_fraction), int(cfg.seed)) for cfg, s in jobs]
+        dms = [_datamodule(cfg, index, features, s, v) for (cfg, s), v in zip(jobs, val_subjects, strict=True)]
+        trackers = [inner_tracker(cfg, index, member=k, suffix=f"/{names[k]}") for k, cfg in enumerate(cfgs)]
+        module, trainer = fit_members(jobs, index, dms, [max_epochs] * K, names, trackers, log_dir,
+                                      "inner" if bool(iv.refit) else None)
+        for k, t in enumerate(trackers):
+            selections[k].update(val_subjects=val_subjects[k], n_val=len(dms[k].val_idx), refit=bool(iv.refit),
+                                 **t.summary())
+        epochs = [max_epochs] * K
+        if bool(iv.refit):
+            _close_loggers(trainer)
+            dms = [_datamodule(cfg, index, features, s) for cfg, s in jobs]
+            epochs = [t.best_epoch for t in trackers]
+            module, trainer = fit_members(jobs, index, dms, epochs, names, None, log_dir, None)
+        else:
+            for k, t in enumerate(trackers):
+                module.members[k].load_state_dict(t.best_state())
+    else:
+        dms = [_datamodule(cfg, index, features, s) for cfg, s in jobs]
+        epochs = [max_epochs] * K
+        module, trainer = fit_members(jobs, index, dms, epochs, names, None, log_dir, None)
+
+    # The one and only look at the test subjects.
+    out = trainer.predict(module, datamodule=BatchedData(dms))
+    per_member = [out] if K == 1 else out
+    share = (time.perf_counter() - start) / K
+    records = []
+    for k, (cfg, s) in enumerate(jobs):
+        member = module.members[k]
+        probs = torch.cat(per_member[k]).float()
+
+        def save_checkpoint(path, member=member, k=k):
+            torch.save({"state_dict": member.state_dict(), "epoch": epochs[k], "member": names[k],
+                        "pytorch-lightning_version": L.__version__, "hyper_parameters": dict(member.hparams)}, path)
+
+        records.append(write_fold(cfg, index, outs[k], s, dms[k], member, probs, selections[k], epochs[k], share,
+                                  trainer.loggers, save_checkpoint))
+    _close_loggers(trainer)
+    return records
+
+
+def _run_chunk(jobs: list[tuple[dict, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+    return run_batched([(OmegaConf.create(c), f) for c, f in jobs], index, features)
+
+
+def run_jobs(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor,
+             n_jobs: int = 1) -> Iterator[dict]:
+    """``jobs`` in ``n_jobs`` contiguous groups, each group one batched fit (in a process
+    of its own when there are several); yields each fold's record as its group finishes."""
+    n = max(1, min(int(n_jobs), len(jobs)))
+    chunks = [list(jobs[i * len(jobs) // n:(i + 1) * len(jobs) // n]) for i in range(n)]
+    if n == 1:
+        yield from run_batched(chunks[0], index, features)
+        return
+    from joblib import Parallel, delayed
+
+    tasks = (delayed(_run_chunk)([(OmegaConf.to_container(c, resolve=True), f) for c, f in chunk], index, features)
+             for chunk in chunks)
+    for records in Parallel(n_jobs=n, return_as="generator")(tasks):
+        yield from records
+
+
+def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
+    """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
+    unfinished fold of all of them trained together by the batched engine in ``n_jobs``
+    processes; then each experiment's table (as ``mefnet-train fold=all`` writes it)."""
+    from mefnet.experiment.store import finished_folds
+    from mefnet.experiment.train import (
+        _absolute_paths,
+        _prepare_experiment,
+        finish_experiment,
+        log_progress,
+    )
+    from mefnet.preprocessing.features import Preprocessing, build_features
+
+    cfgs = [_absolute_paths(c) for c in cfgs]
+    for c in cfgs[1:]:
+        for key in ("dataset", "preprocessing"):
+            if OmegaConf.to_container(c[key]) != OmegaConf.to_container(cfgs[0][key]):
+                raise ValueError(f"run_experiments: every experiment must use the same '{key}'")
+    index = instantiate(cfgs[0].dataset.index)
+    jobs = []
+    for cfg in cfgs:
+        exp_dir = _prepare_experiment(cfg, index)
+        done = finished_folds(exp_dir)
+        jobs += [(cfg, f) for f in index.subjects if f not in done]
+    if jobs:
+        prep = Preprocessing.from_config(cfgs[0].preprocessing)
+        features = build_features(index, prep, cfgs[0].preprocessing.cache_dir,
+                                  n_jobs=int(cfgs[0].preprocessing.n_jobs))
+        for rec in run_jobs(jobs, index, features, n_jobs):
+            log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
+    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]

@@ -1,0 +1,127 @@
+"""engine=batched: the same folds, the same predictions, the same leak guard as per_fold."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from mefnet.config import compose
+from mefnet.experiment.batched import run_batched
+from mefnet.experiment.train import _absolute_paths, run
+from mefnet.preprocessing.features import Preprocessing, build_features
+from tests.helpers import tiny_overrides
+
+INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
+             "inner_val.val_fraction=0.3", "trainer.max_epochs=4"]
+CASES = {
+    "fixed": ["augment=flow"],
+    "inner-refit": [*INNER_VAL, "inner_val.refit=true"],
+    "inner-keep": [*INNER_VAL, "inner_val.refit=false", "backbone=am3f"],
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("batched")
+
+
+def _probs(exp: Path) -> dict[tuple[str, str], list[float]]:
+    out = {}
+    for p in sorted(exp.glob("folds/*/*/predictions.csv")):
+        for r in csv.DictReader(p.open(newline="")):
+            out[(r["subject"], r["clip"])] = [float(v) for k, v in r.items() if k.startswith("prob_")]
+    return out
+
+
+def _selection(exp: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text())["selection"] for p in sorted(exp.glob("folds/*/*/fold.json"))}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_batched_equals_per_fold(workdir, case):
+    """Every clip's class probabilities within 1e-4 of the per-fold engine's, the same
+    validation curve and chosen epoch per fold, the same table; a rerun is byte-identical."""
+    exps = {}
+    for engine in ("per_fold", "batched"):
+        cfg = compose(tiny_overrides(workdir, f"{case}-{engine}", f"engine={engine}", *CASES[case]))
+        rows = run(cfg)
+        exps[engine] = (Path(cfg.experiment_dir), rows)
+    (pf, pf_rows), (bt, bt_rows) = exps["per_fold"], exps["batched"]
+    a, b = _probs(pf), _probs(bt)
+    assert a.keys() == b.keys() and len(a) == 18
+    assert max(abs(x - y) for k in a for x, y in zip(a[k], b[k], strict=True)) <= 1e-4
+    assert [r["uf1"] for r in pf_rows] == pytest.approx([r["uf1"] for r in bt_rows], abs=0.01)
+    sa, sb = _selection(pf), _selection(bt)
+    assert sa.keys() == sb.keys()
+    for fold in sa:
+        assert sa[fold]["rule"] == sb[fold]["rule"]
+        if sa[fold]["rule"] == "inner_val":
+            assert sa[fold]["best_epoch"] == sb[fold]["best_epoch"]
+            assert sa[fold]["val_subjects"] == sb[fold]["val_subjects"]
+            for ra, rb in zip(sa[fold]["curve"], sb[fold]["curve"], strict=True):
+                assert ra == pytest.approx(rb, abs=1e-4)
+    # Determinism: the same config and seed again, byte-identical predictions.
+    again = compose(tiny_overrides(workdir, f"{case}-batched-again", "engine=batched", *CASES[case]))
+    run(again)
+    for p in sorted(bt.glob("folds/*/*/predictions.csv")):
+        assert p.read_text() == (Path(again.experiment_dir) / p.relative_to(bt)).read_text()
+
+
+def test_a_seed_ensemble_in_one_fit_equals_its_seeds_run_apart(workdir):
+    """Folds x seeds as members of one fit: each seed's folds as in a run of that seed
+    alone (and with n_jobs=2, two batched processes give the same files)."""
+    cfgs = [_absolute_paths(compose(tiny_overrides(workdir, "ens", "engine=batched", f"seed={s}"))) for s in (1, 2)]
+    index = instantiate(cfgs[0].dataset.index)
+    features = build_features(index, Preprocessing.from_config(cfgs[0].preprocessing), cfgs[0].preprocessing.cache_dir)
+    for cfg in cfgs:  # experiment.json, as run() writes it
+        from mefnet.experiment.train import _prepare_experiment
+
+        _prepare_experiment(cfg, index)
+    records = run_batched([(cfg, s) for cfg in cfgs for s in index.subjects], index, features)
+    assert len(records) == 8 and {r["seed"] for r in records} == {1, 2}
+    for seed, cfg in zip((1, 2), cfgs, strict=True):
+        alone = compose(tiny_overrides(workdir, f"ens-alone-{seed}", "engine=per_fold", f"seed={seed}", "n_jobs=2"))
+        run(alone)
+        a, b = _probs(Path(alone.experiment_dir)), _probs(Path(cfg.experiment_dir))
+        assert a.keys() == b.keys()
+        assert max(abs(x - y) for k in a for x, y in zip(a[k], b[k], strict=True)) <= 1e-4
+    par = compose(tiny_overrides(workdir, "ens-parallel", "engine=batched", "seed=1", "n_jobs=2"))
+    run(par)
+    for p in sorted(Path(cfgs[0].experiment_dir).glob("folds/*/*/predictions.csv")):
+        assert p.read_text() == (Path(par.experiment_dir) / p.relative_to(cfgs[0].experiment_dir)).read_text()
+
+
+@pytest.mark.parametrize("selection", ["fixed_epochs", "inner_val"])
+def test_batched_test_subject_labels_cannot_influence_its_predictions(workdir, selection):
+    """Leak guard for the batched engine: every clip of one test subject gets a wrong
+    label. The other members train on that subject (it is in their training folds), in the
+    same fit, with the same optimizer; the test subject's own predictions must not move."""
+    extra = INNER_VAL if selection == "inner_val" else []
+    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"leak-{selection}", "engine=batched", *extra)))
+    index = instantiate(cfg.dataset.index)
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    test_subject = index.subjects[1]
+    honest = run_batched([(cfg, s) for s in index.subjects], index, features)
+    wrong = index.with_clips([replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
+                              if c.subject_key == test_subject else c for c in index])
+    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, f"leak-wrong-{selection}", "engine=batched", *extra)))
+    tampered = run_batched([(cfg2, s) for s in wrong.subjects], wrong, features)
+
+    def preds(c, rec):
+        rows = list(csv.DictReader((Path(c.experiment_dir) / "folds" / rec["fold"] / "predictions.csv").open()))
+        return [(r["clip"], r["pred"], *[r[k] for k in r if k.startswith("prob_")]) for r in rows]
+
+    h = next(r for r in honest if r["fold"] == test_subject)
+    t = next(r for r in tampered if r["fold"] == test_subject)
+    assert preds(cfg, h) == preds(cfg2, t) and h["n_test"] > 0
+    if selection == "inner_val":
+        assert test_subject not in h["selection"]["val_subjects"]
+        assert h["selection"]["curve"] == t["selection"]["curve"]
+    # The other folds did train on the changed labels (the guard is not vacuous).
+    others = [(preds(cfg, a), preds(cfg2, b)) for a, b in zip(honest, tampered, strict=True) if a["fold"] != test_subject]
+    assert any(x != y for x, y in others)
