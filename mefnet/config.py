@@ -43,20 +43,39 @@ register_resolvers()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
-    """Compose the config as ``mefnet-train`` would (for notebooks and tests).
+    """Compose the config as ``mefnet-train`` would (for notebooks and tests), resolved.
 
-    The ``hydra:`` resolver (used by ``experiment_name``) is made available too.
+    Nothing of a running Hydra job is involved: a value that reads ``${hydra:...}`` (the
+    recipe search's trial names, known only inside a job of the search) cannot be composed
+    here and is refused with its key.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        cfg = hydra_compose(config_name=config_name, overrides=overrides or [])
+    try:
+        return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    except InterpolationResolutionError as e:
+        if "HydraConfig was not set" not in str(e):
+            raise
+        raise ValueError(f"compose: '{e.full_key}' reads ${{hydra:...}}, which only a running Hydra job "
+                         "has; run it with mefnet-train") from None
+
+
+def instantiate_option(node, **kwargs):
+    """Instantiate a backbone or loss config (``conf/backbone``, ``conf/loss``).
+
+    Their ``name`` key names the option (``experiment_name`` is built from it) and is not
+    an argument of the class the config targets.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    items = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    spec = {k: v for k, v in items.items() if k != "name"}
+    return instantiate(spec, **kwargs)
