@@ -43,7 +43,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR, compose
-from mefnet.experiment.sweeper import grid
+from mefnet.experiment.sweeper import grid, quote_override
 
 log = logging.getLogger("mefnet")
 
@@ -132,12 +132,20 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
         if not names:
             known = ", ".join(dict.fromkeys(n for n, _ in todo))
             raise SystemExit(f"--only {' '.join(only)} matches no experiment of set '{name}' ({known})")
+    # Overrides of Hydra itself (a launcher ...) go on the command line; the others end every
+    # run's list, so they apply to each experiment last (a key of one backbone, say, would
+    # not compose on the sweep's base config).
+    hydra_own = [o for o in extra or [] if o.lstrip("+~").startswith(("hydra/", "hydra."))]
+    per_run = [o for o in extra or [] if o not in hydra_own]
+    runs = [f"hydra.sweeper.runs.{n}=[{','.join(quote_override(str(o)) for o in (*ov, *per_run))}]"
+            for n, ov in spec.runs.items() if n in names and per_run]
     drop = [f"~hydra.sweeper.runs.{n}" for n in spec.runs if n not in names]
-    overrides = [f"reproduce={name}", f"n_jobs={n_jobs}", *drop, *(extra or [])]
+    overrides = [f"reproduce={name}", f"n_jobs={n_jobs}", *drop, *runs, *hydra_own]
     first = next(job for n, job in todo if n in names)  # as the table callback sees paths.output_dir
     out = Path(compose([*first, *(extra or [])]).paths.output_dir) / "reproduce" / name
     log.info("reproduce set '%s': %d runs: mefnet-train %s", name, sum(n in names for n, _ in todo),
-             " ".join(o for o in overrides if o not in drop))
+             " ".join(o for o in overrides if o not in drop + runs) + (" (with " + " ".join(per_run) +
+                                                                     " after each run's overrides)" if per_run else ""))
     _run_train(overrides)
     print((out / "table.md").read_text())  # emotion table, then the AU table when there is one
     print(f"table: {out / 'table.md'} and {out / 'table.csv'} (per seed: table_seeds.csv)")

@@ -89,7 +89,8 @@ def fold_override(job: Sequence[str]) -> int | None:
     return None
 
 
-def _quote(value: str) -> str:
+def quote_override(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -146,7 +147,7 @@ class LosoSweeperImpl(Sweeper):
             folds = split_of(cfg).folds(index_of(cfg))  # subjects under loso, datasets under lodo
             log.info("fold=each: %d folds of %s for %s", len(folds), cfg.dataset.name,
                      " ".join(o for k, o in enumerate(job) if k != i) or "the base config")
-            expanded += [[*job[:i], f"fold={_quote(f)}", *job[i + 1:]] for f in folds]
+            expanded += [[*job[:i], f"fold={quote_override(f)}", *job[i + 1:]] for f in folds]
         return expanded
 
     def sweep(self, arguments: list[str]) -> Any:
