@@ -45,26 +45,34 @@ register_resolvers()
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
     """Compose the config as ``mefnet-train`` would (for notebooks and tests), resolved.
 
-    Nothing of a running Hydra job is involved: a value that reads ``${hydra:...}`` (the
-    recipe search's trial names, known only inside a job of the search) cannot be composed
-    here and is refused with its key.
+    A value that reads the running job's Hydra config (``${hydra:...}``: the recipe
+    search's trial names) reads the composed ``hydra`` node instead; Hydra's own
+    ``HydraConfig`` is left alone.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-    from omegaconf.errors import InterpolationResolutionError
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides or [])
-    try:
-        return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    except InterpolationResolutionError as e:
-        if "HydraConfig was not set" not in str(e):
-            raise
-        raise ValueError(f"compose: '{e.full_key}' reads ${{hydra:...}}, which only a running Hydra job "
-                         "has; run it with mefnet-train") from None
+        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+
+    def local(value):
+        if isinstance(value, dict):
+            return {k: local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [local(v) for v in value]
+        return value.replace("${hydra:", "${hydra.") if isinstance(value, str) else value
+
+    container = OmegaConf.to_container(cfg, resolve=False)
+    full = OmegaConf.create({k: (v if k == "hydra" else local(v)) for k, v in container.items()})
+    out = {}
+    for key in container:
+        if key != "hydra":
+            value = full[key]
+            out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    return OmegaConf.create(out)
 
 
 def instantiate_option(node, **kwargs):
