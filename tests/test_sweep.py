@@ -173,3 +173,30 @@ def test_slurm_launcher_config_composes_into_sbatch_parameters(tmp_path, monkeyp
     for line in ("#SBATCH --cpus-per-task=2", "#SBATCH --partition=cpu", "#SBATCH --time=120",
                  "#SBATCH --mem=4GB", "#SBATCH --nodes=1"):
         assert line in text, line
+
+
+def test_a_sweep_list_with_the_set_table_callback_gives_the_fold_all_tables(tmp_path):
+    """The reproduction sets' machinery (a sweep list, fold=each, the SetTable callback)
+    through the basic launcher: the same tables as one fold=all run per experiment."""
+    from mefnet.report.table import write_table
+
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=3", "dataset.index.num_clips=15", "trainer.max_epochs=2"]
+    runs = {"set-ststnet": ["backbone=ststnet"], "set-ststnet-seeds": ["backbone=ststnet", "seed=1,2"]}
+    listed = ",".join(f"{n}:[{','.join(repr(o) for o in ov)}]" for n, ov in runs.items())
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each", f"hydra.sweeper.runs={{{listed}}}",
+                          "+hydra.callbacks.set={_target_:mefnet.experiment.hydra_callbacks.SetTable,"
+                          f"name:tiny,out_dir:'{tmp_path / 'set'}',ensemble:true}}"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "out").glob("set-*/seed_*/folds/*/*/fold.json"))) == 3 * 3
+    dirs = []
+    for name, overrides in (("set-ststnet", []), ("set-ststnet-seeds", ["seed=1"]), ("set-ststnet-seeds", ["seed=2"])):
+        cfg = compose([*args, "backbone=ststnet", *overrides, f"experiment_name={name}",
+                       f"paths.output_dir={tmp_path / 'seq'}", f"paths.data_dir={tmp_path / 'data'}"])
+        run(cfg)
+        dirs.append(Path(cfg.experiment_dir))
+        _same_tables(tmp_path / "out" / name / f"seed_{cfg.seed}", Path(cfg.experiment_dir))
+    write_table(dirs, tmp_path / "seq-set", ensemble=True)
+    _same_tables(tmp_path / "set", tmp_path / "seq-set")
+    rows = [(r["experiment"], r["seeds"]) for r in _rows(tmp_path / "set" / "table.csv")]
+    assert rows == [("set-ststnet", "1"), ("set-ststnet-seeds", "2"), ("set-ststnet-seeds (ensemble of 2 seeds)", "2")]
