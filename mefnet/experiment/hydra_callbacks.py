@@ -21,7 +21,6 @@ itself, so these callbacks leave it alone.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -57,10 +56,9 @@ def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] 
 
 
 def _complete(exp_dir: Path) -> bool:
-    from mefnet.experiment.store import EXPERIMENT, finished_folds
+    from mefnet.experiment.store import EXPERIMENT, finished_folds, read_experiment
 
-    path = exp_dir / EXPERIMENT
-    return path.is_file() and set(json.loads(path.read_text())["folds"]) <= finished_folds(exp_dir)
+    return (exp_dir / EXPERIMENT).is_file() and set(read_experiment(exp_dir)["folds"]) <= finished_folds(exp_dir)
 
 
 class FlowCachePrefill(Callback):
