@@ -24,9 +24,11 @@ from mefnet.inference.pictures import (
     main,
 )
 from mefnet.inference.predict import Predictor
-from mefnet.models import MODELS, build_model
+from mefnet.models import MODEL_FILE_BACKBONES
 from mefnet.preprocessing.features import build_features
 from tests.helpers import trained_am3f
+
+MODELS = {cls.model_name: cls for cls in MODEL_FILE_BACKBONES}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def test_flow_colours_code_direction_as_hue_and_speed_as_saturation():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_explain_leaves_the_model_alone_and_gives_bounded_maps(name):
     torch.manual_seed(0)
-    model = build_model(name, num_classes=3, in_channels=3, input_size=28).eval()
+    model = MODELS[name](num_classes=3, in_channels=3, input_size=28).eval()
     maps = torch.rand(6, 3, 28, 28, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = model(maps)
@@ -108,7 +110,7 @@ def test_grad_cam_lights_up_where_the_class_evidence_is():
     the receptive field of one bright patch carries evidence for a class whose logit sums
     every feature: Grad-CAM must be high there and zero far from it."""
     torch.manual_seed(0)
-    model = build_model("am3f", num_classes=3, in_channels=3, input_size=28, mofrw="off").eval()
+    model = MODELS["am3f"](num_classes=3, in_channels=3, input_size=28, mofrw="off").eval()
     with torch.no_grad():
         model.classifier.weight[0] = 1.0
     maps = torch.zeros(1, 3, 28, 28)

@@ -200,17 +200,25 @@ def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = N
 
 def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
                 val_subjects: list[str] | None = None, task: TaskRunner | None = None) -> MERDataModule:
+    """The fold's LightningDataModule, instantiated from ``cfg.dataset`` (its ``_target_``)
+    and completed with this run's clip index and input maps (built once per run, shared by
+    every fold), the fold, the protocol's split, the task's targets and the loader settings.
+    Lightning sets it up in ``trainer.fit`` / ``trainer.predict``."""
+    if "_target_" not in cfg.dataset:
+        raise ValueError("dataset: the config has no _target_ (the LightningDataModule to build); add "
+                         "`_target_: mefnet.data.datamodule.MERDataModule` and `_recursive_: false` "
+                         "as in conf/dataset/*.yaml")
     split = split_of(cfg)
-    dm = MERDataModule(
-        index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
-        features=features, batch_size=int(cfg.data.batch_size),
+    build = instantiate(cfg.dataset, _partial_=True)
+    return build(
+        index=index, features=features, preprocessing=Preprocessing.from_config(cfg.preprocessing),
+        cache_dir=cfg.preprocessing.cache_dir, fold=subject_key, batch_size=int(cfg.data.batch_size),
         shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
         split=None if split.name == "loso" else split.indices(index, subject_key),
         targets=(task or task_runner(cfg, index)).targets(),
         shuffle=bool(cfg.data.get("shuffle", True)), order=str(cfg.data.get("order", "index")),
+        n_jobs=int(cfg.preprocessing.n_jobs),
     )
-    dm.setup("fit")
-    return dm
 
 
 def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
@@ -253,7 +261,13 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, task=task)
     # The one and only look at the test subject.
     check_finite_weights(module, f"fold {subject_key}, the trained model")
-    probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
+    probs = torch.cat(trainer.predict(module, datamodule=dm)).float()
+    if len(probs) != len(dm.test_idx):  # e.g. fast_dev_run / limit_predict_batches: one batch only
+        raise ValueError(
+            f"fold {subject_key}: {len(probs)} predictions for {len(dm.test_idx)} test clips; the trainer "
+            "predicted only part of the test fold (trainer.fast_dev_run or trainer.limit_predict_batches "
+            "with more test clips than data.batch_size); nothing of the fold was written"
+        )
     check_finite_probabilities(probs, f"fold {subject_key}")
     record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
                         time.perf_counter() - start, trainer.loggers,

@@ -13,9 +13,10 @@ data, so :func:`load_model` reads it with ``torch.load(weights_only=True)``::
     fold            the test subject of the fold that trained it ("synthetic/sub03")
     mefnet_version  the mefnet that wrote it
 
-The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is one of
-mefnet's registered backbones (:data:`mefnet.models.MODELS`): a model file cannot make
-mefnet import or call anything else.
+The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is on
+the allow-list of backbones a model file may name
+(:data:`mefnet.models.registry.MODEL_FILE_BACKBONES`): a model file cannot make mefnet
+import or call anything else.
 """
 
 from __future__ import annotations
@@ -125,15 +126,15 @@ class LoadedModel:
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:
-    from mefnet.models import MODELS
+    from mefnet.models.registry import MODEL_FILE_BACKBONES, class_path, model_file_backbone
 
-    known = {f"{cls.__module__}.{cls.__name__}": cls for cls in MODELS.values()}
-    if target not in known:
+    cls = model_file_backbone(target)
+    if cls is None:
         raise ModelFileError(
             f"{path}: backbone '{target}' is not one of mefnet's backbones "
-            f"({', '.join(sorted(known))}); refusing to build it"
+            f"({', '.join(sorted(class_path(c) for c in MODEL_FILE_BACKBONES))}); refusing to build it"
         )
-    return known[target]
+    return cls
 
 
 def _read(path: Path) -> dict:
