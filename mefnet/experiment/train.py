@@ -7,7 +7,8 @@ work is :func:`mefnet.experiment.fold.run_fold`.
 
 ``fold=all`` runs every subject in turn (``n_jobs`` processes; with ``engine=batched``
 the folds are trained together, :mod:`mefnet.experiment.batched`) and writes the table;
-``fold=<subject>`` runs one fold, so a Hydra multirun over ``fold`` works as well.
+``fold=<subject>`` runs one fold, so a Hydra multirun over ``fold`` works as well;
+``fold=none`` trains the final model on every subject (:mod:`mefnet.experiment.final`).
 Starting the same experiment again skips the folds that finished: nothing finished is
 recomputed or overwritten.
 """
@@ -161,6 +162,14 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.warning("skipped clip: %s", s)
     split = split_of(cfg)
     all_folds = split.folds(index)
+    if str(cfg.fold) == "none":  # not a fold: the final model on every subject (mefnet.experiment.final)
+        from mefnet.experiment.final import run_final
+
+        exp_dir = _prepare_experiment(cfg, index, all_folds)
+        run_final(cfg, index, lambda: build_features(index, Preprocessing.from_config(cfg.preprocessing),
+                                                     cfg.preprocessing.cache_dir,
+                                                     n_jobs=int(cfg.preprocessing.n_jobs)), exp_dir)
+        return None
     folds = all_folds if str(cfg.fold) == "all" else [split.resolve(index, str(cfg.fold))]
     exp_dir = _prepare_experiment(cfg, index, all_folds)
 

@@ -398,7 +398,8 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
     """
     from mefnet.preprocessing.features import build_features
 
-    models = [load_model(p) for p in model_files(model_path, seed)]
+    # The fold models, never the final one: each explains only the subject it never saw.
+    models = [load_model(p) for p in model_files(model_path, seed, final=False)]
     config = models[0].config
     index = _dataset_index(config)
     prep = models[0].preprocessing()
@@ -487,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         if wants_clips:
             specs = _specs_from_args(a, ap)
-            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
+            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)

@@ -84,10 +84,12 @@ class Predictor:
         self.preprocessing = prep
 
     @classmethod
-    def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None) -> Predictor:
-        """A model file, a seed folder (its fold models) or an experiment folder (the fold
-        models of every seed, or of ``seed``), averaged in probability."""
-        return cls(load_models(path, seed), face=face, source=path)
+    def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None,
+                  final: bool = True) -> Predictor:
+        """A model file, a seed folder (its final model when it has one and ``final``, else
+        its fold models) or an experiment folder (the same for every seed, or for ``seed``),
+        averaged in probability."""
+        return cls(load_models(path, seed, final), face=face, source=path)
 
     def describe(self) -> dict:
         first = self.models[0]
@@ -188,9 +190,13 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def add_seed_argument(ap: argparse.ArgumentParser) -> None:
-    """``--seed``: which seed of an experiment folder (default: all of them)."""
+    """``--seed``: which seed of an experiment folder (default: all of them); ``--folds``: the
+    LOSO fold models even where a final model (``mefnet-train fold=none``) exists."""
     ap.add_argument("--seed", type=int,
                     help="with an experiment folder: use only the models of this seed (default: every seed)")
+    ap.add_argument("--folds", action="store_true",
+                    help="with a folder: use the LOSO fold models even when a final model (trained on every "
+                         "subject with fold=none, in <seed folder>/final/) exists; by default the final model is used")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         specs = _specs_from_args(a, ap)
-        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
+        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
         if a.out and Path(a.out).exists() and not a.overwrite:
             raise FileExistsError(f"{a.out} exists; choose another --out or pass --overwrite")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
