@@ -40,6 +40,7 @@ SMALL_TRAIN = ["dataset.index.num_subjects=4", "dataset.index.num_clips=18", "da
 RUN = [
     "mefnet-train",
     "mefnet-train backbone=am3f loss=logit_adjusted",
+    "mefnet-train backbone=am3f loss=logit_adjusted fold=none",
     "mefnet-table outputs/synthetic-ststnet-cross_entropy outputs/synthetic-am3f-logit_adjusted --out outputs/compare",
     "mefnet-table outputs",
     "E=outputs/synthetic-am3f-logit_adjusted",
@@ -149,6 +150,7 @@ def test_readme_examples_run_and_their_paths_exist(readme_run):
         assert (exp / name).is_file(), name
     for name in ("predictions.csv", "fold.json", "model.pt", "model.ckpt", "logs/metrics.csv"):
         assert (fold / name).is_file(), name
+    assert (exp / "final" / "model.pt").is_file() and (exp / "final" / "final.json").is_file()
     assert (tmp / "outputs" / "synthetic-ststnet-cross_entropy" / "seed_42" / "table.md").is_file()
     assert (tmp / "outputs" / "compare" / "table.md").is_file()
     assert (tmp / "ensemble.torchscript.pt").is_file()

@@ -58,6 +58,7 @@ from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.progress import duration, progress
 from mefnet.report.table import write_table
 from mefnet.tasks import load_index, task_runner
+from mefnet.utils.quiet import plural, quiet
 
 log = logging.getLogger("mefnet")
 
@@ -256,8 +257,9 @@ def _launcher_workers() -> int:
 
 def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
     p = progress(exp_dir, workers)
-    log.info("[%s] fold %s done in %.1f s (%d test clips) | %d/%d folds, about %s left",
-             Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"], rec["n_test"],
+    log.info("[%s] fold %s done in %.1f s (%s) | %d/%d folds, about %s left",
+             Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"],
+             plural(int(rec["n_test"]), "test clip"),
              p["done"], p["total"], duration(p["eta_s"]))
 
 
@@ -289,6 +291,7 @@ def register_plugins() -> None:
 def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
+    quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
     from mefnet.cli import cli
 
     cli("mefnet-train", hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task))

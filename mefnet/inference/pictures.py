@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -54,6 +55,7 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
+from mefnet.utils.quiet import plural
 
 DPI = 100
 
@@ -481,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     if not wants_clips and not a.dataset:
         ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
     out = Path(a.out)
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"mefnet-pictures: {line}", file=sys.stderr, flush=True)
+
     try:
         if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
             raise FileExistsError(f"{out} already holds pictures; choose another --out or pass --overwrite")
@@ -493,9 +500,11 @@ def main(argv: list[str] | None = None) -> int:
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
             model = predictor.models[0]
+            say(f"{plural(len(specs), 'clip')} with {predictor.models_line()}: {predictor.steps_line()}, then "
+                f"the frames, u / v / strain, flow colour, attention and Grad-CAM pictures -> {out}/")
             if len(predictor.models) > 1:
-                print(f"mefnet-pictures: explaining with {len(predictor.models)} models averaged "
-                      f"(Grad-CAM and attention: the mean over the models)", file=sys.stderr)
+                say(f"explaining with {len(predictor.models)} models averaged "
+                    f"(Grad-CAM and attention: the mean over the models)")
             target = None
             if a.target is not None:
                 if a.target not in model.class_names:
@@ -503,8 +512,9 @@ def main(argv: list[str] | None = None) -> int:
                 target = model.class_names.index(a.target)
             clips = []
             used: set[str] = set()
-            for spec in specs:
+            for k, spec in enumerate(specs, start=1):
                 folder = _safe_name(spec.name, used)
+                say(f"[{k}/{len(specs)}] {spec.name} -> {out / folder}/")
                 try:
                     prepared = predictor.prepare(spec, a.spot_stride)
                     clips.append(clip_pictures(prepared, predictor.models, out / folder, target))
@@ -515,7 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             save_figure(figure_flow_wheel(), out / "flow_wheel.png")
             record["clips"] = clips
         if a.dataset:
+            say("per-class pictures: each fold model explains the clips of its own test subject "
+                "(input maps from the flow cache; computed first where missing)" if not a.all_clips
+                else "per-class pictures over every clip of the model's dataset (training clips included)")
             summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)
+            say(f"{info['clips']} clips explained by {plural(info['models'], 'model')}")
             files = class_pictures(summary, out)
             record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}
         record["failed"] = failed
@@ -524,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
         print(f"mefnet-pictures: {e}", file=sys.stderr)
         return 2
-    print(f"pictures written to {out} (index: {out / 'pictures.json'})")
+    print(f"pictures written to {out} in {time.perf_counter() - start:.1f} s (index: {out / 'pictures.json'})")
     return 1 if failed else 0
 
 
