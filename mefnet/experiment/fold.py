@@ -41,8 +41,10 @@ from mefnet.preprocessing.features import Preprocessing
 from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
+from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.utils.quiet import quiet
 
 log = logging.getLogger("mefnet")
 
@@ -51,6 +53,7 @@ _ORDER_FREE = ("STSTNet", "SmallResNet")
 
 
 def _quiet_lightning() -> None:
+    quiet()  # OpenCV, Lightning's resume warning, loky, the joblib launcher (mefnet.utils.quiet)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -180,7 +183,9 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     module = build_module(cfg, index, dm, task)
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
     every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
-    trainer = build_trainer(cfg, out, max_epochs, [FiniteCheck(subject_key)] + ([] if tracker is None else [tracker]),
+    heartbeat = Heartbeat(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
+    trainer = build_trainer(cfg, out, max_epochs,
+                            [FiniteCheck(subject_key), heartbeat] + ([] if tracker is None else [tracker]),
                             loggers, every)
     trainer.fit(module, datamodule=dm)
     return module, trainer
