@@ -200,3 +200,35 @@ def test_a_sweep_list_with_the_set_table_callback_gives_the_fold_all_tables(tmp_
     _same_tables(tmp_path / "set", tmp_path / "seq-set")
     rows = [(r["experiment"], r["seeds"]) for r in _rows(tmp_path / "set" / "table.csv")]
     assert rows == [("set-ststnet", "1"), ("set-ststnet-seeds", "2"), ("set-ststnet-seeds (ensemble of 2 seeds)", "2")]
+
+
+def test_a_table_callback_that_fails_fails_the_command(tmp_path):
+    """Hydra turns a callback's exception into a warning; mefnet-train must still exit 1 and
+    name it, so a sweep whose table could not be written never looks like a success."""
+    blocker = tmp_path / "set"
+    blocker.write_text("a file where the set table's folder should go\n")
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=2", "dataset.index.num_clips=8", "trainer.max_epochs=1",
+            "backbone=ststnet", "experiment_name=cb-fail"]
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each",
+                          "+hydra.callbacks.set={_target_:mefnet.experiment.hydra_callbacks.SetTable,"
+                          f"name:tiny,out_dir:'{blocker}'}}"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "callbacks failed" in res.stderr and "SetTable.on_multirun_end" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert blocker.read_text().startswith("a file")  # nothing the user had is overwritten
+    assert len(list((tmp_path / "out").glob("cb-fail/seed_*/folds/*/*/fold.json"))) == 2  # the folds are kept
+
+
+def test_callback_failures_are_raised_once_and_named():
+    from mefnet.experiment import hydra_callbacks
+    from mefnet.experiment.store import ReportError
+
+    hydra_callbacks._failures.clear()
+    table = hydra_callbacks.SetTable(name="x", out_dir="/nonexistent/never")
+    table.dirs = ["/nonexistent/experiment"]
+    with pytest.raises(Exception):
+        table.on_multirun_end(config=None)
+    with pytest.raises(ReportError, match="SetTable.on_multirun_end"):
+        hydra_callbacks.raise_failures()
+    hydra_callbacks.raise_failures()  # raised once: nothing left

@@ -35,6 +35,35 @@ log = logging.getLogger("mefnet")
 
 _last: tuple[DictConfig, list] | None = None  # the callbacks of one sweep share its configs
 
+# Hydra turns an exception raised in a callback into a warning and carries on, so a table
+# that could not be written would leave the command's exit status 0 (and an older table in
+# place). Each failure is recorded here and :func:`raise_failures`, called by
+# ``mefnet-train`` and ``mefnet-reproduce`` once Hydra returns, makes it the command's error.
+_failures: list[str] = []
+
+
+def _guarded(method):
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:
+            _failures.append(f"{type(self).__name__}.{method.__name__}: {type(e).__name__}: {e}")
+            raise
+
+    run.__name__, run.__doc__ = method.__name__, method.__doc__
+    return run
+
+
+def raise_failures() -> None:
+    """Raise (once) what the sweep's callbacks failed to do, naming each."""
+    if _failures:
+        text = "; ".join(_failures)
+        _failures.clear()
+        from mefnet.experiment.store import ReportError
+
+        raise ReportError(f"the sweep's jobs ran, but its callbacks failed: {text}; no table of this run "
+                          "can be trusted until the same command is run again (finished folds are kept)")
+
 
 def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] | None:
     """Each job of the sweep (``fold=each`` not expanded) with its resolved config, in the
@@ -64,6 +93,7 @@ def _complete(exp_dir: Path) -> bool:
 class FlowCachePrefill(Callback):
     """Fill each distinct dataset / preprocessing setting's flow cache before the jobs."""
 
+    @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.utils import instantiate
 
@@ -89,6 +119,7 @@ class ExperimentTables(Callback):
         self.experiments: dict[str, DictConfig] = {}  # experiment dir -> config, in sweep order
         self.swept_folds: set[str] = set()  # experiments with jobs of single folds
 
+    @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mefnet.experiment.sweeper import fold_override
 
@@ -103,6 +134,7 @@ class ExperimentTables(Callback):
         if self.experiments:
             log.info("sweep over %d experiment(s): %s", len(self.experiments), ", ".join(self.experiments))
 
+    @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mefnet.experiment.train import finish_experiment
 
@@ -134,10 +166,12 @@ class SetTable(Callback):
         self.requires_for = {str(k): list(v) for k, v in (requires_for or {}).items()}
         self.dirs: list[str] = []
 
+    @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.dirs = list(dict.fromkeys(str(cfg.experiment_dir) for _, cfg in sweep_experiments(config) or []))
         log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
 
+    @_guarded
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         """The table so far (no figures), so an interrupted set still has one."""
         from mefnet.report.table import write_table
@@ -146,6 +180,7 @@ class SetTable(Callback):
         if done and len(done) < len(self.dirs):
             write_table(done, self.out_dir, figures=False, ensemble=self.ensemble)
 
+    @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mefnet.report.table import write_table
 

@@ -146,7 +146,11 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
     log.info("reproduce set '%s': %d runs: mefnet-train %s", name, sum(n in names for n, _ in todo),
              " ".join(o for o in overrides if o not in drop + runs) + (" (with " + " ".join(per_run) +
                                                                      " after each run's overrides)" if per_run else ""))
+    from mefnet.experiment import hydra_callbacks
+
+    hydra_callbacks._failures.clear()
     _run_train(overrides)
+    hydra_callbacks.raise_failures()  # never print an older or partial table as this run's
     print((out / "table.md").read_text())  # emotion table, then the AU table when there is one
     print(f"table: {out / 'table.md'} and {out / 'table.csv'} (per seed: table_seeds.csv)")
     print(f"confusion matrices: {out}/confusion_*.png (and .csv)")

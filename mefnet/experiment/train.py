@@ -294,7 +294,14 @@ def main() -> None:
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
     from mefnet.cli import cli
 
-    cli("mefnet-train", hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task))
+    from mefnet.experiment import hydra_callbacks
+
+    def entry() -> None:
+        hydra_callbacks._failures.clear()
+        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+        hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
+
+    cli("mefnet-train", entry)
 
 
 if __name__ == "__main__":
