@@ -293,7 +293,6 @@ def main() -> None:
     register_plugins()
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
     from mefnet.cli import cli
-
     from mefnet.experiment import hydra_callbacks
 
     def entry() -> None:
