@@ -227,7 +227,7 @@ def test_callback_failures_are_raised_once_and_named():
     hydra_callbacks._failures.clear()
     table = hydra_callbacks.SetTable(name="x", out_dir="/nonexistent/never")
     table.dirs = ["/nonexistent/experiment"]
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError):
         table.on_multirun_end(config=None)
     with pytest.raises(ReportError, match="SetTable.on_multirun_end"):
         hydra_callbacks.raise_failures()
