@@ -1,4 +1,10 @@
-"""engine=batched: the same folds, the same predictions, the same leak guard as per_fold."""
+"""engine=batched: the same folds, the same predictions, the same leak guard as per_fold.
+
+The batched engine vectorises the members' forward and backward passes (``vmap``); these
+tests compare it with the per-fold engine on recipes that exercise everything a member
+keeps of its own: dropout and augmentation streams, batch-norm statistics, last batches
+of different sizes (several vmapped groups per step), class priors in the loss, EMA
+weight averaging, test-time mirror, inner validation with and without refit."""
 
 from __future__ import annotations
 
@@ -13,13 +19,25 @@ from hydra.utils import instantiate
 from mefnet.config import compose
 from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import _absolute_paths, run
+from mefnet.models import MODELS
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.training.batched import _Template
 from tests.helpers import tiny_overrides
 
-INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
+# Batches of 4 over 12-15 training clips per fold: most steps have members with batches of
+# one size (one vmapped group), the last of an epoch several sizes (several groups).
+BATCH = "data.batch_size=4"
+INNER_VAL = [BATCH, "selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
              "inner_val.val_fraction=0.3", "trainer.max_epochs=4"]
 CASES = {
-    "fixed": ["augment=flow"],
+    "fixed": [BATCH, "augment=flow"],
+    # experiment=megc2019_flows's options (AM3F-FlowNet, logit-adjusted loss, flow
+    # augmentation, per-member EMA, test-time mirror); batch 4 over 12-15 training clips:
+    # members end their epochs with different batch sizes and step counts.
+    "megc2019-flows": ["experiment=megc2019_flows", "dataset=synthetic", "data.batch_size=4",
+                       "trainer.max_epochs=3"],
+    # experiment=ststnet_paper (0..255 maps, svu order, branch dropout, class order, no shuffle)
+    "ststnet-paper": ["experiment=ststnet_paper", "data.batch_size=8", "trainer.max_epochs=3"],
     "inner-refit": [*INNER_VAL, "inner_val.refit=true"],
     "inner-keep": [*INNER_VAL, "inner_val.refit=false", "backbone=am3f"],
 }
@@ -28,6 +46,20 @@ CASES = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("batched")
+
+
+@pytest.fixture()
+def vmapped(monkeypatch) -> list[int]:
+    """The number of members in each vmapped forward call the batched engine makes."""
+    calls: list[int] = []
+    original = _Template.__call__
+
+    def counted(self, params, buffers, x, masks):
+        calls.append(len(x))
+        return original(self, params, buffers, x, masks)
+
+    monkeypatch.setattr(_Template, "__call__", counted)
+    return calls
 
 
 def _probs(exp: Path) -> dict[tuple[str, str], list[float]]:
@@ -43,7 +75,7 @@ def _selection(exp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_batched_equals_per_fold(workdir, case):
+def test_batched_equals_per_fold(workdir, vmapped, case):
     """Every clip's class probabilities within 1e-4 of the per-fold engine's, the same
     validation curve and chosen epoch per fold, the same table; a rerun is byte-identical."""
     exps = {}
@@ -51,6 +83,10 @@ def test_batched_equals_per_fold(workdir, case):
         cfg = compose(tiny_overrides(workdir, f"{case}-{engine}", f"engine={engine}", *CASES[case]))
         rows = run(cfg)
         exps[engine] = (Path(cfg.experiment_dir), rows)
+        if engine == "per_fold":
+            assert not vmapped
+    # The 4 folds' training steps ran vectorised (groups of several members).
+    assert vmapped and max(vmapped) == 4
     (pf, pf_rows), (bt, bt_rows) = exps["per_fold"], exps["batched"]
     a, b = _probs(pf), _probs(bt)
     assert a.keys() == b.keys() and len(a) == 18
@@ -75,7 +111,7 @@ def test_batched_equals_per_fold(workdir, case):
 def test_a_seed_ensemble_in_one_fit_equals_its_seeds_run_apart(workdir):
     """Folds x seeds as members of one fit: each seed's folds as in a run of that seed
     alone (and with n_jobs=2, two batched processes give the same files)."""
-    cfgs = [_absolute_paths(compose(tiny_overrides(workdir, "ens", "engine=batched", f"seed={s}"))) for s in (1, 2)]
+    cfgs = [_absolute_paths(compose(tiny_overrides(workdir, "ens", "engine=batched", BATCH, f"seed={s}"))) for s in (1, 2)]
     index = instantiate(cfgs[0].dataset.index)
     features = build_features(index, Preprocessing.from_config(cfgs[0].preprocessing), cfgs[0].preprocessing.cache_dir)
     for cfg in cfgs:  # experiment.json, as run() writes it
@@ -85,12 +121,13 @@ def test_a_seed_ensemble_in_one_fit_equals_its_seeds_run_apart(workdir):
     records = run_batched([(cfg, s) for cfg in cfgs for s in index.subjects], index, features)
     assert len(records) == 8 and {r["seed"] for r in records} == {1, 2}
     for seed, cfg in zip((1, 2), cfgs, strict=True):
-        alone = compose(tiny_overrides(workdir, f"ens-alone-{seed}", "engine=per_fold", f"seed={seed}", "n_jobs=2"))
+        alone = compose(tiny_overrides(workdir, f"ens-alone-{seed}", "engine=per_fold", BATCH, f"seed={seed}",
+                                           "n_jobs=2"))
         run(alone)
         a, b = _probs(Path(alone.experiment_dir)), _probs(Path(cfg.experiment_dir))
         assert a.keys() == b.keys()
         assert max(abs(x - y) for k in a for x, y in zip(a[k], b[k], strict=True)) <= 1e-4
-    par = compose(tiny_overrides(workdir, "ens-parallel", "engine=batched", "seed=1", "n_jobs=2"))
+    par = compose(tiny_overrides(workdir, "ens-parallel", "engine=batched", BATCH, "seed=1", "n_jobs=2"))
     run(par)
     for p in sorted(Path(cfgs[0].experiment_dir).glob("folds/*/*/predictions.csv")):
         assert p.read_text() == (Path(par.experiment_dir) / p.relative_to(cfgs[0].experiment_dir)).read_text()
@@ -101,7 +138,7 @@ def test_batched_test_subject_labels_cannot_influence_its_predictions(workdir, s
     """Leak guard for the batched engine: every clip of one test subject gets a wrong
     label. The other members train on that subject (it is in their training folds), in the
     same fit, with the same optimizer; the test subject's own predictions must not move."""
-    extra = INNER_VAL if selection == "inner_val" else []
+    extra = INNER_VAL if selection == "inner_val" else [BATCH]
     cfg = _absolute_paths(compose(tiny_overrides(workdir, f"leak-{selection}", "engine=batched", *extra)))
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
@@ -125,3 +162,19 @@ def test_batched_test_subject_labels_cannot_influence_its_predictions(workdir, s
     # The other folds did train on the changed labels (the guard is not vacuous).
     others = [(preds(cfg, a), preds(cfg2, b)) for a, b in zip(honest, tampered, strict=True) if a["fold"] != test_subject]
     assert any(x != y for x, y in others)
+
+
+@pytest.mark.parametrize("backbone", sorted(MODELS))
+def test_every_backbone_runs_vectorised_and_equals_per_fold(workdir, vmapped, backbone):
+    """Every registered backbone, unchanged, through the vmapped engine: the same
+    probabilities as its per-fold fits within 1e-4."""
+    exps = []
+    for engine in ("per_fold", "batched"):
+        cfg = compose(tiny_overrides(workdir, f"registry-{backbone}-{engine}", f"engine={engine}",
+                                     f"backbone={backbone}", "trainer.max_epochs=2", BATCH))
+        run(cfg)
+        exps.append(_probs(Path(cfg.experiment_dir)))
+    assert vmapped and max(vmapped) == 4
+    a, b = exps
+    assert a.keys() == b.keys() and len(a) == 18
+    assert max(abs(x - y) for k in a for x, y in zip(a[k], b[k], strict=True)) <= 1e-4

@@ -20,11 +20,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.store import fold_dir
-from mefnet.training.batched import BatchedData, BatchedMERModule
+from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
@@ -82,11 +83,16 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     module = BatchedMERModule(
         members, names, epochs, states, [int(cfg.seed) for cfg, _ in jobs], instantiate(cfg0.optimizer),
         scheduler=instantiate(cfg0.scheduler) if cfg0.get("scheduler") else None,
+        architectures=[OmegaConf.to_yaml(cfg.backbone) for cfg, _ in jobs],
     )
     max_epochs = max(int(e) for e in epochs)
     every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
     loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
     trainer = build_trainer(cfg0, out, max_epochs, list(trackers or []), loggers, every)
+    # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
+    # that member's own steps (one average of all members would count every step of the fit).
+    trainer.callbacks[:] = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb
+                            for cb in trainer.callbacks]
     trainer.fit(module, datamodule=BatchedData(dms, validate=bool(trackers)))
     return module, trainer
 
