@@ -88,7 +88,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbones", nargs="+", default=["am3f", "ststnet"])
     ap.add_argument("--workers", nargs="+", type=int, default=[2])
-    ap.add_argument("--engines", nargs="+", default=["per_fold", "batched"], choices=["per_fold", "batched"])
+    ap.add_argument("--engines", nargs="+", default=["per_fold", "batched"],
+                    choices=["per_fold", "batched", "batched-loop"],
+                    help="batched: vmapped members (vectorize=true); batched-loop: vectorize=false")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 5], help="ensemble sizes (seeds 1..S)")
     ap.add_argument("--recipe", default=" ".join(RECIPE),
                     help="'paper' or overrides (default: experiment=megc2019_flows)")
@@ -116,10 +118,11 @@ def main() -> None:
             for engine in a.engines:
                 for workers in a.workers:
                     name = f"bench-{backbone}-{engine}-{workers}w"
-                    cfgs = [compose([*common, f"backbone={backbone}", f"n_jobs={workers}", f"engine={engine}",
+                    how = [f"engine={engine.split('-')[0]}", f"++vectorize={str(engine == 'batched').lower()}"]
+                    cfgs = [compose([*common, f"backbone={backbone}", f"n_jobs={workers}", *how,
                                      f"experiment_name={name}-{seeds}s", f"seed={s}"]) for s in range(1, seeds + 1)]
                     t, cpu = time.perf_counter(), cpu_seconds()
-                    if engine == "batched":
+                    if engine != "per_fold":
                         tables = run_experiments(cfgs, n_jobs=workers)
                     else:
                         tables = [run(c) for c in cfgs]

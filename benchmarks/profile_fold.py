@@ -70,7 +70,11 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3, help="folds profiled with engine=per_fold")
     ap.add_argument("--batched-folds", type=int, default=None, help="folds profiled with engine=batched "
                     "(default: --folds)")
-    ap.add_argument("--engines", nargs="+", default=["per_fold", "batched"], choices=["per_fold", "batched"])
+    ap.add_argument("--engines", nargs="+", default=["per_fold", "batched-vmap", "batched-loop"],
+                    choices=["per_fold", "batched-vmap", "batched-loop"],
+                    help="batched-vmap / batched-loop: engine=batched with vectorize=true / false")
+    ap.add_argument("--no-cprofile", action="store_true",
+                    help="time only (cProfile's per-call cost inflates Python-heavy paths)")
     ap.add_argument("--recipe", default=" ".join(RECIPE), help="'paper' or overrides")
     ap.add_argument("--out", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
@@ -82,7 +86,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import mefnet.experiment.train"], check=True)
     print(f"process start + imports: {time.perf_counter() - t:.1f} s")
     for engine in a.engines:
-        cfg = _absolute_paths(compose([*common, f"experiment_name=profile-{a.backbone}-{engine}"]))
+        vec = [f"++vectorize={str(engine == 'batched-vmap').lower()}"] if engine != "per_fold" else []
+        cfg = _absolute_paths(compose([*common, *vec, f"experiment_name=profile-{a.backbone}-{engine}"]))
         index = instantiate(cfg.dataset.index)
         feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
                                n_jobs=2)
@@ -90,17 +95,21 @@ def main() -> None:
         _prepare_experiment(cfg, index)
         folds = index.subjects[:a.folds if engine == "per_fold" else (a.batched_folds or a.folds)]
         pr = cProfile.Profile()
-        t = time.perf_counter()
-        pr.enable()
+        t, cpu = time.perf_counter(), time.process_time()
+        if not a.no_cprofile:
+            pr.enable()
         if engine == "per_fold":
             for s in folds:
                 run_fold(cfg, index, feats, s)
         else:
             run_batched([(cfg, s) for s in folds], index, feats)
         pr.disable()
-        wall = time.perf_counter() - t
-        print(f"\n{engine}: {len(folds)} folds of {a.backbone}, {wall:.1f} s ({wall / len(folds):.2f} s a fold); "
-              f"load average {load_average()}\n")
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(f"\n{engine}: {len(folds)} folds of {a.backbone}, wall {wall:.1f} s, CPU {cpu:.1f} s "
+              f"({cpu / len(folds):.2f} CPU s a fold){' under cProfile' if not a.no_cprofile else ''}; "
+              f"load average {load_average()}\n", flush=True)
+        if a.no_cprofile:
+            continue
         print("| row | time | share |\n|---|---:|---:|")
         for name, v in breakdown(pr, wall):
             print(f"| {name} | {v:.1f} s | {100 * v / wall:.0f}% |")

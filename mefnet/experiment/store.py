@@ -460,6 +460,7 @@ EXECUTION_KEYS = (
     "fold",
     "n_jobs",
     "engine",
+    "vectorize",
     "threads_per_fold",
     "logger",
     "hydra",

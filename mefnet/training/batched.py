@@ -170,6 +170,9 @@ class BatchedMERModule(L.LightningModule):
     architectures: one key per member naming its backbone configuration; members with
         the same key (and batch shape) run in one vmapped call. Default: the backbone's
         class and ``repr``.
+    vectorize: False runs the members' training steps one after another instead (each
+        member's own forward under its own random stream, summed losses, one backward):
+        the same members, data, random draws and optimizer, without ``vmap``.
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class BatchedMERModule(L.LightningModule):
         optimizer,
         scheduler=None,
         architectures: Sequence[str] | None = None,
+        vectorize: bool = True,
     ) -> None:
         super().__init__()
         if not (len(members) == len(names) == len(epochs) == len(rng_states) == len(seeds)) or not members:
@@ -199,6 +203,7 @@ class BatchedMERModule(L.LightningModule):
         if len(architectures) != len(members):
             raise ValueError("batched fit: one architecture key per member")
         self.architectures = list(architectures)
+        self.vectorize = bool(vectorize)
         self.__dict__["_templates"] = {}  # architecture -> _Template (not submodules: no parameters of their own)
         self.stepped: list[int] = []  # the members that took a training step in the last batch
         self.vmapped_calls = 0  # vmapped forward calls so far (what the tests check the engine did)
@@ -235,6 +240,8 @@ class BatchedMERModule(L.LightningModule):
         return self._templates[key]
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        if not self.vectorize:
+            return self._looped_step(batch)
         # 1. Each member's augmentation and dropout masks, from its own stream, in the
         #    order a fit of its own draws them; members grouped by architecture and shape.
         groups: dict[tuple, list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]]] = {}
@@ -273,6 +280,24 @@ class BatchedMERModule(L.LightningModule):
                 self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
                 self._loss_n[k] += len(y)
                 total = loss if total is None else total + loss
+        return total
+
+    def _looped_step(self, batch) -> torch.Tensor | None:
+        total = None
+        self.stepped = []
+        for k, b in enumerate(batch):
+            if b is None or not self.active(k):
+                continue
+            x, y = b
+            member = self.members[k]
+            with self.member_rng(k):
+                if member.augment is not None:
+                    x = member.augment(x)
+                loss = member.loss_fn(member(x), y)
+            self.stepped.append(k)
+            self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
+            self._loss_n[k] += len(y)
+            total = loss if total is None else total + loss
         return total
 
     def on_train_epoch_end(self) -> None:
