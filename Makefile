@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install test test-slow test-all lint reproduce-table clean
+.PHONY: install test test-slow test-all lint reproduce-table check-readme clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The synthetic set on fresh folders (about 13 min on 2 cores), then every synthetic figure
+# the README quotes compared with the written table (part of test-slow, hence of CI).
+# After `make reproduce-table` on the synthetic set, the comparison alone:
+#   .venv/bin/python -m mefnet.report.readme_figures README.md outputs/reproduce/synthetic
+check-readme: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_reproduce_slow.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mefnet tests benchmarks

@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mefnet.models import MODELS
+from mefnet.models import MODEL_FILE_BACKBONES
+
+MODELS = {cls.model_name: cls for cls in MODEL_FILE_BACKBONES}
 
 NUM_CLASSES = 3
 

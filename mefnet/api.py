@@ -13,8 +13,9 @@
 The overrides are exactly those of ``mefnet-train`` (``dataset=casme2``,
 ``selection=inner_val``, ``paths.output_dir=...``), and :meth:`Experiment.run` goes through
 the same code as ``mefnet-train``, so results, folders and resumption are the same.
-``Experiment.from_config(cfg)`` takes an already composed config, and
-``Experiment.open(path)`` reads a finished run without training.
+``Experiment.from_config(cfg)`` takes an already composed config,
+``Experiment.open(path)`` reads a finished run without training, and
+``exp.train_final()`` trains the deployment model on every subject (``fold=none``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,21 @@ class Experiment:
             raise ValueError(f"Experiment.run() runs every fold; fold={self.config.fold} is for mefnet-train")
         run(self.config)
         return Result.read(self.dir)
+
+    def train_final(self) -> Path:
+        """Train the final model on every subject (``mefnet-train ... fold=none``, see
+        :mod:`mefnet.experiment.final`) and return its file, ``<dir>/final/model.pt``.
+        A folder given to ``mefnet-predict`` (or :class:`mefnet.inference.predict.Predictor`)
+        then uses it by default. Left untouched when it exists."""
+        from omegaconf import OmegaConf
+
+        from mefnet.experiment.train import run
+
+        _setup_logging()
+        cfg = self.config.copy()
+        OmegaConf.update(cfg, "fold", "none")
+        run(cfg)
+        return self.dir / "final" / "model.pt"
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r}, dir={str(self.dir)!r})"

@@ -20,6 +20,25 @@ def expected_errors() -> tuple[type[BaseException], ...]:
             IncompleteExperimentError, ReportError, HydraException, OmegaConfBaseException)
 
 
+# Config options that existed once, and why they are gone (added to Hydra's "Could not
+# find" message when a command line still asks for one).
+RETIRED_OPTIONS = {
+    "trainer/ddp": (
+        "trainer=ddp is no longer offered: mefnet trains and predicts each fold in one process on one "
+        "device (under DDP trainer.predict returns only one process's shard of the test clips). Run folds "
+        "in parallel instead: n_jobs=N (fold=all) or mefnet-train -m fold=each hydra/launcher=joblib"
+    ),
+}
+
+
+def retired_hint(text: str) -> str:
+    """``text`` with the reason appended when it is Hydra's error for a retired option."""
+    for option, why in RETIRED_OPTIONS.items():
+        if f"Could not find '{option}'" in text:
+            return f"{text}\n{why}"
+    return text
+
+
 def cli(prog: str, entry, argv_debug: bool = True) -> None:
     """Run ``entry()`` as the command ``prog``: an expected error becomes ``prog: message``
     on stderr and exit status 1, without a traceback; ``HYDRA_FULL_ERROR=1`` (or ``--debug``
@@ -41,6 +60,7 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = str(e).strip() or type(e).__name__
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
+        text = retired_hint(text)
         how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
         sys.exit(f"{prog}: {text}\n({how} shows the traceback)")
     finally:

@@ -35,7 +35,7 @@ def test_pooled_scores_match_the_hand_computed_example():
 
 def test_averaging_per_fold_would_give_another_number():
     # Fold 1 alone has no AU12 positive: its own macro F1 covers AU1 and AU4 only. The
-    # pooled figure is not the mean of the folds' figures (PROTOCOL.md pools).
+    # pooled figure is not the mean of the folds' figures (docs/protocol.md pools).
     f1 = au_scores(FOLD1_TRUE, FOLD1_PRED, NAMES)
     f2 = au_scores(FOLD2_TRUE, FOLD2_PRED, NAMES)
     pooled = au_scores(FOLD1_TRUE + FOLD2_TRUE, FOLD1_PRED + FOLD2_PRED, NAMES)

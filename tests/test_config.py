@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 
 from mefnet.config import CONFIG_DIR, compose
 
-GROUPS = ("dataset", "backbone", "loss", "trainer", "logger", "callbacks", "paths", "experiment")
+GROUPS = ("dataset", "backbone", "loss", "trainer", "logger", "callbacks", "paths", "experiment", "optimizer",
+          "scheduler", "debug")
 
 
 def _options(group: str) -> list[str]:
@@ -31,7 +32,8 @@ def test_default_config_is_synthetic_ststnet_cross_entropy_on_cpu():
     assert cfg.selection == "fixed_epochs"
 
 
-@pytest.mark.parametrize("group", ["dataset", "backbone", "loss", "trainer", "logger", "experiment"])
+@pytest.mark.parametrize("group", ["dataset", "backbone", "loss", "trainer", "logger", "experiment",
+                                   "optimizer", "scheduler", "debug"])
 def test_every_option_of_every_group_composes(group):
     for option in _options(group):
         cfg = compose([f"{group}={option}"])
@@ -50,7 +52,7 @@ def test_wandb_logger_is_offline_by_default():
     assert cfg.logger.wandb.offline is True
 
 
-def test_gpu_and_ddp_trainers_exist_but_cpu_is_the_default():
+def test_a_gpu_trainer_exists_but_cpu_is_the_default():
+    """(No ddp: multi-process training is not offered, tests/test_config_groups.py.)"""
+    assert compose().trainer.accelerator == "cpu"
     assert compose(["trainer=gpu"]).trainer.accelerator == "gpu"
-    ddp = compose(["trainer=ddp"]).trainer
-    assert ddp.strategy == "ddp" and ddp.accelerator == "gpu"

@@ -18,9 +18,11 @@ from mefnet.inference.export import (
     main,
     read_metadata,
 )
-from mefnet.models import MODELS
+from mefnet.models import MODEL_FILE_BACKBONES
 from mefnet.preprocessing.features import build_features
 from tests.helpers import trained_am3f
+
+MODELS = {cls.model_name: cls for cls in MODEL_FILE_BACKBONES}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from mefnet.models import MODELS, AM3FFlowNet, build_model
+from mefnet.models import MODEL_FILE_BACKBONES, AM3FFlowNet, model_file_backbone
+
+# Every backbone mefnet ships, by the name its config file has.
+MODELS = {cls.model_name: cls for cls in MODEL_FILE_BACKBONES}
 
 BACKBONE_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 NUM_CLASSES = 3
@@ -29,7 +32,7 @@ def _seeded(cls: type[nn.Module], **kwargs: object) -> nn.Module:
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("size", [28, 64, 128])
 def test_every_backbone_gives_one_logit_per_class_at_any_size_and_batch(name: str, size: int):
-    model = build_model(name, num_classes=NUM_CLASSES, in_channels=3, input_size=size)
+    model = MODELS[name](num_classes=NUM_CLASSES, in_channels=3, input_size=size)
     for train in (True, False):
         model.train(train)
         for batch in (1, 4):
@@ -46,7 +49,10 @@ def test_same_seed_gives_identical_outputs(name: str):
     assert torch.equal(first, second)
 
 
-def test_every_registered_backbone_has_a_config_and_builds_from_it():
+def test_every_backbone_config_builds_and_its_model_files_are_loadable():
+    """Each conf/backbone/*.yaml builds its model, and its class is on the allow-list of
+    what a model.pt may rebuild (so the runs it trains leave loadable model files); every
+    allowed class has a config whose file name is its model_name."""
     targets = {}
     for path in sorted(BACKBONE_CONFIGS.glob("*.yaml")):
         cfg = OmegaConf.create({"preprocessing": {"size": 28}, "backbone": OmegaConf.load(path)})
@@ -54,7 +60,9 @@ def test_every_registered_backbone_has_a_config_and_builds_from_it():
         assert model(_input(2, 28)).shape == (2, NUM_CLASSES)
         assert model.input_size == 28
         targets[path.stem] = type(model)
-    assert targets == {name: cls for name, cls in MODELS.items()}
+    assert targets == MODELS
+    for cls in targets.values():
+        assert model_file_backbone(f"{cls.__module__}.{cls.__name__}") is cls
 
 
 def test_backbone_config_follows_preprocessing_size():
@@ -201,7 +209,7 @@ def test_every_parameter_gets_a_gradient(name: str, kwargs: dict):
     """A parameter without a gradient never trains: a wiring mistake (a branch left out of
     the graph, a module built but not called) that the output shape cannot show."""
     torch.manual_seed(0)
-    model = build_model(name, num_classes=NUM_CLASSES, in_channels=3, input_size=28, **kwargs).train()
+    model = MODELS[name](num_classes=NUM_CLASSES, in_channels=3, input_size=28, **kwargs).train()
     logits = model(_input(4, 28))
     nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(

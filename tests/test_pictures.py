@@ -24,9 +24,11 @@ from mefnet.inference.pictures import (
     main,
 )
 from mefnet.inference.predict import Predictor
-from mefnet.models import MODELS, build_model
+from mefnet.models import MODEL_FILE_BACKBONES
 from mefnet.preprocessing.features import build_features
 from tests.helpers import trained_am3f
+
+MODELS = {cls.model_name: cls for cls in MODEL_FILE_BACKBONES}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def test_flow_colours_code_direction_as_hue_and_speed_as_saturation():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_explain_leaves_the_model_alone_and_gives_bounded_maps(name):
     torch.manual_seed(0)
-    model = build_model(name, num_classes=3, in_channels=3, input_size=28).eval()
+    model = MODELS[name](num_classes=3, in_channels=3, input_size=28).eval()
     maps = torch.rand(6, 3, 28, 28, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = model(maps)
@@ -108,7 +110,7 @@ def test_grad_cam_lights_up_where_the_class_evidence_is():
     the receptive field of one bright patch carries evidence for a class whose logit sums
     every feature: Grad-CAM must be high there and zero far from it."""
     torch.manual_seed(0)
-    model = build_model("am3f", num_classes=3, in_channels=3, input_size=28, mofrw="off").eval()
+    model = MODELS["am3f"](num_classes=3, in_channels=3, input_size=28, mofrw="off").eval()
     with torch.no_grad():
         model.classifier.weight[0] = 1.0
     maps = torch.zeros(1, 3, 28, 28)
@@ -195,6 +197,7 @@ def test_dataset_pictures_of_an_experiment(experiment, tmp_path):
     assert record["models"] == 6 and record["clips"] == 60 and record["clips_used"].startswith("held-out")
     assert set(record["stream_weights"]) == {"negative", "positive", "surprise"}
     assert all(v > 0 for v in record["attention_between_class_spread"].values())
+    assert record["face_underlay"] is True  # synthetic clips have frames: the mean apex face is drawn
     classes = _png(out / "class_attention.png")
     bars = _png(out / "stream_weights.png")
     assert classes.shape[0] > 3 * 150 and classes.std() > 10 and bars.std() > 10
@@ -273,10 +276,41 @@ def test_flow_figure_shows_the_face_a_direction_legend_and_a_fitting_title():
     # The moving patch is red (flow to the right), the still face stays grey.
     red = (image[..., 0].astype(int) - image[..., 1] > 80) & (image[..., 0].astype(int) - image[..., 2] > 80)
     assert red.sum() > 2000
-    assert {"right", "up"} <= set(_texts_fit(figure_flow_wheel()))
+    wheel = _texts_fit(figure_flow_wheel())
+    assert {"right", "up", "down", "left"} <= set(wheel) and any(t.startswith("flow colour: hue = direction") for t in wheel)
     cam = np.zeros((64, 64), np.float32)
     cam[10:20, 10:20] = 1
     assert "Grad-CAM: surprise (p=0.91)" in _texts_fit(figure_gradcam(face, cam, "Grad-CAM: surprise (p=0.91)"))
+
+
+def _summary(branches: list[str], with_face: bool):
+    from mefnet.inference.explain import ClassSummary
+
+    rng = np.random.default_rng(0)
+    face = np.tile(np.linspace(40, 220, 112, dtype=np.uint8), (112, 1)) if with_face else None
+    return ClassSummary(class_names=["negative", "positive", "surprise"], counts=[10, 5, 3],
+                        attention={b: rng.random((3, 28, 28)) for b in branches}, cam=rng.random((3, 28, 28)),
+                        face=face)
+
+
+@pytest.mark.parametrize("branches", [["u", "v", "strain"], []], ids=["am3f", "ststnet-grad-cam-only"])
+def test_class_attention_draws_the_face_under_perceptual_maps_with_titles_that_fit(branches):
+    from matplotlib.image import AxesImage
+
+    from mefnet.inference.pictures import figure_class_attention
+
+    fig = figure_class_attention(_summary(branches, with_face=True))
+    texts = _texts_fit(fig)  # nothing clipped, also with one column
+    assert "Per-class means (true class) over the mean apex face" in [" ".join(t.split()) for t in texts]
+    assert "negative (n=10)\nGrad-CAM" in texts and "surprise (n=3)\nGrad-CAM" in texts
+    assert all(f"positive (n=5)\n{b}" in texts for b in branches)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 3 * (len(branches) + 1)
+    for ax in panels:
+        layers = [im.get_cmap().name for im in ax.findobj(AxesImage)]
+        assert layers[0] == "gray" and layers[1] in {"viridis", "magma"}, layers
+    bare = figure_class_attention(_summary(branches, with_face=False))
+    assert "Per-class means (true class) over the network input" in [" ".join(t.split()) for t in _texts_fit(bare)]
 
 
 def test_heat_maps_use_a_perceptual_colour_map():

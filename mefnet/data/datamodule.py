@@ -1,16 +1,28 @@
 """The LightningDataModule every dataset goes through.
 
-A dataset is a clip index (from any adapter) plus preprocessing settings. The module
-computes every clip's input maps once into the flow cache (``prepare_data``), keeps
-them as one in-memory tensor (small datasets fit easily: 442 clips at 3x28x28 are
-4 MB) and splits them by subject for the fold being run: the test subject's clips go
-to the predict loader only and are never seen during training.
+A dataset is a clip index (from any adapter) plus preprocessing settings. Each
+``conf/dataset/*.yaml`` instantiates this module (``_target_``), with the dataset's
+clip index inside (``index``, built on first use) and its name and face-crop default;
+the runner completes it with the preprocessing, the fold and the loader settings::
+
+    dm = instantiate(cfg.dataset, preprocessing=cfg.preprocessing,
+                     cache_dir=cfg.preprocessing.cache_dir, fold="sub01")
+    trainer.fit(model, datamodule=dm)
+    trainer.predict(model, datamodule=dm)
+
+The module computes every clip's input maps once into the flow cache
+(``prepare_data``), keeps them as one in-memory tensor (small datasets fit easily: 442
+clips at 3x28x28 are 4 MB) and splits them by subject for the fold being run: the test
+subject's clips go to the predict loader only and are never seen during training. The
+LOSO runner builds the index and the maps once per run and hands them to the module of
+every fold (``index=``, ``features=``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -28,9 +40,12 @@ class MERDataModule(L.LightningDataModule):
     """Leave-one-subject-out folds over a clip index.
 
     Args:
-        index: the clip index, or a zero-argument callable that builds it (so the
-            dataset's files are only read when the module is used).
-        preprocessing: how input maps are made (also their cache key).
+        index: the clip index; or a zero-argument callable, or a Hydra config with a
+            ``_target_`` (``dataset.index``), that builds it when the module first needs
+            it (so the dataset's files are only read when the module is used).
+        preprocessing: how input maps are made (also their cache key): a
+            :class:`~mefnet.preprocessing.features.Preprocessing`, or the ``preprocessing``
+            config node.
         cache_dir: where the flow cache lives.
         fold: the test subject (``dataset/subject`` or an unambiguous ``subject``).
         features: precomputed maps for ``index`` (the LOSO runner computes them once
@@ -52,12 +67,21 @@ class MERDataModule(L.LightningDataModule):
         order: the training clips' order: ``index`` (the clip index's order) or
             ``class`` (grouped by class, 0 first, index order inside a class: class
             folders read one after the other, as STSTNet's published script does).
+        name: the dataset's name (``dataset.name``: experiment names, tables).
+        face: the dataset's face-crop default (``dataset.face``, which
+            ``preprocessing.face`` reads; the ``preprocessing`` given decides).
+        datasets: the parts of a composite dataset (``dataset.datasets``, which its
+            index's loader combines); None for a single dataset.
+
+    The fold's clip indices (:attr:`train_idx`, :attr:`val_idx`, :attr:`test_idx`) are
+    known from the index alone, before :meth:`setup`; the loaders' datasets are made by
+    :meth:`setup`, which Lightning calls in ``trainer.fit`` / ``trainer.predict``.
     """
 
     def __init__(
         self,
-        index: ClipIndex | Callable[[], ClipIndex],
-        preprocessing: Preprocessing,
+        index: ClipIndex | Callable[[], ClipIndex] | Mapping,
+        preprocessing: Preprocessing | Mapping,
         cache_dir: str | Path,
         fold: str,
         features: torch.Tensor | None = None,
@@ -70,10 +94,20 @@ class MERDataModule(L.LightningDataModule):
         targets: torch.Tensor | None = None,
         shuffle: bool = True,
         order: str = "index",
+        name: str | None = None,
+        face: Any = None,
+        datasets: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(index, Mapping):
+            index = _builder(index)
         self._index_source = index
         self._index: ClipIndex | None = index if isinstance(index, ClipIndex) else None
+        if not isinstance(preprocessing, Preprocessing):
+            preprocessing = Preprocessing.from_config(preprocessing)
+        self.name = None if name is None else str(name)
+        self.face = face
+        self.datasets = None if datasets is None else [str(d) for d in datasets]
         self.preprocessing = preprocessing
         self.cache_dir = str(cache_dir)
         self.fold = fold
@@ -89,9 +123,7 @@ class MERDataModule(L.LightningDataModule):
             raise ValueError(f"data.order: '{order}' is not one of {', '.join(TRAIN_ORDERS)}")
         self.shuffle = bool(shuffle)
         self.order = order
-        self.train_idx: list[int] = []
-        self.val_idx: list[int] = []
-        self.test_idx: list[int] = []
+        self._fold_indices: tuple[list[int], list[int], list[int]] | None = None
 
     @property
     def index(self) -> ClipIndex:
@@ -116,36 +148,61 @@ class MERDataModule(L.LightningDataModule):
         if self.features is None:
             build_features(self.index, self.preprocessing, self.cache_dir, n_jobs=self.n_jobs)
 
+    def _split(self) -> tuple[list[int], list[int], list[int]]:
+        """(train, val, test) clip indices of the fold, computed once from the index."""
+        if self._fold_indices is None:
+            if self.split is not None:
+                train_idx, test_idx = (list(part) for part in self.split)
+            else:
+                train_idx, test_idx = self.index.fold_indices(self.fold)
+            val_idx: list[int] = []
+            if self.val_subjects:
+                val = {self.index.resolve_subject(s) for s in self.val_subjects}
+                tested = {self.index[i].subject_key for i in test_idx} & val
+                if tested:
+                    raise ValueError(f"the test subject(s) {sorted(tested)} cannot be validation subjects")
+                val_idx = [i for i in train_idx if self.index[i].subject_key in val]
+                train_idx = [i for i in train_idx if self.index[i].subject_key not in val]
+            if self.order == "class":
+                train_idx = sorted(train_idx, key=lambda i: (self.index[i].label, i))
+            self._fold_indices = (train_idx, val_idx, test_idx)
+        return self._fold_indices
+
+    @property
+    def train_idx(self) -> list[int]:
+        """The training clips of the fold (index positions, in training order)."""
+        return self._split()[0]
+
+    @property
+    def val_idx(self) -> list[int]:
+        """The inner-validation clips (training subjects held out; empty without ``val_subjects``)."""
+        return self._split()[1]
+
+    @property
+    def test_idx(self) -> list[int]:
+        """The test clips of the fold, in the order they are predicted."""
+        return self._split()[2]
+
     def setup(self, stage: str | None = None) -> None:
+        """Make the loaders' datasets (Lightning calls it in ``fit`` and ``predict``; it
+        gives the same datasets every time)."""
         if self.features is None:
             self.features = build_features(self.index, self.preprocessing, self.cache_dir, n_jobs=self.n_jobs)
         if len(self.features) != len(self.index):
             raise ValueError(f"{len(self.features)} feature maps for {len(self.index)} clips")
-        if self.split is not None:
-            self.train_idx, self.test_idx = (list(part) for part in self.split)
-        else:
-            self.train_idx, self.test_idx = self.index.fold_indices(self.fold)
-        if self.val_subjects:
-            val = {self.index.resolve_subject(s) for s in self.val_subjects}
-            tested = {self.index[i].subject_key for i in self.test_idx} & val
-            if tested:
-                raise ValueError(f"the test subject(s) {sorted(tested)} cannot be validation subjects")
-            self.val_idx = [i for i in self.train_idx if self.index[i].subject_key in val]
-            self.train_idx = [i for i in self.train_idx if self.index[i].subject_key not in val]
-        if self.order == "class":
-            self.train_idx = sorted(self.train_idx, key=lambda i: (self.index[i].label, i))
+        train_idx, val_idx, test_idx = self._split()
         labels = (self.targets if self.targets is not None
                   else torch.tensor([c.label for c in self.index], dtype=torch.long))
         if len(labels) != len(self.index):
             raise ValueError(f"{len(labels)} targets for {len(self.index)} clips")
-        train_y = labels[self.train_idx]
+        train_y = labels[train_idx]
         if self.shuffle_train_labels:
             rng = np.random.default_rng(self.seed)
             train_y = train_y[torch.from_numpy(rng.permutation(len(train_y)))]
-        self.train_set = TensorDataset(self.features[self.train_idx], train_y)
-        self.val_set = TensorDataset(self.features[self.val_idx], labels[self.val_idx])
+        self.train_set = TensorDataset(self.features[train_idx], train_y)
+        self.val_set = TensorDataset(self.features[val_idx], labels[val_idx])
         # The test subject's labels stay out of every loader: prediction needs none.
-        self.test_set = TensorDataset(self.features[self.test_idx])
+        self.test_set = TensorDataset(self.features[test_idx])
 
     def train_class_counts(self) -> list[int]:
         """Clips per class in the training fold (what prior-aware losses may use)."""
@@ -165,6 +222,20 @@ class MERDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=max(self.batch_size, 1), shuffle=False,
                           generator=_unused_generator())
+
+
+def _builder(config: Mapping) -> Callable[[], ClipIndex]:
+    """The clip index's Hydra config as a zero-argument builder (read on first use)."""
+    if "_target_" not in config:
+        raise ValueError("dataset.index: the clip index config has no _target_ (the adapter that "
+                         "loads the dataset, e.g. mefnet.datasets.casme2.load_casme2)")
+
+    def build() -> ClipIndex:
+        from hydra.utils import instantiate
+
+        return instantiate(config)
+
+    return build
 
 
 def _unused_generator() -> torch.Generator:

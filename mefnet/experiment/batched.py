@@ -60,7 +60,7 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
         )
     if "ddp" in str(first.trainer.get("strategy", "")):
         raise ValueError("engine=batched runs all members in one process on one device; use trainer=cpu or "
-                         "trainer=gpu (or engine=per_fold with trainer=ddp)")
+                         "trainer=gpu")
     if first.trainer.get("gradient_clip_val"):
         raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
 

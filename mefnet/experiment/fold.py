@@ -40,8 +40,10 @@ from mefnet.preprocessing.features import Preprocessing
 from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
+from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.utils.quiet import quiet
 
 log = logging.getLogger("mefnet")
 
@@ -50,6 +52,7 @@ _ORDER_FREE = ("STSTNet", "SmallResNet")
 
 
 def _quiet_lightning() -> None:
+    quiet()  # OpenCV, Lightning's resume warning, loky, the joblib launcher (mefnet.utils.quiet)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -179,7 +182,9 @@ def _fit(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, subjec
     module = build_module(cfg, index, dm, task)
     loggers = _instantiate_loggers(cfg, out, subject_key, log_name)
     every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
-    trainer = build_trainer(cfg, out, max_epochs, [FiniteCheck(subject_key)] + ([] if tracker is None else [tracker]),
+    heartbeat = Heartbeat(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
+    trainer = build_trainer(cfg, out, max_epochs,
+                            [FiniteCheck(subject_key), heartbeat] + ([] if tracker is None else [tracker]),
                             loggers, every)
     trainer.fit(module, datamodule=dm)
     return module, trainer
@@ -199,17 +204,25 @@ def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = N
 
 def _datamodule(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str,
                 val_subjects: list[str] | None = None, task: TaskRunner | None = None) -> MERDataModule:
+    """The fold's LightningDataModule, instantiated from ``cfg.dataset`` (its ``_target_``)
+    and completed with this run's clip index and input maps (built once per run, shared by
+    every fold), the fold, the protocol's split, the task's targets and the loader settings.
+    Lightning sets it up in ``trainer.fit`` / ``trainer.predict``."""
+    if "_target_" not in cfg.dataset:
+        raise ValueError("dataset: the config has no _target_ (the LightningDataModule to build); add "
+                         "`_target_: mefnet.data.datamodule.MERDataModule` and `_recursive_: false` "
+                         "as in conf/dataset/*.yaml")
     split = split_of(cfg)
-    dm = MERDataModule(
-        index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, fold=subject_key,
-        features=features, batch_size=int(cfg.data.batch_size),
+    build = instantiate(cfg.dataset, _partial_=True)
+    return build(
+        index=index, features=features, preprocessing=Preprocessing.from_config(cfg.preprocessing),
+        cache_dir=cfg.preprocessing.cache_dir, fold=subject_key, batch_size=int(cfg.data.batch_size),
         shuffle_train_labels=bool(cfg.shuffle_train_labels), seed=int(cfg.seed), val_subjects=val_subjects,
         split=None if split.name == "loso" else split.indices(index, subject_key),
         targets=(task or task_runner(cfg, index)).targets(),
         shuffle=bool(cfg.data.get("shuffle", True)), order=str(cfg.data.get("order", "index")),
+        n_jobs=int(cfg.preprocessing.n_jobs),
     )
-    dm.setup("fit")
-    return dm
 
 
 def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict:
@@ -252,7 +265,13 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
         module, trainer = _fit(cfg, index, dm, out, subject_key, max_epochs, task=task)
     # The one and only look at the test subject.
     check_finite_weights(module, f"fold {subject_key}, the trained model")
-    probs = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader())).float()
+    probs = torch.cat(trainer.predict(module, datamodule=dm)).float()
+    if len(probs) != len(dm.test_idx):  # e.g. fast_dev_run / limit_predict_batches: one batch only
+        raise ValueError(
+            f"fold {subject_key}: {len(probs)} predictions for {len(dm.test_idx)} test clips; the trainer "
+            "predicted only part of the test fold (trainer.fast_dev_run or trainer.limit_predict_batches "
+            "with more test clips than data.batch_size); nothing of the fold was written"
+        )
     check_finite_probabilities(probs, f"fold {subject_key}")
     record = write_fold(cfg, index, out, subject_key, dm, module, probs, selection, int(trainer.current_epoch),
                         time.perf_counter() - start, trainer.loggers,

@@ -473,6 +473,14 @@ EXECUTION_KEYS = (
     "preprocessing.n_jobs",
 )
 _LOCATION_KEY = re.compile(r"(^|_)(root|dir|path)$")
+# Config keys added after experiments were stored, with the value every earlier run had
+# implicitly: a key at this value is left out of the compared config (as if absent), so
+# a run stored before the key existed is still the same experiment (and keeps its
+# fingerprint); any other value is compared as usual.
+IMPLIED_KEYS = {
+    "dataset._target_": "mefnet.data.datamodule.MERDataModule",  # conf/dataset/* build the DataModule
+    "dataset._recursive_": False,
+}
 
 
 def _file_digest(path: str | Path) -> str:
@@ -522,6 +530,8 @@ def comparable_config(record: dict) -> dict:
         if any(key == k or key.startswith(k + ".") for k in EXECUTION_KEYS):
             continue
         if _LOCATION_KEY.search(key.rpartition(".")[2]):
+            continue
+        if key in IMPLIED_KEYS and value == IMPLIED_KEYS[key]:
             continue
         out[key] = value
     out["<experiment.json>.folds"] = record["folds"]

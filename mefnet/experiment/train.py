@@ -7,7 +7,8 @@ work is :func:`mefnet.experiment.fold.run_fold`.
 
 ``fold=all`` runs every subject in turn (``n_jobs`` processes; with ``engine=batched``
 the folds are trained together, :mod:`mefnet.experiment.batched`) and writes the table;
-``fold=<subject>`` runs one fold, so a Hydra multirun over ``fold`` works as well.
+``fold=<subject>`` runs one fold, so a Hydra multirun over ``fold`` works as well;
+``fold=none`` trains the final model on every subject (:mod:`mefnet.experiment.final`).
 Starting the same experiment again skips the folds that finished: nothing finished is
 recomputed or overwritten.
 """
@@ -57,6 +58,7 @@ from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.progress import duration, progress
 from mefnet.report.table import write_table
 from mefnet.tasks import load_index, task_runner
+from mefnet.utils.quiet import plural, quiet
 
 log = logging.getLogger("mefnet")
 
@@ -161,6 +163,14 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.warning("skipped clip: %s", s)
     split = split_of(cfg)
     all_folds = split.folds(index)
+    if str(cfg.fold) == "none":  # not a fold: the final model on every subject (mefnet.experiment.final)
+        from mefnet.experiment.final import run_final
+
+        exp_dir = _prepare_experiment(cfg, index, all_folds)
+        run_final(cfg, index, lambda: build_features(index, Preprocessing.from_config(cfg.preprocessing),
+                                                     cfg.preprocessing.cache_dir,
+                                                     n_jobs=int(cfg.preprocessing.n_jobs)), exp_dir)
+        return None
     folds = all_folds if str(cfg.fold) == "all" else [split.resolve(index, str(cfg.fold))]
     exp_dir = _prepare_experiment(cfg, index, all_folds)
 
@@ -247,8 +257,9 @@ def _launcher_workers() -> int:
 
 def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
     p = progress(exp_dir, workers)
-    log.info("[%s] fold %s done in %.1f s (%d test clips) | %d/%d folds, about %s left",
-             Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"], rec["n_test"],
+    log.info("[%s] fold %s done in %.1f s (%s) | %d/%d folds, about %s left",
+             Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"],
+             plural(int(rec["n_test"]), "test clip"),
              p["done"], p["total"], duration(p["eta_s"]))
 
 
@@ -280,6 +291,7 @@ def register_plugins() -> None:
 def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
+    quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
     from mefnet.cli import cli
 
     cli("mefnet-train", hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task))

@@ -76,9 +76,47 @@ def check_experiment_name(name) -> str:
     return name
 
 
+# Lightning strategies that keep training and prediction in this one process.
+_ONE_PROCESS_STRATEGIES = ("auto", "single_device")
+_PARALLEL_HINT = ("run folds in parallel instead: n_jobs=N (fold=all) or "
+                  "mefnet-train -m fold=each hydra/launcher=joblib")
+
+
+def check_one_process(cfg: DictConfig) -> None:
+    """Refuse a trainer that would train or predict a fold in several processes (DDP and
+    the like), naming the key: under such a strategy ``trainer.predict`` returns only this
+    process's shard of the test clips, and mefnet offers no multi-process training."""
+    trainer = cfg.get("trainer") or {}
+    strategy = trainer.get("strategy")
+    if strategy is not None and (not isinstance(strategy, str) or strategy not in _ONE_PROCESS_STRATEGIES):
+        shown = strategy if isinstance(strategy, str) else strategy.get("_target_", strategy)
+        raise ConfigError(
+            f"trainer.strategy: {shown!r} is not supported; mefnet trains and predicts each fold in one "
+            f"process on one device ({' or '.join(_ONE_PROCESS_STRATEGIES)}), since a multi-process "
+            f"strategy predicts only a shard of the test clips per process; {_PARALLEL_HINT}"
+        )
+    devices = trainer.get("devices")
+    if devices is not None and not (str(devices) == "1" or (_is_list(devices) and len(devices) == 1)):
+        raise ConfigError(
+            f"trainer.devices: {devices!r} is not supported; mefnet trains each fold on one device "
+            f"(devices: 1, or a list of one device id such as [0]); {_PARALLEL_HINT}"
+        )
+    nodes = trainer.get("num_nodes")
+    if nodes is not None and str(nodes) != "1":
+        raise ConfigError(f"trainer.num_nodes: {nodes!r} is not supported; mefnet trains each fold on one "
+                          f"machine (num_nodes: 1); {_PARALLEL_HINT}")
+
+
+def _is_list(value) -> bool:
+    from omegaconf import ListConfig
+
+    return isinstance(value, (list, tuple, ListConfig))
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Refuse a training config whose values cannot work, naming the key (before any work)."""
     check_experiment_name(cfg.get("experiment_name"))
+    check_one_process(cfg)
     _integer(cfg, "seed", -(2**63))
     _integer(cfg, "data.batch_size", 1)
     _number(cfg, "optimizer.lr", 0.0)

@@ -13,9 +13,10 @@ data, so :func:`load_model` reads it with ``torch.load(weights_only=True)``::
     fold            the test subject of the fold that trained it ("synthetic/sub03")
     mefnet_version  the mefnet that wrote it
 
-The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is one of
-mefnet's registered backbones (:data:`mefnet.models.MODELS`): a model file cannot make
-mefnet import or call anything else.
+The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is on
+the allow-list of backbones a model file may name
+(:data:`mefnet.models.registry.MODEL_FILE_BACKBONES`): a model file cannot make mefnet
+import or call anything else.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from mefnet.experiment.store import atomic_path
 FORMAT = "mefnet-model"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.pt"
+# The final model of a run (mefnet-train fold=none): <run>/final/model.pt.
+FINAL_DIR = "final"
 
 
 class ModelFileError(ValueError):
@@ -125,15 +128,15 @@ class LoadedModel:
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:
-    from mefnet.models import MODELS
+    from mefnet.models.registry import MODEL_FILE_BACKBONES, class_path, model_file_backbone
 
-    known = {f"{cls.__module__}.{cls.__name__}": cls for cls in MODELS.values()}
-    if target not in known:
+    cls = model_file_backbone(target)
+    if cls is None:
         raise ModelFileError(
             f"{path}: backbone '{target}' is not one of mefnet's backbones "
-            f"({', '.join(sorted(known))}); refusing to build it"
+            f"({', '.join(sorted(class_path(c) for c in MODEL_FILE_BACKBONES))}); refusing to build it"
         )
-    return known[target]
+    return cls
 
 
 def _read(path: Path) -> dict:
@@ -262,18 +265,24 @@ def run_folders(path: str | Path, seed: int | None = None) -> list[Path]:
     return [seeds[int(seed)]]
 
 
-def model_files(path: str | Path, seed: int | None = None) -> list[Path]:
-    """The model files a user means by ``path``: the file itself, every fold's model of a
-    seed folder (``<run>/folds/*/*/model.pt``, in fold order), or of every seed of an
-    experiment folder (seed order; only ``seed`` when given)."""
+def model_files(path: str | Path, seed: int | None = None, final: bool = True) -> list[Path]:
+    """The model files a user means by ``path``: the file itself; for a seed folder, its
+    final model (``<run>/final/model.pt``, trained on every subject by ``fold=none``) when
+    ``final`` and it exists, else every fold's model (``<run>/folds/*/*/model.pt``, in fold
+    order); for an experiment folder, the same for every seed (seed order; only ``seed``
+    when given), the final models only when every seed has one."""
     path = Path(path)
     if not path.is_dir():
         if seed is not None:
             raise ModelFileError(f"--seed {seed} chooses among the seeds of an experiment folder; "
                                  f"{path} is one model file")
         return [path]
+    runs = run_folders(path, seed)
+    finals = [run / FINAL_DIR / MODEL_FILE for run in runs]
+    if final and all(f.is_file() for f in finals):
+        return finals
     files: list[Path] = []
-    for run in run_folders(path, seed):
+    for run in runs:
         files += _run_model_files(run)
     return files
 
@@ -297,10 +306,10 @@ def _run_model_files(path: Path) -> list[Path]:
     return present
 
 
-def load_models(path: str | Path, seed: int | None = None) -> list[LoadedModel]:
+def load_models(path: str | Path, seed: int | None = None, final: bool = True) -> list[LoadedModel]:
     """:func:`load_model` for every file of :func:`model_files`; they must agree on the
     classes and the preprocessing (one experiment's folds and seeds always do)."""
-    models = [load_model(p) for p in model_files(path, seed)]
+    models = [load_model(p) for p in model_files(path, seed, final)]
     first = models[0]
     for m in models[1:]:
         if m.class_names != first.class_names:

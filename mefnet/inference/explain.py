@@ -178,6 +178,8 @@ class ClassSummary:
     stream_weights: np.ndarray | None = None
     """``(classes, streams)`` mean MOFRW stream weights, or None."""
     stream_weights_std: np.ndarray | None = None
+    face: np.ndarray | None = None
+    """Optional grey ``(H, W)`` uint8 face drawn under the maps (the mean cropped apex)."""
 
     def to_dict(self) -> dict:
         """Plain numbers for a JSON record (maps are summarized, not listed)."""

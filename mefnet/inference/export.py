@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", help="a model.pt, or a seed or experiment folder: its models exported as one "
                                   "ensemble whose logits are log(mean probability)")
     ap.add_argument("--seed", type=int, help="with an experiment folder: only this seed's models")
+    ap.add_argument("--folds", action="store_true",
+                    help="with a folder: export the LOSO fold models even when a final model (fold=none) exists")
     ap.add_argument("--torchscript", help="write a TorchScript file here (e.g. model.torchscript.pt)")
     ap.add_argument("--onnx", help="write an ONNX file here (e.g. model.onnx); needs mefnet[onnx]")
     ap.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.torchscript and not a.onnx:
         ap.error("give --torchscript PATH and/or --onnx PATH")
     try:
-        loaded = ensemble(load_models(a.model, a.seed), a.model)
+        loaded = ensemble(load_models(a.model, a.seed, final=not a.folds), a.model)
         if len(loaded.extra.get("members", [])) > 1:
             print(f"exporting an ensemble of {len(loaded.extra['members'])} models from {a.model}")
         if a.onnx and onnx_available():

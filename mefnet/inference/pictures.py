@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -54,6 +55,7 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
+from mefnet.utils.quiet import plural
 
 DPI = 100
 
@@ -202,12 +204,13 @@ def figure_flow_wheel() -> Figure:
     return fig
 
 
-def _overlay(ax, face: np.ndarray, heat: np.ndarray, title: str, vmin: float = 0.0, vmax: float = 1.0):
+def _overlay(ax, face: np.ndarray, heat: np.ndarray, title: str, vmin: float = 0.0, vmax: float = 1.0,
+             cmap: str = HEAT, fontsize: float = 9):
     h, w = face.shape[:2]
     ax.imshow(_grey(face), cmap="gray", extent=(0, w, h, 0))
-    im = ax.imshow(heat, cmap=HEAT, alpha=0.55, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
+    im = ax.imshow(heat, cmap=cmap, alpha=0.55, vmin=vmin, vmax=vmax, extent=(0, w, h, 0),
                    interpolation="bilinear")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
     ax.axis("off")
     return im
 
@@ -257,28 +260,38 @@ def figure_gradcam(apex: np.ndarray, cam: np.ndarray, title: str) -> Figure:
 
 
 def figure_class_attention(summary: ClassSummary) -> Figure:
-    """Rows: classes; columns: mean attention per branch (one colour scale, min..max), then
-    the mean Grad-CAM (0..1)."""
+    """Rows: classes; columns: mean attention per branch (one colour scale, min..max, viridis),
+    then the mean Grad-CAM (0..1, magma), each over the mean cropped apex face of the clips
+    explained (``summary.face``; the bare maps when there is none, e.g. flow-folder data).
+    A narrow figure (STSTNet: the Grad-CAM column only) breaks its title over two lines, so
+    every title fits."""
     branches = list(summary.attention)
     columns = [*branches, "Grad-CAM"]
     rows = [i for i, n in enumerate(summary.counts) if n > 0]
-    fig = Figure(figsize=(2.3 * len(columns) + 1.6, 2.3 * len(rows) + 0.5), layout="constrained")
+    face = getattr(summary, "face", None)
+    fig = Figure(figsize=(2.3 * len(columns) + 1.8, 2.3 * len(rows) + 0.9), layout="constrained")
     axes = fig.subplots(len(rows), len(columns), squeeze=False)
     vmin, vmax = _range(summary.attention[b][k] for b in branches for k in rows) if branches else (0, 1)
     im_att = im_cam = None
     for r, k in enumerate(rows):
         for c, col in enumerate(columns):
             ax = axes[r, c]
-            if col == "Grad-CAM":
-                im_cam = ax.imshow(summary.cam[k], cmap=HEAT, vmin=0, vmax=1)
+            title = f"{summary.class_names[k]} (n={summary.counts[k]})\n{col}"
+            cam = col == "Grad-CAM"
+            heat = summary.cam[k] if cam else summary.attention[col][k]
+            lo, hi, cmap = (0.0, 1.0, HEAT) if cam else (vmin, vmax, MAPS)
+            if face is not None:
+                im = _overlay(ax, face, heat, title, lo, hi, cmap=cmap, fontsize=8)
             else:
-                im_att = ax.imshow(summary.attention[col][k], cmap=MAPS, vmin=vmin, vmax=vmax)
-            ax.set_title(f"{summary.class_names[k]} (n={summary.counts[k]}): {col}", fontsize=8)
-            ax.axis("off")
+                im = ax.imshow(heat, cmap=cmap, vmin=lo, vmax=hi)
+                ax.set_title(title, fontsize=8)
+                ax.axis("off")
+            im_att, im_cam = (im_att, im) if cam else (im, im_cam)
     if im_att is not None:
         fig.colorbar(im_att, ax=axes[:, :-1], fraction=0.03, label="mean attention")
     fig.colorbar(im_cam, ax=axes[:, -1], fraction=0.08, label="mean Grad-CAM")
-    fig.suptitle("Per-class means (true class) over the network input")
+    over = "over the mean apex face" if face is not None else "over the network input"
+    fig.suptitle(f"Per-class means (true class){' ' if len(columns) > 2 else chr(10)}{over}", fontsize=10)
     return fig
 
 
@@ -387,6 +400,34 @@ def _dataset_index(config: dict):
     return instantiate(spec)
 
 
+def mean_face(index, rows: list[int], prep, size: int = 112, max_clips: int = 32) -> np.ndarray | None:
+    """The mean grey apex face of up to ``max_clips`` of the clips ``rows`` (evenly spread),
+    cropped as in training and resized to ``size`` x ``size``: the underlay of the per-class
+    pictures. None for clips without frames (flow folders) or when no frame can be read."""
+    from mefnet.datasets.clip_index import DatasetError
+    from mefnet.preprocessing.features import clip_inputs, read_image
+
+    chosen = sorted(set(rows))
+    if len(chosen) > max_clips:
+        chosen = [chosen[int(k)] for k in np.linspace(0, len(chosen) - 1, max_clips)]
+    total, n = np.zeros((size, size), np.float64), 0
+    for i in chosen:
+        clip = index[i]
+        if clip.flow_path:
+            return None
+        try:
+            files = clip_inputs(clip)
+            onset, apex = read_image(files[0]), read_image(files[1])
+            cropper = prep.face_cropper(clip.dataset)
+            if cropper is not None:
+                onset, apex = cropper.crop_pair(onset, apex, clip.clip_key)
+        except (DatasetError, OSError):
+            continue
+        total += cv2.resize(_grey(apex), (size, size), interpolation=cv2.INTER_AREA)
+        n += 1
+    return (total / n).astype(np.uint8) if n else None
+
+
 def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False,
                     seed: int | None = None) -> tuple[ClassSummary, dict]:
     """Per-class means over the clips each model did not train on.
@@ -398,7 +439,8 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
     """
     from mefnet.preprocessing.features import build_features
 
-    models = [load_model(p) for p in model_files(model_path, seed)]
+    # The fold models, never the final one: each explains only the subject it never saw.
+    models = [load_model(p) for p in model_files(model_path, seed, final=False)]
     config = models[0].config
     index = _dataset_index(config)
     prep = models[0].preprocessing()
@@ -407,6 +449,7 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
     labels = torch.tensor([c.label for c in index], dtype=torch.long)
     acc = ClassAccumulator(list(index.class_names))
     used = 0
+    explained: list[int] = []
     for m in models:
         if all_clips:
             rows = list(range(len(index)))
@@ -416,9 +459,12 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
             rows = index.fold_indices(m.fold)[1]
         acc.add(m.model, features[rows], labels[rows])
         used += len(rows)
-    info = {"models": len(models), "clips": used,
+        explained += rows
+    summary = acc.summary()
+    summary.face = mean_face(index, explained, prep)
+    info = {"models": len(models), "clips": used, "face_underlay": summary.face is not None,
             "clips_used": "all clips (training clips included)" if all_clips else "held-out test clips of each fold"}
-    return acc.summary(), info
+    return summary, info
 
 
 # ------------------------------------------------------------------------ wandb
@@ -480,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     if not wants_clips and not a.dataset:
         ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
     out = Path(a.out)
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"mefnet-pictures: {line}", file=sys.stderr, flush=True)
+
     try:
         if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
             raise FileExistsError(f"{out} already holds pictures; choose another --out or pass --overwrite")
@@ -487,14 +538,16 @@ def main(argv: list[str] | None = None) -> int:
         failed = 0
         if wants_clips:
             specs = _specs_from_args(a, ap)
-            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
+            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
             model = predictor.models[0]
+            say(f"{plural(len(specs), 'clip')} with {predictor.models_line()}: {predictor.steps_line()}, then "
+                f"the frames, u / v / strain, flow colour, attention and Grad-CAM pictures -> {out}/")
             if len(predictor.models) > 1:
-                print(f"mefnet-pictures: explaining with {len(predictor.models)} models averaged "
-                      f"(Grad-CAM and attention: the mean over the models)", file=sys.stderr)
+                say(f"explaining with {len(predictor.models)} models averaged "
+                    f"(Grad-CAM and attention: the mean over the models)")
             target = None
             if a.target is not None:
                 if a.target not in model.class_names:
@@ -502,8 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                 target = model.class_names.index(a.target)
             clips = []
             used: set[str] = set()
-            for spec in specs:
+            for k, spec in enumerate(specs, start=1):
                 folder = _safe_name(spec.name, used)
+                say(f"[{k}/{len(specs)}] {spec.name} -> {out / folder}/")
                 try:
                     prepared = predictor.prepare(spec, a.spot_stride)
                     clips.append(clip_pictures(prepared, predictor.models, out / folder, target))
@@ -514,7 +568,11 @@ def main(argv: list[str] | None = None) -> int:
             save_figure(figure_flow_wheel(), out / "flow_wheel.png")
             record["clips"] = clips
         if a.dataset:
+            say("per-class pictures: each fold model explains the clips of its own test subject "
+                "(input maps from the flow cache; computed first where missing)" if not a.all_clips
+                else "per-class pictures over every clip of the model's dataset (training clips included)")
             summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)
+            say(f"{info['clips']} clips explained by {plural(info['models'], 'model')}")
             files = class_pictures(summary, out)
             record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}
         record["failed"] = failed
@@ -523,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
         print(f"mefnet-pictures: {e}", file=sys.stderr)
         return 2
-    print(f"pictures written to {out} (index: {out / 'pictures.json'})")
+    print(f"pictures written to {out} in {time.perf_counter() - start:.1f} s (index: {out / 'pictures.json'})")
     return 1 if failed else 0
 
 

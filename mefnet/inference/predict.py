@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from mefnet.experiment.store import atomic_write
-from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_models
+from mefnet.inference.checkpoint import FINAL_DIR, LoadedModel, ModelFileError, load_models
 from mefnet.inference.inputs import (
     GIF_SUFFIXES,
     LIST_SUFFIXES,
@@ -40,6 +41,7 @@ from mefnet.inference.inputs import (
     read_clip_list,
 )
 from mefnet.preprocessing.features import FACE_METHODS, Preprocessing
+from mefnet.utils.quiet import plural
 
 
 class Predictor:
@@ -84,10 +86,12 @@ class Predictor:
         self.preprocessing = prep
 
     @classmethod
-    def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None) -> Predictor:
-        """A model file, a seed folder (its fold models) or an experiment folder (the fold
-        models of every seed, or of ``seed``), averaged in probability."""
-        return cls(load_models(path, seed), face=face, source=path)
+    def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None,
+                  final: bool = True) -> Predictor:
+        """A model file, a seed folder (its final model when it has one and ``final``, else
+        its fold models) or an experiment folder (the same for every seed, or for ``seed``),
+        averaged in probability."""
+        return cls(load_models(path, seed, final), face=face, source=path)
 
     def describe(self) -> dict:
         first = self.models[0]
@@ -99,6 +103,28 @@ class Predictor:
             "preprocessing": self.preprocessing.describe(),
         }
 
+    def models_line(self) -> str:
+        """Which models predict, in words: ``the final model of seed_42 (every subject)``,
+        ``16 fold models of seed_42, averaged``, ``model.pt``."""
+        paths = [Path(m.path) for m in self.models]
+        finals = [p for p in paths if p.parent.name == FINAL_DIR]
+        seeds = sorted({p.parent.parent.name if p in finals else p.parents[3].name
+                        for p in paths if len(p.parents) > 3})
+        where = f" of {', '.join(seeds)}" if seeds and Path(self.source).is_dir() else ""
+        if len(paths) == 1 and not finals:
+            return f"{self.models[0].backbone_name} model {paths[0]}"
+        if finals and len(finals) == len(paths):
+            what = "the final model" if len(finals) == 1 else f"{len(finals)} final models"
+            return f"{what}{where} (trained on every subject){', averaged' if len(finals) > 1 else ''}"
+        return f"{len(paths)} {self.models[0].backbone_name} fold models{where}, averaged"
+
+    def steps_line(self) -> str:
+        """What happens to each clip, in words."""
+        d = self.preprocessing.describe()
+        face = d["face"] if isinstance(d["face"], str) else (d["face"] or {}).get("method", "as configured")
+        flow = d["flow"].get("method", "flow") if isinstance(d["flow"], dict) else str(d["flow"])
+        return f"face crop ({face}), {flow} optical flow and strain at {d['size']}x{d['size']}"
+
     @torch.no_grad()
     def probabilities(self, maps: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, classes)``: the mean over the models' softmax outputs."""
@@ -107,13 +133,16 @@ class Predictor:
     def prepare(self, spec: ClipSpec, spot_stride: int = 1) -> PreparedClip:
         return prepare_clip(spec, self.preprocessing, spot_stride)
 
-    def predict(self, specs: list[ClipSpec], spot_stride: int = 1) -> list[dict]:
-        """One result per clip, in order: the prediction, or ``{"clip", "error"}``."""
+    def predict(self, specs: list[ClipSpec], spot_stride: int = 1, say=None) -> list[dict]:
+        """One result per clip, in order: the prediction, or ``{"clip", "error"}``.
+        ``say(line)``: told which clip is being prepared (a batch of several clips)."""
         results: list[dict] = []
         # Only the small input maps are kept: a batch of long clips must not hold every
         # clip's full-resolution frames and flow in memory.
         ready: list[tuple[int, np.ndarray]] = []
-        for spec in specs:
+        for k, spec in enumerate(specs, start=1):
+            if say is not None and len(specs) > 1:
+                say(f"[{k}/{len(specs)}] {spec.name}")
             try:
                 prepared = self.prepare(spec, spot_stride)
             except ClipError as e:
@@ -188,9 +217,13 @@ def add_input_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def add_seed_argument(ap: argparse.ArgumentParser) -> None:
-    """``--seed``: which seed of an experiment folder (default: all of them)."""
+    """``--seed``: which seed of an experiment folder (default: all of them); ``--folds``: the
+    LOSO fold models even where a final model (``mefnet-train fold=none``) exists."""
     ap.add_argument("--seed", type=int,
                     help="with an experiment folder: use only the models of this seed (default: every seed)")
+    ap.add_argument("--folds", action="store_true",
+                    help="with a folder: use the LOSO fold models even when a final model (trained on every "
+                         "subject with fold=none, in <seed folder>/final/) exists; by default the final model is used")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         specs = _specs_from_args(a, ap)
-        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed)
+        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
         if a.out and Path(a.out).exists() and not a.overwrite:
             raise FileExistsError(f"{a.out} exists; choose another --out or pass --overwrite")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
@@ -216,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for w in predictor.warnings:
         print(f"mefnet-predict: warning: {w}", file=sys.stderr)
-    clips = predictor.predict(specs, spot_stride=a.spot_stride)
+
+    def say(line: str) -> None:
+        print(f"mefnet-predict: {line}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    say(f"{plural(len(specs), 'clip')} with {predictor.models_line()}; each clip: {predictor.steps_line()}")
+    clips = predictor.predict(specs, spot_stride=a.spot_stride, say=say)
     errors = [c["error"] for c in clips if "error" in c]
     for e in errors:
         print(f"mefnet-predict: {e}", file=sys.stderr)
@@ -224,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 a.out, a.overwrite)
     if errors:
         print(f"mefnet-predict: {len(errors)} of {len(clips)} clips failed (see their 'error')", file=sys.stderr)
+    say(f"{plural(len(clips) - len(errors), 'clip')} predicted in {time.perf_counter() - start:.1f} s"
+        + (f", written to {a.out}" if a.out else ""))
     return 1 if errors else 0
 
 

@@ -1,25 +1,26 @@
-"""Backbones, chosen by name (``backbone=ststnet``) or built from a Hydra ``_target_``.
+"""Backbones, each chosen by the ``_target_`` of its config (``backbone=ststnet`` picks
+``conf/backbone/ststnet.yaml``).
 
 Every backbone takes a float tensor ``(batch, channels, H, W)`` of stacked flow maps
 (channel order u, v, optical strain) and returns class logits ``(batch, num_classes)``.
 Constructors accept at least ``num_classes``, ``in_channels`` and ``input_size``.
-Importing this package registers every backbone in :data:`MODELS`.
+:data:`MODEL_FILE_BACKBONES` lists the classes a ``model.pt`` may rebuild
+(:mod:`mefnet.models.registry`).
 """
 
 from __future__ import annotations
 
 from mefnet.models.am3f import AM3FFlowNet
 from mefnet.models.offapexnet import OFFApexNet
-from mefnet.models.registry import MODELS, build_model, register_model
+from mefnet.models.registry import MODEL_FILE_BACKBONES, model_file_backbone
 from mefnet.models.resnet import SmallResNet
 from mefnet.models.ststnet import STSTNet
 
 __all__ = [
-    "MODELS",
+    "MODEL_FILE_BACKBONES",
     "AM3FFlowNet",
     "OFFApexNet",
     "STSTNet",
     "SmallResNet",
-    "build_model",
-    "register_model",
+    "model_file_backbone",
 ]

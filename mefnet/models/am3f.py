@@ -81,7 +81,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mefnet.models.blocks import ConvBnAct, SpatialAttention, SqueezeExcitation
-from mefnet.models.registry import register_model
 
 FLOW_MAPS: tuple[str, ...] = ("u", "v", "strain")
 """Input channel order of every backbone: channel i holds ``FLOW_MAPS[i]``."""
@@ -283,9 +282,10 @@ class MultiOpticalFlowReweighting(nn.Module):
         return torch.cat([p.flatten(1) * weights[:, k:k + 1] for k, p in enumerate(parts)], dim=1)
 
 
-@register_model("am3f")
 class AM3FFlowNet(nn.Module):
     """AM3F-FlowNet; see the module docstring for the architecture and its choices."""
+
+    model_name = "am3f"  # what mefnet-predict / -export print
 
     def __init__(
         self,

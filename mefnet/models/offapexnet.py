@@ -18,8 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mefnet.models.registry import register_model
-
 FLOW_CHANNELS = {"u": 0, "v": 1}
 
 
@@ -37,9 +35,10 @@ def _stream(filters: tuple[int, int], pooled_size: int) -> nn.Sequential:
     )
 
 
-@register_model("offapexnet")
 class OFFApexNet(nn.Module):
     """OFF-ApexNet baseline; see the module docstring. Reads channels 0 (u) and 1 (v)."""
+
+    model_name = "offapexnet"  # what mefnet-predict / -export print
 
     def __init__(
         self,

@@ -1,30 +1,32 @@
-"""A name -> class registry for backbones (timm style)."""
+"""The backbones a model file (``model.pt``) may rebuild: an allow-list, nothing more.
+
+A run chooses its backbone by the ``_target_`` of its config (``conf/backbone/*.yaml``,
+or any config a user writes); nothing picks a backbone by name. ``model.pt`` stores the
+run's config, and :func:`mefnet.inference.checkpoint.load_model` rebuilds the backbone
+from its ``_target_`` only when that class is listed here, so a model file can never make
+mefnet import or call anything else. A new backbone trains as soon as it has a config;
+adding its class here makes its model files loadable (``mefnet-predict``, ``-export``,
+``-pictures``). A class's ``model_name`` is what those commands print.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from torch import nn
 
-MODELS: dict[str, type[nn.Module]] = {}
+from mefnet.models.am3f import AM3FFlowNet
+from mefnet.models.offapexnet import OFFApexNet
+from mefnet.models.resnet import SmallResNet
+from mefnet.models.ststnet import STSTNet
+
+#: The backbone classes a model file may name, in its config's ``backbone._target_``.
+MODEL_FILE_BACKBONES: tuple[type[nn.Module], ...] = (AM3FFlowNet, OFFApexNet, SmallResNet, STSTNet)
 
 
-def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a backbone selectable by ``name``."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in MODELS and MODELS[name] is not cls:
-            raise ValueError(f"backbone name '{name}' is registered twice")
-        MODELS[name] = cls
-        cls.model_name = name
-        return cls
-
-    return wrap
+def class_path(cls: type) -> str:
+    """``module.Class``: how a config's ``_target_`` names ``cls``."""
+    return f"{cls.__module__}.{cls.__name__}"
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate the backbone registered as ``name``."""
-    if name not in MODELS:
-        raise KeyError(f"unknown backbone '{name}'; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](**kwargs)
+def model_file_backbone(target: str) -> type[nn.Module] | None:
+    """The allowed class a model file's ``backbone._target_`` names, or None."""
+    return {class_path(cls): cls for cls in MODEL_FILE_BACKBONES}.get(str(target))

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from mefnet.models.blocks import BasicBlock, ConvBnAct
-from mefnet.models.registry import register_model
 
 
-@register_model("resnet")
 class SmallResNet(nn.Module):
     """Single-stream residual CNN on u, v and optical strain stacked as channels."""
+
+    model_name = "resnet"  # what mefnet-predict / -export print
 
     def __init__(
         self,

@@ -18,8 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mefnet.models.registry import register_model
-
 
 def _pooled_size(size: int) -> int:
     conv = size + 2 * 2 - 3 + 1  # 3x3 conv, padding 2
@@ -27,9 +25,10 @@ def _pooled_size(size: int) -> int:
     return pool // 2  # 2x2 average pool
 
 
-@register_model("ststnet")
 class STSTNet(nn.Module):
     """STSTNet baseline; see the module docstring for the architecture."""
+
+    model_name = "ststnet"  # what mefnet-predict / -export print
 
     def __init__(
         self,

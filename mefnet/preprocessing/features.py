@@ -10,6 +10,7 @@ and a :class:`FillReport` of what it found and did.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -375,9 +376,34 @@ def fill_cache(
     return report
 
 
-def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress: bool):
-    """Yield ``(i, status, reason)`` per entry as it finishes, optionally under a progress bar."""
-    bar = None
+class _LogProgress:
+    """A progress bar for logs (no terminal): one line every ``every_s`` seconds."""
+
+    def __init__(self, total: int, every_s: float = 10.0) -> None:
+        self.total, self.done, self.every_s = total, 0, every_s
+        self.start = self.last = time.perf_counter()
+
+    def advance(self, _task=None) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            left = (now - self.start) / self.done * (self.total - self.done)
+            log.info("input maps: %d/%d clips (%d%%), about %.0f s left", self.done, self.total,
+                     100 * self.done // self.total, left)
+
+    def stop(self) -> None:
+        pass
+
+
+def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress: bool | str):
+    """Yield ``(i, status, reason)`` per entry as it finishes, optionally under a progress bar
+    (``progress="auto"``: a bar on a terminal, else a log line every 10 s)."""
+    bar = task = None
+    if progress == "auto":
+        progress = sys.stderr.isatty()
+        if not progress:
+            bar = _LogProgress(len(todo))
     if progress:
         from rich.console import Console
         from rich.progress import (
@@ -421,7 +447,7 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
 
 
 def build_features(
-    index: ClipIndex, prep: Preprocessing, cache_dir: str, n_jobs: int = 1, progress: bool = False
+    index: ClipIndex, prep: Preprocessing, cache_dir: str, n_jobs: int = 1, progress: bool | str = "auto"
 ) -> torch.Tensor:
     """All clips' maps as one ``(N, 3, size, size)`` float tensor, in index order.
 

@@ -1,4 +1,4 @@
-"""Action-unit scores, pooled over every fold as PROTOCOL.md does for UF1.
+"""Action-unit scores, pooled over every fold as docs/protocol.md does for UF1.
 
 For each AU k of the run's AU set, TP / FP / FN are counted once over the pooled
 predictions of all folds (never per fold and then averaged):

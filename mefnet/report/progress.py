@@ -1,17 +1,29 @@
 """``mefnet-progress <dirs...>``: folds finished, and time left, of running or stopped experiments.
 
-Read from the experiment directories alone (``experiment.json`` and each finished fold's
-``fold.json``), so it works for every launcher (a local sweep, SLURM jobs on a cluster)
-while the sweep runs or after it stopped.
+Read from the experiment directories alone (``experiment.json``, each finished fold's
+``fold.json`` and each running fold's heartbeat ``running.json``), so it works for every
+launcher (a local sweep, SLURM jobs on a cluster) while the sweep runs or after it stopped.
+Below the table, the folds running now: epoch, training loss, inner-validation score and
+how long ago their last epoch ended (a fold silent for longer than ``--stale`` minutes is
+marked: its job may have stopped).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
-from mefnet.experiment.store import ReportError, find_runs, fold_records, read_experiment
+from mefnet.experiment.store import (
+    FOLD_DONE,
+    FOLDS,
+    ReportError,
+    find_runs,
+    fold_records,
+    read_experiment,
+)
+from mefnet.training.heartbeat import RUNNING, read_running
 
 
 def progress(exp_dir: str | Path, workers: int = 1) -> dict:
@@ -36,6 +48,18 @@ def progress(exp_dir: str | Path, workers: int = 1) -> dict:
             "eta_s": mean * left / max(1, workers) if times else math.nan}
 
 
+def running(exp_dir: str | Path) -> list[dict]:
+    """The heartbeats of the folds of ``exp_dir`` that are not finished (fold order)."""
+    out = []
+    for beat in sorted((Path(exp_dir) / FOLDS).glob(f"*/*/{RUNNING}")):
+        if (beat.parent / FOLD_DONE).is_file():
+            continue
+        state = read_running(beat.parent)
+        if state is not None:
+            out.append({**state, "fold": f"{beat.parent.parent.name}/{beat.parent.name}"})
+    return out
+
+
 def duration(seconds: float) -> str:
     if math.isnan(seconds):
         return "?"
@@ -48,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dirs", nargs="+", help="experiment directories or folders above them")
     ap.add_argument("--workers", type=int, default=1, help="fold jobs running at once (for the estimate)")
+    ap.add_argument("--stale", type=float, default=30.0,
+                    help="minutes without a heartbeat after which a running fold is marked stale (default 30)")
     a = ap.parse_args(argv)
     try:
         runs = find_runs(a.dirs)
@@ -61,6 +87,20 @@ def main(argv: list[str] | None = None) -> None:
     for p in rows:
         print(f"| {p['name']} | {p['seed']} | {p['done']}/{p['total']} | {duration(p['mean_fold_s'])} | "
               f"{'done' if not p['left'] else duration(p['eta_s'])} |")
+    now = time.time()
+    beats = [(p, b) for p, d in zip(rows, runs, strict=True) for b in running(d)]
+    if beats:
+        print("\nRunning now:\n")
+        print("| experiment | seed | fold | epoch | loss | validation | last epoch ended |")
+        print("|---|---:|---|---:|---:|---|---|")
+        for p, b in beats:
+            stage = f" ({b['stage']})" if b.get("stage") else ""
+            loss = "–" if b.get("loss") is None else f"{b['loss']:.3f}"
+            val = ", ".join(f"{k} {v:.3f}" for k, v in (b.get("val") or {}).items() if v is not None) or "–"
+            ago = max(0.0, now - float(b.get("updated", now)))
+            late = " (stale: stopped?)" if ago > 60 * a.stale else ""
+            print(f"| {p['name']} | {p['seed']} | {b['fold']}{stage} | {b.get('epoch', 0)}/{b.get('max_epochs', '?')} | "
+                  f"{loss} | {val} | {duration(ago)} ago{late} |")
 
 
 if __name__ == "__main__":

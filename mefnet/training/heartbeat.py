@@ -1,0 +1,108 @@
+"""A fold's heartbeat: epoch, training loss and inner-validation score, while it trains.
+
+:class:`Heartbeat` is a Lightning callback. After every epoch it rewrites
+``<fold folder>/running.json`` (what ``mefnet-progress`` reads to show the folds running
+now, from any machine that sees the output folder), and at most every ``every_s`` seconds,
+and after the last epoch, it logs one line::
+
+    [synthetic-am3f-la/seed_42] fold synthetic/sub03 epoch 12/40  loss 0.412  val uf1 0.633
+
+(``MEFNET_HEARTBEAT_S`` sets the seconds between lines; 0 logs every epoch.)
+
+It logs through the ``mefnet`` logger and sets up a stderr handler in a fold worker
+process that has none (joblib / loky workers start without logging), so the lines of
+parallel folds reach the terminal too, each naming its fold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+
+from mefnet.utils.quiet import ensure_logging
+
+log = logging.getLogger("mefnet")
+
+RUNNING = "running.json"
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def every_s() -> float:
+    """Seconds between heartbeat lines: ``MEFNET_HEARTBEAT_S`` (default 30; 0: every epoch)."""
+    try:
+        return max(0.0, float(os.environ.get("MEFNET_HEARTBEAT_S", "30")))
+    except ValueError:
+        return 30.0
+
+
+class Heartbeat(L.Callback):
+    """``experiment_dir``'s fold ``fold`` (its folder ``out_dir``); ``stage`` names the fit
+    when a fold has two (the inner-validation run before the refit)."""
+
+    def __init__(self, out_dir: str | Path, experiment_dir: str | Path, fold: str, stage: str = "",
+                 every: float | None = None) -> None:
+        self.path = Path(out_dir) / RUNNING
+        exp = Path(experiment_dir)
+        self.label = f"{exp.parent.name}/{exp.name}"
+        self.fold = fold
+        self.every_s = every_s() if every is None else float(every)
+        self.stage = stage
+        self._last = -math.inf
+        self._start = time.time()
+        ensure_logging()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.time()
+        self._write({"epoch": 0, "max_epochs": int(trainer.max_epochs or 0)})
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        epoch = int(trainer.current_epoch) + 1
+        total = int(trainer.max_epochs or 0)
+        loss = _number(metrics.get("train/loss"))
+        val = {k.split("/", 1)[1]: _number(v) for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"}
+        self._write({"epoch": epoch, "max_epochs": total, "loss": loss, "val": val})
+        now = time.monotonic()
+        if now - self._last >= self.every_s or epoch == total:
+            self._last = now
+            score = "".join(f"  val {k} {v:.3f}" for k, v in val.items() if k == "uf1" or len(val) == 1)
+            stage = f" ({self.stage})" if self.stage else ""
+            what = "final model" if self.fold == "final" else f"fold {self.fold}"
+            log.info("[%s] %s%s epoch %d/%d  loss %.3f%s", self.label, what, stage, epoch, total, loss, score)
+
+    def _write(self, state: dict) -> None:
+        state = {"experiment": self.label, "fold": self.fold, "stage": self.stage, "pid": os.getpid(),
+                 "started": self._start, "updated": time.time(), **state}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{RUNNING}.{os.getpid()}")
+        tmp.write_text(json.dumps(_finite(state)))
+        os.replace(tmp, self.path)
+
+
+def _finite(x):
+    """NaN (no loss yet, no validation this epoch) as null: the file stays strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return x
+
+
+def read_running(fold_folder: str | Path) -> dict | None:
+    """The last heartbeat of a fold (None when it has none or it is unreadable)."""
+    try:
+        return json.loads((Path(fold_folder) / RUNNING).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None

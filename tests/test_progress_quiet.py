@@ -1,0 +1,141 @@
+"""Long work says what it does (fold heartbeats, mefnet-progress's running folds, flow
+progress, predict / pictures lines); third-party noise is silenced.
+
+The tests on a tiny LOSO in worker processes are slow (a minute or more on 2 busy cores):
+`make test-slow` and CI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from mefnet.report.progress import main as progress_main
+from mefnet.report.progress import running
+from mefnet.utils.quiet import plural
+from tests.helpers import TINY_SYNTHETIC
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = ["is powered by Hydra", "Parallel(n_jobs=", "[ WARN:", "findDecoder", "exists and is not empty",
+         "(1 test clips)", "A worker stopped"]
+
+
+def _python(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            **env}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory):
+    """A tiny LOSO in 2 worker processes (loky), with a heartbeat line every epoch."""
+    tmp = tmp_path_factory.mktemp("quiet")
+    done = _python(["-m", "mefnet.experiment.train", *[o for o in TINY_SYNTHETIC if o != "logger=none"],
+                    "n_jobs=2", "selection=inner_val", "inner_val.min_epochs=1"], tmp,
+                   MEFNET_OUTPUT_DIR="out", MEFNET_DATA_DIR="data", MEFNET_HEARTBEAT_S="0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_every_fold_beats_from_its_worker_process_with_epoch_loss_and_validation(parallel_run):
+    tmp, log = parallel_run
+    for sub in ("sub01", "sub02", "sub03", "sub04"):
+        beats = [line for line in log.splitlines() if f"fold synthetic/{sub} " in line and " epoch " in line]
+        # the inner-validation run (with its validation score), then the refit (3 epochs each)
+        inner = [b for b in beats if "(inner-validation run)" in b]
+        assert len(inner) == 3 and all(" val uf1 " in b and " loss " in b for b in inner), beats
+        assert any("epoch 3/3  loss " in b and "inner" not in b for b in beats), beats
+    # Finished folds leave their last heartbeat, which mefnet-progress does not list as running.
+    exp = tmp / "out" / "synthetic-ststnet-cross_entropy" / "seed_42"
+    state = json.loads((exp / "folds" / "synthetic" / "sub01" / "running.json").read_text())
+    assert state["epoch"] == 3 and state["max_epochs"] == 3 and state["loss"] > 0
+    assert running(exp) == []
+
+
+@pytest.mark.slow
+def test_a_tiny_run_prints_none_of_the_silenced_noise(parallel_run):
+    tmp, log = parallel_run
+    for noise in NOISE:
+        assert noise not in log, noise
+    # Resume after a lost fold: Lightning's "logs directory exists" warning stays silent.
+    (tmp / "out" / "synthetic-ststnet-cross_entropy" / "seed_42" / "folds" / "synthetic" / "sub02" / "fold.json").unlink()
+    again = _python(["-m", "mefnet.experiment.train", *[o for o in TINY_SYNTHETIC if o != "logger=none"],
+                     "selection=inner_val", "inner_val.min_epochs=1"], tmp,
+                    MEFNET_OUTPUT_DIR="out", MEFNET_DATA_DIR="data")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "3 of 4 folds already finished" in again.stdout + again.stderr
+    for noise in NOISE:
+        assert noise not in again.stdout + again.stderr, noise
+
+
+def test_help_has_our_header_not_hydras_banner(tmp_path):
+    done = _python(["-m", "mefnet.experiment.train", "--help"], tmp_path)
+    assert done.returncode == 0
+    assert "powered by Hydra" not in done.stdout and done.stdout.startswith("mefnet-train: leave-one-subject-out")
+
+
+@pytest.mark.slow
+def test_predict_says_what_it_does_and_opencv_stays_quiet(parallel_run, tmp_path):
+    tmp, _ = parallel_run
+    frames = sorted(next((tmp / "data" / "synthetic").glob("*/sub01")).glob("*/img*.png"))
+    cv2.imwrite(str(tmp_path / "onset.png"), cv2.imread(str(frames[0])))
+    cv2.imwrite(str(tmp_path / "apex.png"), cv2.imread(str(frames[2])))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "clips.csv").write_text("clip,onset,apex\ngood,onset.png,apex.png\nbad,broken.png,apex.png\n")
+    exp = tmp / "out" / "synthetic-ststnet-cross_entropy"
+    done = _python(["-c", "import sys; from mefnet.inference.predict import main; sys.exit(main())",
+                    str(exp), "--batch", "clips.csv"], tmp_path)
+    assert done.returncode == 1, done.stderr  # one clip failed, named
+    err = done.stderr
+    assert "mefnet-predict: 2 clips with 4 ststnet fold models of seed_42, averaged; each clip: face crop" in err
+    assert "[1/2] good" in err and "[2/2] bad" in err and "broken.png" in err
+    assert "1 clip predicted in" in err
+    assert json.loads(done.stdout)["failed"] == 1
+    for noise in NOISE:
+        assert noise not in err, noise
+
+
+def test_mefnet_progress_lists_the_folds_running_now(tmp_path, capsys):
+    exp = tmp_path / "e" / "seed_1"
+    (exp / "folds" / "d" / "s1").mkdir(parents=True)
+    (exp / "folds" / "d" / "s2").mkdir(parents=True)
+    (exp / "experiment.json").write_text(json.dumps({"name": "e", "seed": 1, "folds": ["d/s1", "d/s2", "d/s3"], "class_names": ["a", "b"], "config": {}}))
+    (exp / "folds" / "d" / "s1" / "fold.json").write_text(json.dumps({"status": "complete", "elapsed_s": 10}))
+    (exp / "folds" / "d" / "s1" / "running.json").write_text(json.dumps({"epoch": 9, "max_epochs": 9}))
+    now = time.time()
+    (exp / "folds" / "d" / "s2" / "running.json").write_text(json.dumps(
+        {"fold": "d/s2", "stage": "", "epoch": 4, "max_epochs": 40, "loss": 0.51234, "val": {"uf1": 0.6},
+         "updated": now - 5}))
+    progress_main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| e | 1 | 1/3 |" in out and "Running now" in out
+    running_rows = [line for line in out.splitlines() if "d/s" in line]
+    assert running_rows == [running_rows[0]] and "| d/s2 | 4/40 | 0.512 | uf1 0.600 | 5 s ago |" in running_rows[0]
+    (exp / "folds" / "d" / "s2" / "running.json").write_text(json.dumps(
+        {"epoch": 4, "max_epochs": 40, "updated": now - 7200}))
+    progress_main([str(tmp_path), "--stale", "60"])
+    assert "(stale: stopped?)" in capsys.readouterr().out
+
+
+def test_flow_progress_without_a_terminal_is_a_log_line(caplog):
+    from mefnet.preprocessing.features import _LogProgress
+
+    bar = _LogProgress(4, every_s=0.0)
+    with caplog.at_level(logging.INFO, logger="mefnet"):
+        for _ in range(4):
+            bar.advance()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("input maps: 1/4 clips (25%), about") and len(lines) == 3  # not after the last
+
+
+def test_plural():
+    assert plural(1, "test clip") == "1 test clip" and plural(3, "test clip") == "3 test clips"
