@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import CONFIG_DIR, compose
 from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import _absolute_paths, run
-from mefnet.models import MODELS
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.batched import _Template
 from tests.helpers import tiny_overrides
@@ -179,7 +178,10 @@ def test_batched_test_subject_labels_cannot_influence_its_predictions(workdir, s
     assert any(x != y for x, y in others)
 
 
-@pytest.mark.parametrize("backbone", sorted(MODELS))
+BACKBONES = sorted(p.stem for p in (Path(CONFIG_DIR) / "backbone").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_runs_vectorised_and_equals_per_fold(workdir, vmapped, backbone):
     """Every registered backbone, unchanged, through the vmapped engine: the same
     probabilities as its per-fold fits within 1e-4."""
@@ -205,3 +207,11 @@ def test_vectorize_key():
     assert not vectorized(OmegaConf.create({"vectorize": "false"}))
     with pytest.raises(ValueError, match="vectorize: 'maybe'"):
         vectorized(OmegaConf.create({"vectorize": "maybe"}))
+
+
+def test_every_backbone_class_has_a_config():
+    """The backbone configs above cover every class a model file may rebuild."""
+    from mefnet.models import MODEL_FILE_BACKBONES
+
+    targets = {compose([f"backbone={b}"]).backbone._target_.rsplit(".", 1)[1] for b in BACKBONES}
+    assert {cls.__name__ for cls in MODEL_FILE_BACKBONES} <= targets
