@@ -9,6 +9,10 @@ difference. Under ``selection: inner_val`` every fold draws its own validation s
 keeps its own curve and chooses its own epoch; with ``refit: true`` the second fit
 retrains every fold for its own chosen number of epochs. The test subjects are
 predicted once, at the end. A fold's ``elapsed_s`` is its share of the batch's time.
+
+The members' training steps are vectorised (``vmap``, see
+:mod:`mefnet.training.batched`); the optional key ``vectorize=false`` runs them one
+after another (faster for STSTNet on the CPU, README "Engines").
 """
 
 from __future__ import annotations
