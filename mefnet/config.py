@@ -43,20 +43,47 @@ register_resolvers()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
-    """Compose the config as ``mefnet-train`` would (for notebooks and tests).
+    """Compose the config as ``mefnet-train`` would (for notebooks and tests), resolved.
 
-    The ``hydra:`` resolver (used by ``experiment_name``) is made available too.
+    A value that reads the running job's Hydra config (``${hydra:...}``: the recipe
+    search's trial names) reads the composed ``hydra`` node instead; Hydra's own
+    ``HydraConfig`` is left alone.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+    def local(value):
+        if isinstance(value, dict):
+            return {k: local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [local(v) for v in value]
+        return value.replace("${hydra:", "${hydra.") if isinstance(value, str) else value
+
+    container = OmegaConf.to_container(cfg, resolve=False)
+    full = OmegaConf.create({k: (v if k == "hydra" else local(v)) for k, v in container.items()})
+    out = {}
+    for key in container:
+        if key != "hydra":
+            value = full[key]
+            out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    return OmegaConf.create(out)
+
+
+def instantiate_option(node, **kwargs):
+    """Instantiate a backbone or loss config (``conf/backbone``, ``conf/loss``).
+
+    Their ``name`` key names the option (``experiment_name`` is built from it) and is not
+    an argument of the class the config targets.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    items = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    spec = {k: v for k, v in items.items() if k != "name"}
+    return instantiate(spec, **kwargs)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
 
-from mefnet.config import CONFIG_DIR, compose
+from mefnet.config import CONFIG_DIR, compose, instantiate_option
 
 GROUPS = ("dataset", "backbone", "loss", "trainer", "logger", "callbacks", "paths", "experiment", "optimizer",
           "scheduler", "debug")
@@ -43,7 +42,7 @@ def test_every_option_of_every_group_composes(group):
 def test_every_backbone_builds_from_its_config():
     for option in _options("backbone"):
         cfg = compose([f"backbone={option}"])
-        model = instantiate(cfg.backbone, num_classes=3)
+        model = instantiate_option(cfg.backbone, num_classes=3)
         assert sum(p.numel() for p in model.parameters()) > 0
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import compose, instantiate_option
 from mefnet.inference.checkpoint import MODEL_FILE, load_model, save_model
 from mefnet.inference.export import (
     ExportError,
@@ -43,7 +43,7 @@ def _untrained(name: str, tmp_path: Path) -> Path:
     """A model file of backbone ``name`` with its default config (seeded weights)."""
     cfg = compose([f"backbone={name}"])
     torch.manual_seed(0)
-    backbone = instantiate(cfg.backbone, num_classes=3)
+    backbone = instantiate_option(cfg.backbone, num_classes=3)
     # Give batch norm non-trivial statistics, as training would.
     backbone.train()
     with torch.no_grad():

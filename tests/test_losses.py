@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from mefnet.config import instantiate_option
 from mefnet.losses import (
     ClassWeightedCrossEntropyLoss,
     CrossEntropyLoss,
@@ -159,7 +159,7 @@ def test_balanced_focal_loss_uses_inverse_frequency_weights():
     "name", ["cross_entropy", "logit_adjusted", "weighted_cross_entropy", "focal"]
 )
 def test_every_loss_config_builds_with_the_training_fold_counts(name: str):
-    factory = instantiate(OmegaConf.load(LOSS_CONFIGS / f"{name}.yaml"))
+    factory = instantiate_option(OmegaConf.load(LOSS_CONFIGS / f"{name}.yaml"))
     loss = factory(class_counts=COUNTS)
     value = loss(*_batch())
     assert value.dim() == 0 and torch.isfinite(value)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from mefnet.config import instantiate_option
 from mefnet.models import MODEL_FILE_BACKBONES, AM3FFlowNet, model_file_backbone
 
 # Every backbone mefnet ships, by the name its config file has.
@@ -56,7 +56,7 @@ def test_every_backbone_config_builds_and_its_model_files_are_loadable():
     targets = {}
     for path in sorted(BACKBONE_CONFIGS.glob("*.yaml")):
         cfg = OmegaConf.create({"preprocessing": {"size": 28}, "backbone": OmegaConf.load(path)})
-        model = instantiate(cfg.backbone, num_classes=NUM_CLASSES)
+        model = instantiate_option(cfg.backbone, num_classes=NUM_CLASSES)
         assert model(_input(2, 28)).shape == (2, NUM_CLASSES)
         assert model.input_size == 28
         targets[path.stem] = type(model)
@@ -72,7 +72,7 @@ def test_backbone_config_follows_preprocessing_size():
             "backbone": OmegaConf.load(BACKBONE_CONFIGS / "ststnet.yaml"),
         }
     )
-    model = instantiate(cfg.backbone, num_classes=NUM_CLASSES).eval()
+    model = instantiate_option(cfg.backbone, num_classes=NUM_CLASSES).eval()
     assert model(_input(2, 64)).shape == (2, NUM_CLASSES)
 
 

@@ -61,3 +61,21 @@ def test_paper_set_has_the_hold_out_database_and_au_tables_and_the_au_one_needs_
     assert cfg.dataset.index.action_units is True and cfg.dataset.index.protocol == "all"
     held = compose(todo["megc2019-lodo-ststnet-ce"])
     assert held.protocol.name == "lodo" and held.dataset.name == "megc2019" and held.task.name == "emotion"
+
+
+@pytest.mark.parametrize("name", ["synthetic", "paper", "flows"])
+def test_a_set_is_a_hydra_sweep_for_the_loso_sweeper_with_its_table_callback(name):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mefnet.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        hc = hydra_compose("train", overrides=[f"reproduce={name}"], return_hydra_config=True).hydra
+    assert hc.mode.name == "MULTIRUN" and hc.sweeper._target_ == "hydra_plugins.mefnet_loso.LosoSweeper"
+    assert hc.callbacks.reproduce._target_.endswith("hydra_callbacks.SetTable") and hc.callbacks.reproduce.name == name
+    assert list(hc.callbacks)[:2] == ["flow_cache", "tables"]  # train.yaml's, kept
+    if name != "paper":  # the AU runs of paper need MEFNET_CASME3_ROOT
+        assert list(load_set(name).runs) == list(dict.fromkeys(n for n, _ in experiments(load_set(name))))

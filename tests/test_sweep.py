@@ -51,10 +51,38 @@ def test_fold_each_runs_every_subject_through_the_joblib_launcher(tmp_path):
     assert float(table["uar"]) == pytest.approx(m["uar"], abs=5e-5)
     assert float(table["accuracy"]) == pytest.approx(m["accuracy"], abs=5e-5)
     assert int(table["clips"]) == 24 and "table:" in res.stderr + res.stdout
-    # Parallel fold jobs predict exactly what one sequential fold=all run does.
+    # Parallel fold jobs predict exactly what one sequential fold=all run does, and the
+    # table the sweep's callback writes is the one fold=all writes.
     seq = compose([*args, f"paths.output_dir={tmp_path / 'seq'}", f"paths.data_dir={tmp_path / 'data'}"])
     run(seq)
     assert _predictions(Path(seq.experiment_dir)) == preds
+    _same_tables(exp, Path(seq.experiment_dir))
+
+
+def _same_tables(a: Path, b: Path) -> None:
+    for name in ("table.csv", "table.md"):
+        assert (a / name).read_text() == (b / name).read_text(), name
+
+
+def test_a_two_fold_sweep_through_the_submitit_launcher_gives_the_sequential_table(tmp_path):
+    """The cluster launcher's code path (submitit, as hydra/launcher=slurm uses it), with
+    local processes: every fold a submitit job, the table from the sweep's callback."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=2", "dataset.index.num_clips=12",
+            "trainer.max_epochs=2", "experiment_name=submitit"]
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each", "hydra/launcher=submitit_local",
+                          "hydra.launcher.timeout_min=15"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    exp = tmp_path / "out" / "submitit" / "seed_42"
+    # Each fold ran as a submitit job: its pickled call and result are in the job folder.
+    results = sorted(exp.glob(".submitit/*/*_result.pkl"))
+    assert len(results) == 2, sorted(p.name for p in exp.glob(".submitit/*/*"))
+    assert len(list(exp.glob("folds/*/*/fold.json"))) == 2
+    seq = compose([*args, f"paths.output_dir={tmp_path / 'seq'}", f"paths.data_dir={tmp_path / 'data'}"])
+    run(seq)
+    assert _predictions(Path(seq.experiment_dir)) == _predictions(exp)
+    _same_tables(exp, Path(seq.experiment_dir))
 
 
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_table(tmp_path):
@@ -131,9 +159,6 @@ def test_slurm_launcher_config_composes_into_sbatch_parameters(tmp_path, monkeyp
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=cpu",
                                                 "hydra.launcher.mem_gb=4"], return_hydra_config=True)
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(cfg)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.cpus_per_task == 2 and launcher.timeout_min == 120 and launcher.array_parallelism == 128
@@ -148,3 +173,30 @@ def test_slurm_launcher_config_composes_into_sbatch_parameters(tmp_path, monkeyp
     for line in ("#SBATCH --cpus-per-task=2", "#SBATCH --partition=cpu", "#SBATCH --time=120",
                  "#SBATCH --mem=4GB", "#SBATCH --nodes=1"):
         assert line in text, line
+
+
+def test_a_sweep_list_with_the_set_table_callback_gives_the_fold_all_tables(tmp_path):
+    """The reproduction sets' machinery (a sweep list, fold=each, the SetTable callback)
+    through the basic launcher: the same tables as one fold=all run per experiment."""
+    from mefnet.report.table import write_table
+
+    args = [*TINY_SYNTHETIC, "dataset.index.num_subjects=3", "dataset.index.num_clips=15", "trainer.max_epochs=2"]
+    runs = {"set-ststnet": ["backbone=ststnet"], "set-ststnet-seeds": ["backbone=ststnet", "seed=1,2"]}
+    listed = ",".join(f"{n}:[{','.join(repr(o) for o in ov)}]" for n, ov in runs.items())
+    res = subprocess.run([*TRAIN, "-m", *args, "fold=each", f"hydra.sweeper.runs={{{listed}}}",
+                          "+hydra.callbacks.set={_target_:mefnet.experiment.hydra_callbacks.SetTable,"
+                          f"name:tiny,out_dir:'{tmp_path / 'set'}',ensemble:true}}"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list((tmp_path / "out").glob("set-*/seed_*/folds/*/*/fold.json"))) == 3 * 3
+    dirs = []
+    for name, overrides in (("set-ststnet", []), ("set-ststnet-seeds", ["seed=1"]), ("set-ststnet-seeds", ["seed=2"])):
+        cfg = compose([*args, "backbone=ststnet", *overrides, f"experiment_name={name}",
+                       f"paths.output_dir={tmp_path / 'seq'}", f"paths.data_dir={tmp_path / 'data'}"])
+        run(cfg)
+        dirs.append(Path(cfg.experiment_dir))
+        _same_tables(tmp_path / "out" / name / f"seed_{cfg.seed}", Path(cfg.experiment_dir))
+    write_table(dirs, tmp_path / "seq-set", ensemble=True)
+    _same_tables(tmp_path / "set", tmp_path / "seq-set")
+    rows = [(r["experiment"], r["seeds"]) for r in _rows(tmp_path / "set" / "table.csv")]
+    assert rows == [("set-ststnet", "1"), ("set-ststnet-seeds", "2"), ("set-ststnet-seeds (ensemble of 2 seeds)", "2")]

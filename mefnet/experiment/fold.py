@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.splits import split_of
@@ -143,7 +144,7 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
     if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:
         raise ValueError(f"preprocessing.channel_order={order} feeds strain as channel 0; backbone "
                          f"{cfg.backbone._target_} reads its maps by position (u, v, strain), so it needs uvs")
-    backbone = instantiate(cfg.backbone, num_classes=task.num_outputs)  # the head is sized by the task
+    backbone = instantiate_option(cfg.backbone, num_classes=task.num_outputs)  # the head is sized by the task
     loss = task.loss(dm)
     augment = instantiate(cfg.augment) if cfg.get("augment") else None
     mirror = None

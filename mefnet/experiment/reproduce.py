@@ -16,11 +16,18 @@ The set is a file in ``conf/reproduce/``:
   dataset, sized to finish in about 10 minutes on a 2-core CPU, plus a shuffled-label
   control that must score near chance.
 
-Each experiment is one leave-one-subject-out run (folds in ``--n-jobs`` processes), or
-one per seed when its overrides hold ``seed=a,b,c``;
-finished folds are skipped, so an interrupted reproduction resumes where it stopped.
-It ends with one side-by-side table (markdown and CSV) and a confusion-matrix image per
-experiment under ``$MEFNET_OUTPUT_DIR/reproduce/<set>/``, and prints where they are.
+A set is a Hydra config, ``conf/reproduce/<set>.yaml``, run like any multirun by the
+LOSO sweeper (:mod:`mefnet.experiment.sweeper`): its ``hydra.sweeper.params`` apply to
+every experiment, ``hydra.sweeper.runs`` lists the experiments (each named by its key,
+with its own overrides; ``seed=a,b,c`` gives one run per seed under that name), and the
+:class:`~mefnet.experiment.hydra_callbacks.SetTable` callback writes the set's table.
+``mefnet-reproduce --set synthetic`` runs ``mefnet-train reproduce=synthetic n_jobs=2``
+in this process: each experiment a ``fold=all`` run, its folds in ``--n-jobs`` processes;
+``fold=each`` with a launcher (``hydra/launcher=joblib``, ``slurm``) spreads the folds
+instead. Finished folds are skipped, so an interrupted reproduction resumes where it
+stopped. It ends with one side-by-side table (markdown and CSV) and a confusion-matrix
+image per experiment under ``<paths.output_dir>/reproduce/<set>/`` (``paths.output_dir``
+is ``$MEFNET_OUTPUT_DIR``, default ``outputs``), and prints where they are.
 """
 
 from __future__ import annotations
@@ -28,14 +35,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR, compose
-from mefnet.experiment.train import run
-from mefnet.report.table import write_table
+from mefnet.experiment.sweeper import grid, quote_override
 
 log = logging.getLogger("mefnet")
 
@@ -44,11 +52,28 @@ AUTOMATIC = ("paper", "flows")
 
 
 def load_set(name: str) -> DictConfig:
+    """The set as its config declares it: ``name``, ``params``, ``runs`` (the sweeper's),
+    ``ensemble``, ``requires``, ``requires_for`` (its table callback's)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
     path = Path(CONFIG_DIR) / "reproduce" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SystemExit(f"reproduce set '{name}' not found ({path}); known sets: {', '.join(known)}")
-    return OmegaConf.load(path)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        hc = hydra_compose("train", overrides=[f"reproduce={name}"], return_hydra_config=True).hydra
+    table = OmegaConf.to_container(hc.callbacks.reproduce, resolve=False)
+    return OmegaConf.create({
+        "name": name,
+        "params": OmegaConf.to_container(hc.sweeper.params, resolve=False) if hc.sweeper.params else {},
+        "runs": OmegaConf.to_container(hc.sweeper.runs, resolve=False),
+        "ensemble": bool(table.get("ensemble", False)),
+        "requires": list(table.get("requires") or []),
+        "requires_for": table.get("requires_for") or {},
+    })
 
 
 def missing_roots(spec: DictConfig) -> list[str]:
@@ -69,72 +94,82 @@ def choose_set(requested: str | None) -> str:
     return "synthetic"
 
 
-def _seeds(override: str) -> list[str] | None:
-    """The seeds of a ``seed=a,b,c`` override (None for any other override)."""
-    key, _, value = override.partition("=")
-    if key.strip() != "seed" or "," not in value:
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
+def left_out(spec: DictConfig) -> list[str]:
+    """Experiments whose extra dataset roots (``requires_for``, e.g. CAS(ME)^3 for the AU
+    table) are unset; each variable is named in a log line."""
+    out = []
+    for var, names in spec.requires_for.items():
+        if not os.environ.get(var):
+            log.warning("reproduce: leaving out %s: they need %s (a dataset root; see README)",
+                        ", ".join(names), var)
+            out += [str(n) for n in names]
+    return out
 
 
 def experiments(spec: DictConfig) -> list[tuple[str, list[str]]]:
-    """(experiment_name, overrides) of every run of the set, in order; an experiment
-    whose overrides hold ``seed=a,b,c`` gives one run per seed (same name).
-
-    A group with its own ``requires`` (dataset roots beyond the set's, e.g. CAS(ME)^3 for
-    the AU table) is left out, with a log line naming the variables, when they are unset.
-    """
+    """(experiment_name, overrides) of every run of the set, in order, as the sweeper makes
+    them (``fold=each`` aside); an experiment whose overrides hold ``seed=a,b,c`` gives
+    one run per seed (same name). Those :func:`left_out` are not listed."""
+    skip = set(left_out(spec))
+    runs = {n: o for n, o in spec.runs.items() if n not in skip}
     out = []
-    for group in spec.groups:
-        missing = missing_roots(group)
-        if missing:
-            log.warning("reproduce: skipping '%s': it needs %s (dataset roots; see README)",
-                        group.get("title", "a group"), ", ".join(missing))
-            continue
-        for name, overrides in group.experiments.items():
-            full = [str(o) for o in (*spec.get("common", []), *group.get("common", []), *overrides)]
-            multi = [(i, s) for i, o in enumerate(full) if (s := _seeds(o))]
-            if not multi:
-                out.append((str(name), full))
-                continue
-            i, seeds = multi[-1]
-            out += [(str(name), [*full[:i], f"seed={s}", *full[i + 1:]]) for s in seeds]
+    for job in grid(OverridesParser.create(), spec.params, [], runs):
+        name = next(o.partition("=")[2] for o in reversed(job) if o.startswith("experiment_name="))
+        out.append((name, job))
     return out
 
 
 def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_jobs: int = 2,
               only: list[str] | None = None) -> Path:
-    """Run every experiment of the set (resuming finished folds), then write the table."""
+    """Run the set's sweep (finished folds are skipped), which writes the table; print it."""
     name = choose_set(set_name)
     spec = load_set(name)
     todo = experiments(spec)
+    names = list(dict.fromkeys(n for n, _ in todo))
     if only:
-        names = {n for n, _ in todo}
         # A full experiment name picks that experiment; any other text, every name holding it.
-        todo = [(n, o) for n, o in todo if any(p == n if p in names else p in n for p in only)]
-        if not todo:
-            known = ", ".join(dict.fromkeys(n for n, _ in experiments(spec)))
+        names = [n for n in names if any(p == n if p in names else p in n for p in only)]
+        if not names:
+            known = ", ".join(dict.fromkeys(n for n, _ in todo))
             raise SystemExit(f"--only {' '.join(only)} matches no experiment of set '{name}' ({known})")
-    ensemble = bool(spec.get("ensemble", False))
-    log.info("reproduce set '%s': %d runs", name, len(todo))
-    out = Path(os.environ.get("MEFNET_OUTPUT_DIR", "outputs")) / "reproduce" / name
-    # Every run's config first: a bad override stops here, before anything trains.
-    cfgs = [compose([*overrides, f"experiment_name={exp_name}", f"n_jobs={n_jobs}", *(extra or [])])
-            for exp_name, overrides in todo]
-    dirs = []
-    for k, ((exp_name, _), cfg) in enumerate(zip(todo, cfgs, strict=True), start=1):
-        t = time.perf_counter()
-        run(cfg)
-        dirs.append(Path(cfg.experiment_dir))
-        log.info("[%d/%d] %s seed %s finished in %.0f s", k, len(todo), exp_name, cfg.seed, time.perf_counter() - t)
-        if k < len(todo):  # the table so far, so an interrupted run still has one
-            write_table(dirs, out, figures=False, ensemble=ensemble)
-    write_table(dirs, out, ensemble=ensemble)
+    # Overrides of Hydra itself (a launcher ...) go on the command line; the others end every
+    # run's list, so they apply to each experiment last (a key of one backbone, say, would
+    # not compose on the sweep's base config).
+    hydra_own = [o for o in extra or [] if o.lstrip("+~").startswith(("hydra/", "hydra."))]
+    per_run = [o for o in extra or [] if o not in hydra_own]
+    runs = [f"hydra.sweeper.runs.{n}=[{','.join(quote_override(str(o)) for o in (*ov, *per_run))}]"
+            for n, ov in spec.runs.items() if n in names and per_run]
+    drop = [f"~hydra.sweeper.runs.{n}" for n in spec.runs if n not in names]
+    overrides = [f"reproduce={name}", f"n_jobs={n_jobs}", *drop, *runs, *hydra_own]
+    first = next(job for n, job in todo if n in names)  # as the table callback sees paths.output_dir
+    out = Path(compose([*first, *(extra or [])]).paths.output_dir) / "reproduce" / name
+    log.info("reproduce set '%s': %d runs: mefnet-train %s", name, sum(n in names for n, _ in todo),
+             " ".join(o for o in overrides if o not in drop + runs) + (" (with " + " ".join(per_run) +
+                                                                     " after each run's overrides)" if per_run else ""))
+    _run_train(overrides)
     print((out / "table.md").read_text())  # emotion table, then the AU table when there is one
     print(f"table: {out / 'table.md'} and {out / 'table.csv'} (per seed: table_seeds.csv)")
     print(f"confusion matrices: {out}/confusion_*.png (and .csv)")
-    print(f"fold outputs (predictions, fold.json, models, logs): {Path(dirs[0]).parent.parent if dirs else out}")
+    print(f"fold outputs (predictions, fold.json, models, logs): {out.parent.parent}/<experiment>/seed_<seed>/")
     return out
+
+
+def _run_train(overrides: list[str]) -> None:
+    """``mefnet-train <overrides>`` in this process (the set's config makes it a multirun)."""
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mefnet.experiment.train import register_plugins, task
+
+    register_plugins()
+    GlobalHydra.instance().clear()
+    argv = sys.argv
+    sys.argv = ["mefnet-train", *overrides]
+    try:
+        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
 
 
 def main(argv: list[str] | None = None) -> None:

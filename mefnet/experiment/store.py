@@ -452,6 +452,11 @@ def pause_point(kind: str) -> None:
 
 # --------------------------------------------------------------------------- identity
 
+# The names of the chosen backbone and loss options (``experiment_name`` is built from
+# them): labels that follow the option's ``_target_``, so not compared (runs stored before
+# the configs had them are the same experiments).
+LABEL_KEYS = ("backbone.name", "loss.name")
+
 # Config keys that say how or where a run was executed, not what it computes: two runs
 # of one experiment (a run and its resume, or the seeds of one experiment) may differ in
 # them. Where the data lives is not compared either (keys ending in ``root`` or ``dir``):
@@ -527,7 +532,7 @@ def comparable_config(record: dict) -> dict:
     flat = _flatten(record.get("config") or {})
     out = {}
     for key, value in flat.items():
-        if any(key == k or key.startswith(k + ".") for k in EXECUTION_KEYS):
+        if any(key == k or key.startswith(k + ".") for k in (*EXECUTION_KEYS, *LABEL_KEYS)):
             continue
         if _LOCATION_KEY.search(key.rpartition(".")[2]):
             continue

@@ -1,42 +1,87 @@
-"""The LOSO sweeper: Hydra multirun where ``fold=each`` means every subject.
+"""The LOSO sweeper: Hydra's grid sweep, where ``fold=each`` means every fold.
 
 ``conf/train.yaml`` selects it (``hydra/sweeper: loso``), so::
 
     mefnet-train -m dataset=casme2 backbone=am3f,ststnet fold=each hydra/launcher=joblib
 
-runs one job per (backbone, subject) in parallel processes, with no hand-written list of
-subjects: for every combination of the other swept values the dataset's index is built
-and ``fold=each`` is replaced by that dataset's subjects (two datasets in one sweep each
-get their own folds). Everything else is Hydra's basic sweeper: cartesian products of
-``a=1,2`` values, ``hydra.sweeper.max_batch_size``, any launcher (basic, joblib,
-submitit).
-
-Before launching, the flow cache of each distinct dataset / preprocessing setting is
-filled once here, so parallel fold jobs only read it. Finished folds are skipped by the
-jobs themselves (their ``fold.json`` exists), so starting an interrupted sweep again
-reruns only what is missing. When the jobs return, every experiment whose folds are all
-finished gets its table (and, with ``logger=wandb``, its final table and confusion
-matrix logged); where the table is depends on ``experiment_dir`` and is printed.
+runs one job per (backbone, subject), with no hand-written list of subjects. The jobs
+are the grid of Hydra's basic sweeper (the cartesian product of ``a=1,2`` values of
+``hydra.sweeper.params`` and of the command line, a command-line key replacing the same
+key of ``params``), once per entry of ``hydra.sweeper.runs`` when a config lists some (the
+reproduction sets, ``conf/reproduce/``: each entry an experiment named by its key, with
+its own overrides). Then ``fold=each`` in a job is replaced by one job per fold of that
+job's dataset and protocol (a subject under ``protocol=loso``, a dataset under ``lodo``),
+every job's config is checked, and the jobs go to the configured launcher (basic, joblib,
+submitit) in batches of ``max_batch_size``. That is all it does: filling the flow cache
+before the jobs and writing each finished experiment's table after them are Hydra
+callbacks (:mod:`mefnet.experiment.hydra_callbacks`, ``hydra.callbacks`` in the config).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("mefnet")
 
 EACH = "each"
+# conf/hydra/sweeper/loso.yaml's _target_ (the class registered in Hydra's plugin namespace)
+TARGET = "hydra_plugins.mefnet_loso.LosoSweeper"
 
 
-def _fold_override(job: Sequence[str]) -> int | None:
+def grid(parser: OverridesParser, params: Mapping[str, Any] | None, arguments: Sequence[str],
+         runs: Mapping[str, Sequence[str]] | None = None) -> list[list[str]]:
+    """The jobs of a sweep, ``fold=each`` not yet expanded (each job a list of overrides).
+
+    Per entry of ``runs`` (or once, without any): ``params``, then the entry's overrides
+    and ``experiment_name=<its key>``, then ``arguments`` (the command line); a later
+    override of a key replaces an earlier one in place; the job grid is the cartesian
+    product of the values of every key, in that order.
+    """
+    base = [f"{k}={_text(v)}" for k, v in (params or {}).items()]
+    entries = [(None, [])] if runs is None else [(str(n), [str(o) for o in ov]) for n, ov in runs.items()]
+    jobs: list[list[str]] = []
+    for name, overrides in entries:
+        named = [] if name is None else [f"experiment_name={name}"]
+        choices: dict[str, list[str]] = {}
+        for o in parser.parse_overrides([*base, *overrides, *named, *arguments]):
+            key = o.get_key_element()
+            if not o.is_sweep_override():
+                choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+            elif o.is_discrete_sweep():
+                choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            else:
+                raise HydraException(f"{o.input_line}: a {o.value_type.name} sweep needs a search sweeper "
+                                     "(hparams_search=recipe_optuna); the LOSO sweeper takes lists (a=1,2)")
+        jobs += [list(job) for job in itertools.product(*choices.values())]
+    return jobs
+
+
+def _text(value: Any) -> str:
+    """A ``params`` value as override text (YAML's true / null, not Python's)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def job_config(config_loader, master: DictConfig, job: Sequence[str]) -> DictConfig:
+    """A job's config as its run sees it: resolved, absolute paths, no ``hydra`` node."""
+    from mefnet.experiment.train import _absolute_paths
+
+    cfg = config_loader.load_sweep_config(master, list(job))
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return _absolute_paths(cfg)
+
+
+def fold_override(job: Sequence[str]) -> int | None:
+    """Where ``fold=each`` is in a job (None: not there)."""
     for i, o in enumerate(job):
         key, _, value = o.partition("=")
         if key.lstrip("+~") == "fold" and value.strip("'\"") == EACH:
@@ -44,71 +89,43 @@ def _fold_override(job: Sequence[str]) -> int | None:
     return None
 
 
-def _quote(value: str) -> str:
+def quote_override(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class LosoSweeperImpl(Sweeper):
-    """Hydra's basic sweeper plus ``fold=each`` expansion, cache prefill and final tables.
-
-    It derives from Hydra's abstract ``Sweeper``, not from ``BasicSweeper``: Hydra's plugin
-    scan re-executes its core plugin modules, which would leave a subclass of the old
-    ``BasicSweeper`` class object behind. The basic sweeper's cartesian expansion is used
-    through its static method.
+    """Hydra's grid sweep plus the sweep list ``runs`` and the ``fold=each`` expansion.
 
     Args:
         max_batch_size: jobs handed to the launcher at once (None: all).
         params: sweep parameters from the config (as Hydra's basic sweeper).
-        prefill_cache: fill each dataset's flow cache once before launching the jobs.
+        runs: the sweep list, ``{experiment_name: [overrides]}`` (None: one grid).
     """
 
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
-                 prefill_cache: bool = True) -> None:
+                 runs: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
-        self.prefill_cache = prefill_cache
+        self.runs = None if runs is None else {str(k): list(v) for k, v in runs.items()}
         self.hydra_context = None
         self.config: DictConfig | None = None
         self.launcher = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def _job_config(self, job: Sequence[str]) -> DictConfig:
-        assert self.hydra_context is not None and self.config is not None
-        return self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
-
-    def _resolved(self, cfg: DictConfig) -> DictConfig:
-        """The job's config with ``hydra:`` interpolations resolved, without the hydra node."""
-        from mefnet.experiment.train import _absolute_paths
-
-        hydra_config = HydraConfig.instance()
-        saved = hydra_config.cfg
-        hydra_config.set_config(cfg)
-        try:
-            c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-            with open_dict(c):
-                del c["hydra"]
-            return _absolute_paths(c)
-        finally:
-            hydra_config.cfg = saved
-
-    def expand(self, jobs: list[list[str]]) -> tuple[list[list[str]], dict[str, DictConfig]]:
-        """Replace ``fold=each`` by one job per fold (per subject under protocol=loso); also
-        return each job's resolved config."""
+    def expand(self, jobs: list[list[str]]) -> list[list[str]]:
+        """Replace ``fold=each`` by one job per fold; check every job's config first."""
         from mefnet.experiment.splits import split_of
         from mefnet.experiment.validate import check_train_config
         from mefnet.tasks import load_index
 
-        expanded: list[list[str]] = []
-        configs: dict[str, DictConfig] = {}
         indexes: dict[str, Any] = {}
 
         def index_of(cfg: DictConfig):
@@ -117,78 +134,32 @@ class LosoSweeperImpl(Sweeper):
                 indexes[key] = load_index(cfg)  # the index as the task uses it (AU: AU-labelled clips)
             return indexes[key]
 
+        expanded: list[list[str]] = []
         for job in jobs:
-            i = _fold_override(job)
-            cfg = self._resolved(self._job_config(job))
-            # Every job's values and fold name are checked before the first job starts.
+            i = fold_override(job)
+            cfg = job_config(self.hydra_context.config_loader, self.config, job)
             check_train_config(OmegaConf.merge(cfg, {"fold": "all"}) if i is not None else cfg)
             if i is None:
                 if str(cfg.fold) != "all":
-                    split_of(cfg).resolve(index_of(cfg), str(cfg.fold))
+                    split_of(cfg).resolve(index_of(cfg), str(cfg.fold))  # a wrong fold name stops here
                 expanded.append(list(job))
-                configs[" ".join(job)] = cfg
                 continue
-            index = index_of(cfg)
-            folds = split_of(cfg).folds(index)  # subjects under loso, datasets under lodo
+            folds = split_of(cfg).folds(index_of(cfg))  # subjects under loso, datasets under lodo
             log.info("fold=each: %d folds of %s for %s", len(folds), cfg.dataset.name,
-                     " ".join(o for o in job if o is not job[i]) or "the base config")
-            for subject in folds:
-                new = [*job[:i], f"fold={_quote(subject)}", *job[i + 1:]]
-                expanded.append(new)
-                configs[" ".join(new)] = OmegaConf.merge(cfg, {"fold": subject})
-        return expanded, configs
-
-    def _prefill(self, configs: dict[str, DictConfig]) -> None:
-        from hydra.utils import instantiate
-
-        from mefnet.preprocessing.features import Preprocessing, build_features
-
-        seen: set[str] = set()
-        for cfg in configs.values():
-            key = OmegaConf.to_yaml(OmegaConf.create({"d": cfg.dataset, "p": cfg.preprocessing}))
-            if key in seen:
-                continue
-            seen.add(key)
-            index = instantiate(cfg.dataset.index)
-            prep = Preprocessing.from_config(cfg.preprocessing)
-            log.info("flow cache for %s (%d clips): %s", cfg.dataset.name, len(index), cfg.preprocessing.cache_dir)
-            build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
+                     " ".join(o for k, o in enumerate(job) if k != i) or "the base config")
+            expanded += [[*job[:i], f"fold={quote_override(f)}", *job[i + 1:]] for f in folds]
+        return expanded
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-        from mefnet.experiment.train import finish_experiment
-
-        # Hydra does not set HydraConfig for the master config of a multirun, but our
-        # sweep directory (= experiment_dir) interpolates hydra:runtime.choices.
-        HydraConfig.instance().set_config(self.config)
-        params_conf = [f"{k}={v}" for k, v in self.params.items()]
-        params_conf.extend(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(params_conf)
-        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        jobs, configs = self.expand(jobs)
-        if self.prefill_cache:
-            self._prefill(configs)
-        experiments = sorted({str(c.experiment_dir) for c in configs.values()})
-        log.info("sweep: %d jobs over %d experiment(s): %s", len(jobs), len(experiments), ", ".join(experiments))
-
-        n = len(jobs) if self.max_batch_size in (None, -1) else int(self.max_batch_size)
-        for exp in experiments:  # the sweep's config, in every experiment it writes to
-            Path(exp).mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(self.config, Path(exp) / "multirun.yaml")
-
+        jobs = self.expand(grid(parser, self.params, arguments, self.runs))
+        log.info("sweep: %d jobs", len(jobs))
+        n = len(jobs) if self.max_batch_size in (None, -1) else max(1, int(self.max_batch_size))
         returns = []
-        initial_job_idx = 0
-        for batch in (jobs[k:k + n] for k in range(0, len(jobs), max(1, n))):
-            results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+        for start in range(0, len(jobs), n):
+            results = self.launcher.launch(jobs[start:start + n], initial_job_idx=start)
             for r in results:
                 _ = r.return_value  # re-raises a failed job's exception
-            initial_job_idx += len(batch)
             returns.append(results)
-
-        for exp in experiments:
-            cfg = next(c for c in configs.values() if str(c.experiment_dir) == exp)
-            finish_experiment(cfg, Path(exp))
         return returns

@@ -196,7 +196,7 @@ def load_model(path: str | Path) -> LoadedModel:
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"{path}: the stored config has no usable backbone section ({e})") from None
     cls = _backbone_class(str(target), path)
-    kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
+    kwargs = {k: v for k, v in spec.items() if not k.startswith("_") and k != "name"}  # name: the option's label
     kwargs["num_classes"] = len(payload["class_names"])
     try:
         model = cls(**kwargs)

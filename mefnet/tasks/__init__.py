@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from hydra.utils import instantiate
 
+from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
 
 
@@ -46,7 +47,7 @@ class TaskRunner:
         return None  # the class labels
 
     def loss(self, dm):
-        return instantiate(self.cfg.loss)(class_counts=dm.train_class_counts())
+        return instantiate_option(self.cfg.loss)(class_counts=dm.train_class_counts())
 
     def module_class(self):
         from mefnet.training.module import MERModule

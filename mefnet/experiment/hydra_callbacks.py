@@ -1,0 +1,153 @@
+"""Hydra callbacks of a multirun: the work around the fold jobs of a LOSO sweep.
+
+``conf/train.yaml`` lists them under ``hydra.callbacks``; Hydra calls them in the process
+that starts the sweep, whatever launcher runs the jobs (basic, joblib, submitit):
+
+- :class:`FlowCachePrefill` (``on_multirun_start``): fills the flow cache of each distinct
+  dataset / preprocessing setting of the sweep once, so parallel fold jobs only read it.
+- :class:`ExperimentTables` (``on_multirun_start`` / ``on_multirun_end``): records the
+  sweep's config in every experiment it writes to (``multirun.yaml``) and, when the jobs
+  have returned, writes the table of every experiment whose folds are all finished (a
+  ``fold=all`` job writes its own); one with unfinished folds says how to resume.
+- :class:`SetTable` (a reproduction set, ``conf/reproduce/``): the side-by-side table of
+  the set's experiments, rewritten after each job and written whole at the end.
+
+The experiments of a sweep are its jobs before ``fold=each`` is expanded, as the LOSO
+sweeper makes them (:func:`mefnet.experiment.sweeper.grid`). Under another sweeper
+(``hparams_search=recipe_optuna``: the trials are chosen while the search runs) there is
+no such list; every trial is a ``fold=all`` run that fills its cache and writes its table
+itself, so these callbacks leave it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("mefnet")
+
+
+_last: tuple[DictConfig, list] | None = None  # the callbacks of one sweep share its configs
+
+
+def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] | None:
+    """Each job of the sweep (``fold=each`` not expanded) with its resolved config, in the
+    sweep's order; None when the sweeper is not mefnet's LOSO sweeper."""
+    from mefnet.experiment.sweeper import TARGET, grid, job_config
+
+    global _last
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != TARGET:
+        log.info("hydra callbacks: sweeper %s chooses its jobs as it runs; each writes its own table",
+                 sweeper.get("_target_"))
+        return None
+    if _last is None or _last[0] is not config:
+        loader = GlobalHydra.instance().config_loader()
+        jobs = grid(OverridesParser.create(config_loader=loader), sweeper.get("params"),
+                    list(config.hydra.overrides.task), sweeper.get("runs"))
+        _last = (config, [(job, job_config(loader, config, job)) for job in jobs])
+    return _last[1]
+
+
+def _complete(exp_dir: Path) -> bool:
+    from mefnet.experiment.store import EXPERIMENT, finished_folds, read_experiment
+
+    return (exp_dir / EXPERIMENT).is_file() and set(read_experiment(exp_dir)["folds"]) <= finished_folds(exp_dir)
+
+
+class FlowCachePrefill(Callback):
+    """Fill each distinct dataset / preprocessing setting's flow cache before the jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.utils import instantiate
+
+        from mefnet.preprocessing.features import Preprocessing, build_features
+
+        experiments = sweep_experiments(config)
+        seen: set[str] = set()
+        for _, cfg in experiments or []:
+            key = OmegaConf.to_yaml(OmegaConf.create({"d": cfg.dataset, "p": cfg.preprocessing}))
+            if key in seen:
+                continue
+            seen.add(key)
+            index = instantiate(cfg.dataset.index)
+            log.info("flow cache for %s (%d clips): %s", cfg.dataset.name, len(index), cfg.preprocessing.cache_dir)
+            build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
+                           n_jobs=int(cfg.preprocessing.n_jobs))
+
+
+class ExperimentTables(Callback):
+    """The sweep's record in each of its experiments, and their tables when it ends."""
+
+    def __init__(self) -> None:
+        self.experiments: dict[str, DictConfig] = {}  # experiment dir -> config, in sweep order
+        self.swept_folds: set[str] = set()  # experiments with jobs of single folds
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mefnet.experiment.sweeper import fold_override
+
+        for job, cfg in sweep_experiments(config) or []:
+            exp = str(cfg.experiment_dir)
+            self.experiments.setdefault(exp, cfg)
+            if fold_override(job) is not None or str(cfg.fold) != "all":
+                self.swept_folds.add(exp)
+        for exp in self.experiments:  # the sweep's config, in every experiment it writes to
+            Path(exp).mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(config, Path(exp) / "multirun.yaml")
+        if self.experiments:
+            log.info("sweep over %d experiment(s): %s", len(self.experiments), ", ".join(self.experiments))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mefnet.experiment.train import finish_experiment
+
+        for exp, cfg in self.experiments.items():
+            if exp in self.swept_folds and (Path(exp) / "experiment.json").is_file():
+                finish_experiment(cfg, Path(exp))
+
+
+class SetTable(Callback):
+    """A reproduction set's table (``table.md``, ``table.csv``, confusion matrices) of every
+    experiment of the sweep, in its order, in ``out_dir``.
+
+    Args:
+        name: the set (``conf/reproduce/<name>.yaml``).
+        out_dir: where the table goes.
+        ensemble: a row for the seed ensemble of each experiment with several seeds.
+        requires: environment variables (dataset roots) the set needs; ``mefnet-reproduce``
+            chooses a set only when they are set.
+        requires_for: ``{variable: [experiment names]}``: experiments that
+            ``mefnet-reproduce`` leaves out, saying so, when that variable is unset.
+    """
+
+    def __init__(self, name: str, out_dir: str, ensemble: bool = False, requires: list[str] | None = None,
+                 requires_for: dict[str, list[str]] | None = None) -> None:
+        self.name = name
+        self.out_dir = Path(out_dir)
+        self.ensemble = bool(ensemble)
+        self.requires = list(requires or [])
+        self.requires_for = {str(k): list(v) for k, v in (requires_for or {}).items()}
+        self.dirs: list[str] = []
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.dirs = list(dict.fromkeys(str(cfg.experiment_dir) for _, cfg in sweep_experiments(config) or []))
+        log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """The table so far (no figures), so an interrupted set still has one."""
+        from mefnet.report.table import write_table
+
+        done = [d for d in self.dirs if _complete(Path(d))]
+        if done and len(done) < len(self.dirs):
+            write_table(done, self.out_dir, figures=False, ensemble=self.ensemble)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mefnet.report.table import write_table
+
+        write_table(self.dirs, self.out_dir, ensemble=self.ensemble)
+        log.info("reproduce set '%s': table %s", self.name, self.out_dir / "table.md")
