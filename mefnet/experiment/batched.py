@@ -9,6 +9,10 @@ difference. Under ``selection: inner_val`` every fold draws its own validation s
 keeps its own curve and chooses its own epoch; with ``refit: true`` the second fit
 retrains every fold for its own chosen number of epochs. The test subjects are
 predicted once, at the end. A fold's ``elapsed_s`` is its share of the batch's time.
+
+The members' training steps are vectorised (``vmap``, see
+:mod:`mefnet.training.batched`); the optional key ``vectorize=false`` runs them one
+after another (faster for STSTNet on the CPU, README "Engines").
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.store import fold_dir
-from mefnet.training.batched import BatchedData, BatchedMERModule
+from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
@@ -69,12 +74,31 @@ def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:
     return [s if len(seeds) == 1 else f"seed_{int(cfg.seed)}/{s}" for cfg, s in jobs]
 
 
+def vectorized(cfg: DictConfig) -> bool:
+    """Whether the members' training steps run as one ``vmap`` per group (optional key
+    ``vectorize``: true | false, absent = true). Measured on 2 CPU cores (README, Engines):
+    vmap saves a quarter of AM3F-FlowNet's CPU time, while STSTNet's few wide maps run
+    faster one member after another (``vectorize=false``)."""
+    value = cfg.get("vectorize", True)
+    if str(value).lower() not in ("true", "false"):
+        raise ValueError(f"vectorize: '{value}' is not one of true, false")
+    return str(value).lower() == "true"
+
+
 def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Sequence[str],
                 trackers: Sequence[InnerValidation] | None, out, log_name: str | None):
     """Build every member (seeded as a fit of its own) and train them in one fit."""
     from mefnet.experiment.fold import _instantiate_loggers, build_module, build_trainer
 
     cfg0 = jobs[0][0]
+    max_epochs = max(int(e) for e in epochs)
+    every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
+    loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
+    trainer = build_trainer(cfg0, out, max_epochs, list(trackers or []), loggers, every)
+    # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
+    # that member's own steps (one average of all members would count every step of the fit).
+    trainer.callbacks[:] = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb
+                            for cb in trainer.callbacks]
     members, states = [], []
     for (cfg, _), dm in zip(jobs, dms, strict=True):
         members.append(build_module(cfg, index, dm))
@@ -82,11 +106,9 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     module = BatchedMERModule(
         members, names, epochs, states, [int(cfg.seed) for cfg, _ in jobs], instantiate(cfg0.optimizer),
         scheduler=instantiate(cfg0.scheduler) if cfg0.get("scheduler") else None,
+        architectures=[OmegaConf.to_yaml(cfg.backbone) for cfg, _ in jobs],
+        vectorize=vectorized(cfg0),
     )
-    max_epochs = max(int(e) for e in epochs)
-    every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
-    loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
-    trainer = build_trainer(cfg0, out, max_epochs, list(trackers or []), loggers, every)
     trainer.fit(module, datamodule=BatchedData(dms, validate=bool(trackers)))
     return module, trainer
 

@@ -465,6 +465,7 @@ EXECUTION_KEYS = (
     "fold",
     "n_jobs",
     "engine",
+    "vectorize",
     "threads_per_fold",
     "logger",
     "hydra",

@@ -1,47 +1,159 @@
-"""K independent models trained together in one Lightning fit (``engine: batched``).
+"""K independent models trained together in one Lightning fit (``engine: batched``), their
+forward and backward passes vectorised with :func:`torch.func.vmap`.
 
 Each *member* is an ordinary :class:`~mefnet.training.module.MERModule` (one fold of one
-seed) with its own data module, so it keeps everything a fold trained on its own has:
+seed) with its own data module and its own leaf parameters, so it keeps everything a
+fold trained on its own has:
 
 * its own training clips (its fold's training subjects only) and its own seeded loader
   (:class:`BatchedData` iterates the members' own loaders side by side, each exactly as
   a per-fold fit would: same order, same last partial batch);
 * its own initialisation (built right after seeding, as a per-fold fit builds it) and its
-  own random stream for dropout and augmentation: the global RNG is swapped to the
-  member's state around its forward pass, so it draws what it would draw alone;
-* its own batch-norm statistics (its own modules);
-* its own inner validation (one validation loader per member; scores logged as
-  ``val/<metric>/<member name>``) and its own number of epochs (a member that is done
-  stops stepping while the others go on).
+  own random stream: its augmentation and its dropout masks are drawn from its own saved
+  generator state, in the order a fit of its own draws them (see below);
+* its own batch-norm statistics (its own buffers, updated by its own batches);
+* its own loss (class priors of its own training clips), its own inner validation (one
+  validation loader per member; scores logged as ``val/<metric>/<member name>``), its own
+  number of epochs (a member that is done stops stepping while the others go on) and,
+  with a weight-averaging callback (``callbacks=ema``), its own average
+  (:class:`MemberAveraging`).
 
-One optimizer holds every member's parameters. The losses of the members are summed
-before one backward pass: the gradient of a member's parameters is exactly the gradient
-of its own loss, and Adam, AdamW, SGD and the other per-parameter optimizers update each
-parameter from its own gradient and state alone, so one step over the union is K
-independent steps; a member with no batch at a step gets no gradient and is not updated.
-(Optimizers that couple parameters, like LBFGS or global gradient clipping, do not have
-this property and are refused by the engine.)
+**One vectorised step.** At each training step the members that have a batch are grouped
+by architecture and batch shape (a fold's last batch of an epoch is usually smaller, and
+its size differs between folds). For each group the members' parameters and buffers are
+stacked (``torch.stack``: differentiable, so each member's gradient flows back to its own
+leaves) and one ``vmap(functional_call(template, ...))`` runs the whole group's forward
+pass; vmapped convolutions run as grouped convolutions, vmapped linear layers as batched
+matrix products. Each member's loss is computed on its own slice of the logits; the
+losses are summed and one backward pass gives every member exactly the gradient of its
+own loss. Batch norm updates the stacked running statistics in place; the rows are copied
+back to each member after the step.
 
-The members run one after the other inside a training step (a loop, not ``vmap``): it is
-what keeps every member's dropout stream, batch-norm update and partial last batch
-identical to a fit of its own, which ``torch.func.vmap`` cannot (its random draws differ
-and all members would need batches of one size). What the engine saves is everything
-around the arithmetic: process start, one Lightning fit and its hooks per fold, one
-optimizer step per fold and step, data set-up.
+**Random draws.** ``vmap`` cannot draw a member's dropout mask from that member's stream,
+so the template's ``nn.Dropout`` modules are replaced by :class:`_MaskDropout`, which
+multiplies by a mask drawn beforehand: for each member, under its own generator state,
+first its augmentation, then one mask per dropout call in forward order, each drawn as
+PyTorch's CPU dropout draws it (``bernoulli_(1 - p)`` over the input's shape, divided by
+``1 - p``). The masks, and so the trained weights, are what a fit of its own would draw.
+Any other random operation inside a backbone's forward makes ``vmap`` raise
+(``randomness="error"``) rather than silently draw something else. On a GPU, PyTorch's
+fused dropout kernel draws differently, so there the masks are the CPU algorithm's, drawn
+from the member's own device stream: deterministic, but not the per-fold engine's masks.
+
+**One optimizer.** One optimizer holds every member's parameters. Adam, AdamW, SGD and
+the other per-parameter optimizers update each parameter from its own gradient and state
+alone (Adam's step count and bias correction are per parameter tensor), and a member
+without a batch at a step has no gradient (``None``) and is not touched: one step over
+the union is K independent steps. Optimizers that couple parameters (LBFGS, global
+gradient clipping) are refused by the engine.
+
+Validation and prediction run per member (each once per validated epoch, resp. once at
+the end), in eval mode, exactly as in a fit of its own.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
+from torch.func import functional_call, vmap
+from torch.optim.swa_utils import AveragedModel
 
 from mefnet.data.datamodule import MERDataModule
 from mefnet.training.module import MERModule
+
+
+class _MaskFeed:
+    """What the :class:`_MaskDropout` modules of one template read: the masks of the
+    current vmapped call, in call order, or (``record``) a list to record their inputs'
+    shapes in."""
+
+    def __init__(self) -> None:
+        self.masks: list[torch.Tensor] = []
+        self.i = 0
+        self.record: list[tuple[tuple[int, ...], float]] | None = None
+
+
+class _MaskDropout(nn.Module):
+    """``nn.Dropout`` with its mask given from outside (see the module docstring)."""
+
+    def __init__(self, p: float, inplace: bool, feed: _MaskFeed) -> None:
+        super().__init__()
+        self.p = float(p)
+        self.inplace = inplace
+        self.__dict__["feed"] = feed  # shared, not a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        feed = self.feed
+        if feed.record is not None:
+            feed.record.append((tuple(x.shape), self.p))
+            return x
+        mask = feed.masks[feed.i]
+        feed.i += 1
+        return x * mask
+
+
+def _draw_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """Dropout's mask, scaled, drawn from the global generator as ``F.dropout`` draws it
+    on the CPU (``at::native::dropout``: ``bernoulli_(1 - p)`` over the input, ``/ (1 - p)``)."""
+    if p == 1.0:
+        return torch.zeros(shape, device=device)
+    return torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
+
+
+class _Template:
+    """A member's backbone as a stateless function: a copy whose parameters and buffers
+    :func:`~torch.func.functional_call` replaces, its dropouts reading given masks."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        self.feed = _MaskFeed()
+        self.module = copy.deepcopy(backbone)
+        for name, sub in list(self.module.named_modules()):
+            if type(sub) is nn.Dropout:
+                parent, _, leaf = name.rpartition(".")
+                setattr(self.module.get_submodule(parent) if parent else self.module, leaf,
+                        _MaskDropout(sub.p, sub.inplace, self.feed))
+        self.params = [n for n, _ in self.module.named_parameters()]
+        self.buffers = [n for n, _ in self.module.named_buffers()]
+        self._shapes: dict[tuple[int, ...], list[tuple[tuple[int, ...], float]]] = {}
+
+    def dropout_shapes(self, backbone: nn.Module, x: torch.Tensor) -> list[tuple[tuple[int, ...], float]]:
+        """The input shape and rate of every dropout call of a training forward pass of
+        ``x``'s shape (found once per shape by running the template, nothing kept)."""
+        key = tuple(x.shape)
+        if key not in self._shapes:
+            self.feed.record = []
+            state = {n: t.detach().clone() for n, t in itertools.chain(backbone.named_parameters(),
+                                                                         backbone.named_buffers())}
+            try:
+                self.module.train()
+                with torch.no_grad():
+                    functional_call(self.module, state, (torch.zeros_like(x),))
+                self._shapes[key] = self.feed.record
+            finally:
+                self.feed.record = None
+        return self._shapes[key]
+
+    def __call__(self, params: dict, buffers: dict, x: torch.Tensor, masks: list) -> torch.Tensor:
+        self.module.train()
+
+        def one(p, b, xi, mi):
+            self.feed.masks, self.feed.i = mi, 0
+            return functional_call(self.module, {**p, **b}, (xi,))
+
+        try:
+            return vmap(one, randomness="error")(params, buffers, x, masks)
+        finally:
+            self.feed.masks = []
 
 
 class BatchedMERModule(L.LightningModule):
@@ -55,6 +167,12 @@ class BatchedMERModule(L.LightningModule):
         ``seed_everything``, when the fit runs on a GPU).
     optimizer, scheduler: partial optimizer / LR scheduler (as for ``MERModule``),
         completed with every member's parameters.
+    architectures: one key per member naming its backbone configuration; members with
+        the same key (and batch shape) run in one vmapped call. Default: the backbone's
+        class and ``repr``.
+    vectorize: False runs the members' training steps one after another instead (each
+        member's own forward under its own random stream, summed losses, one backward):
+        the same members, data, random draws and optimizer, without ``vmap``.
     """
 
     def __init__(
@@ -66,6 +184,8 @@ class BatchedMERModule(L.LightningModule):
         seeds: Sequence[int],
         optimizer,
         scheduler=None,
+        architectures: Sequence[str] | None = None,
+        vectorize: bool = True,
     ) -> None:
         super().__init__()
         if not (len(members) == len(names) == len(epochs) == len(rng_states) == len(seeds)) or not members:
@@ -78,6 +198,17 @@ class BatchedMERModule(L.LightningModule):
         self.seeds = [int(x) for x in seeds]
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        if architectures is None:
+            architectures = [f"{type(m.backbone).__qualname__}:{m.backbone!r}" for m in members]
+        if len(architectures) != len(members):
+            raise ValueError("batched fit: one architecture key per member")
+        self.architectures = list(architectures)
+        self.vectorize = bool(vectorize)
+        self.__dict__["_templates"] = {}  # architecture -> _Template (not submodules: no parameters of their own)
+        self.stepped: list[int] = []  # the members that took a training step in the last batch
+        self.vmapped_calls = 0  # vmapped forward calls so far (what the tests check the engine did)
+        self._loss_sum: list = [0.0] * len(members)
+        self._loss_n = [0] * len(members)
 
     @contextmanager
     def member_rng(self, k: int) -> Iterator[None]:
@@ -102,17 +233,79 @@ class BatchedMERModule(L.LightningModule):
     def active(self, k: int) -> bool:
         return self.current_epoch < self.epochs[k]
 
+    def _template(self, k: int) -> _Template:
+        key = self.architectures[k]
+        if key not in self._templates:
+            self._templates[key] = _Template(self.members[k].backbone)
+        return self._templates[key]
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
-        total = None
+        if not self.vectorize:
+            return self._looped_step(batch)
+        # 1. Each member's augmentation and dropout masks, from its own stream, in the
+        #    order a fit of its own draws them; members grouped by architecture and shape.
+        groups: dict[tuple, list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]]] = {}
         for k, b in enumerate(batch):
             if b is None or not self.active(k):
                 continue
+            x, y = b
+            member = self.members[k]
+            template = self._template(k)
             with self.member_rng(k):
-                loss, _ = self.members[k].train_loss(b)
-            self.log(f"train/loss/{self.names[k]}", loss.detach(), on_step=False, on_epoch=True,
-                      batch_size=len(b[1]))
+                if member.augment is not None:
+                    x = member.augment(x)
+                masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.backbone, x)]
+            groups.setdefault((self.architectures[k], tuple(x.shape)), []).append((k, x, y, masks))
+        self.stepped = [k for group in groups.values() for k, *_ in group]
+        # 2. One vmapped forward per group, each member's own loss on its own slice.
+        total = None
+        for (arch, _), group in groups.items():
+            template = self._templates[arch]
+            ks = [g[0] for g in group]
+            backbones = [self.members[k].backbone for k in ks]
+            own_params = [dict(b.named_parameters()) for b in backbones]
+            own_buffers = [dict(b.named_buffers()) for b in backbones]
+            params = {n: torch.stack([p[n] for p in own_params]) for n in template.params}
+            buffers = {n: torch.stack([b[n] for b in own_buffers]) for n in template.buffers}
+            x = torch.stack([g[1] for g in group])
+            masks = [torch.stack(ms) for ms in zip(*(g[3] for g in group), strict=True)]
+            logits = template(params, buffers, x, masks)
+            self.vmapped_calls += 1
+            with torch.no_grad():  # batch norm's updated running statistics back to each member
+                for n, stacked in buffers.items():
+                    for j, own in enumerate(own_buffers):
+                        own[n].copy_(stacked[j])
+            for j, (k, _, y, _) in enumerate(group):
+                loss = self.members[k].loss_fn(logits[j], y)
+                self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
+                self._loss_n[k] += len(y)
+                total = loss if total is None else total + loss
+        return total
+
+    def _looped_step(self, batch) -> torch.Tensor | None:
+        total = None
+        self.stepped = []
+        for k, b in enumerate(batch):
+            if b is None or not self.active(k):
+                continue
+            x, y = b
+            member = self.members[k]
+            with self.member_rng(k):
+                if member.augment is not None:
+                    x = member.augment(x)
+                loss = member.loss_fn(member(x), y)
+            self.stepped.append(k)
+            self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
+            self._loss_n[k] += len(y)
             total = loss if total is None else total + loss
         return total
+
+    def on_train_epoch_end(self) -> None:
+        for k, name in enumerate(self.names):
+            if self._loss_n[k]:
+                self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k])
+        self._loss_sum = [0.0] * len(self.members)
+        self._loss_n = [0] * len(self.members)
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.members[dataloader_idx].val_update(*batch)
@@ -132,6 +325,67 @@ class BatchedMERModule(L.LightningModule):
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt)}}
+
+
+class MemberAveraging(L.Callback):
+    """A weight-averaging callback (Lightning's :class:`WeightAveraging`, e.g.
+    :class:`~mefnet.training.averaging.WarmupEMA`) applied to every member of a
+    :class:`BatchedMERModule` on its own: one average per member, updated after the
+    member's own optimizer steps only (its own step count drives the EMA warm-up), swapped
+    in for validation and copied into the member at the end of training, exactly as the
+    callback does for a fit of its own."""
+
+    def __init__(self, averaging: WeightAveraging) -> None:
+        self.averaging = averaging
+        self.models: list[AveragedModel] = []
+        self.steps: list[int] = []
+        self.latest_epoch = -1
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            device = self.averaging._device or pl_module.device
+            self.models = [AveragedModel(model=m, device=device, use_buffers=self.averaging._use_buffers,
+                                         **self.averaging._kwargs) for m in pl_module.members]
+            self.steps = [0] * len(self.models)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        for k in pl_module.stepped:
+            self.steps[k] += 1
+            if self.averaging.should_update(step_idx=self.steps[k] - 1):
+                self.models[k].update_parameters(pl_module.members[k])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if epoch > self.latest_epoch and self.averaging.should_update(epoch_idx=epoch):
+            for k, avg in enumerate(self.models):
+                if pl_module.active(k):
+                    avg.update_parameters(pl_module.members[k])
+            self.latest_epoch = epoch
+
+    @staticmethod
+    def _pairs(avg: AveragedModel, member: nn.Module):
+        return zip(itertools.chain(avg.module.parameters(), avg.module.buffers()),
+                   itertools.chain(member.parameters(), member.buffers()), strict=True)
+
+    def _swap(self, pl_module: L.LightningModule) -> None:
+        for avg, member in zip(self.models, pl_module.members, strict=True):
+            for a, c in self._pairs(avg, member):
+                tmp = a.data.clone()
+                a.data.copy_(c.data)
+                c.data.copy_(tmp)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.models:
+            self._swap(pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.models:
+            self._swap(pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for avg, member in zip(self.models, pl_module.members, strict=True):
+            for a, c in self._pairs(avg, member):
+                c.data.copy_(a.data)
 
 
 def _cuda_state_for(seed: int, device: torch.device) -> torch.Tensor:
