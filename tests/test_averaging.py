@@ -71,3 +71,42 @@ def test_ema_group_builds_from_config():
     cfg = compose(["callbacks=ema"])
     cb = instantiate(cfg.callbacks.ema)
     assert isinstance(cb, WarmupEMA) and cb.decay == 0.99
+
+
+def test_in_place_update_of_many_averages_equals_averaged_model_bit_for_bit():
+    """The batched engine's one multi-tensor update for all members with the same number
+    of updates must be exactly what AveragedModel.update_parameters does with avg_fn."""
+    from torch.optim.swa_utils import AveragedModel
+
+    torch.manual_seed(0)
+    ema = WarmupEMA(decay=0.9)
+    members = [nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)) for _ in range(3)]
+    loop = [AveragedModel(m, use_buffers=True, avg_fn=warmup_ema(0.9)) for m in members]
+    fast = [AveragedModel(m, use_buffers=True, avg_fn=warmup_ema(0.9)) for m in members]
+    for step in range(30):
+        with torch.no_grad():
+            for m in members:
+                for t in m.parameters():
+                    t.add_(torch.randn_like(t))
+                m[1].running_mean.add_(torch.randn(3))
+                m[1].num_batches_tracked += 1
+        for avg, m in zip(loop, members, strict=True):
+            avg.update_parameters(m)
+        if step == 0:
+            for avg, m in zip(fast, members, strict=True):
+                avg.update_parameters(m)  # the first update copies (as the engine does)
+            continue
+        n = int(fast[0].n_averaged)
+        ema.average_in_place(
+            [t.detach() for avg in fast for t in [*avg.module.parameters(), *avg.module.buffers()]],
+            [t.detach() for m in members for t in [*m.parameters(), *m.buffers()]], n)
+        for avg in fast:
+            avg.n_averaged += 1
+    for a, b in zip(loop, fast, strict=True):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key
+    assert int(fast[0].module[1].num_batches_tracked) == 30
+    with pytest.raises(ValueError, match="first update"):
+        ema.average_in_place([], [], 0)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from mefnet.config import CONFIG_DIR, compose
@@ -215,3 +216,33 @@ def test_every_backbone_class_has_a_config():
 
     targets = {compose([f"backbone={b}"]).backbone._target_.rsplit(".", 1)[1] for b in BACKBONES}
     assert {cls.__name__ for cls in MODEL_FILE_BACKBONES} <= targets
+
+
+def test_one_fit_uses_the_multi_tensor_optimizer_unless_told_otherwise():
+    """A batched fit's optimizer holds every member's tensors: foreach=True unless the
+    config says otherwise; it gives bit-identical steps, skipping tensors without a
+    gradient as the loop does."""
+    import functools
+
+    from mefnet.training.batched import _foreach_default
+
+    assert _foreach_default(functools.partial(torch.optim.Adam, lr=1e-3)) == {"foreach": True}
+    assert _foreach_default(functools.partial(torch.optim.SGD, lr=1e-3, foreach=False)) == {}
+    assert _foreach_default(functools.partial(torch.optim.LBFGS, lr=1)) == {}
+    torch.manual_seed(0)
+    for cls, kw in [(torch.optim.Adam, {}), (torch.optim.AdamW, {"weight_decay": 0.01}),
+                    (torch.optim.SGD, {"momentum": 0.9})]:
+        a = [torch.randn(5, 3, requires_grad=True) for _ in range(4)]
+        b = [t.detach().clone().requires_grad_() for t in a]
+        opt_a = cls(a, lr=1e-2, **kw)
+        opt_b = cls(b, lr=1e-2, **kw, **_foreach_default(functools.partial(cls)))
+        for step in range(12):
+            for i, (ta, tb) in enumerate(zip(a, b, strict=True)):
+                if (step + i) % 3 == 0:  # a member without a batch: no gradient, not touched
+                    ta.grad = tb.grad = None
+                else:
+                    g = torch.randn(5, 3)
+                    ta.grad, tb.grad = g.clone(), g.clone()
+            opt_a.step()
+            opt_b.step()
+        assert all(torch.equal(ta, tb) for ta, tb in zip(a, b, strict=True)), cls.__name__
