@@ -328,3 +328,20 @@ def test_default_output_folder_and_input_errors(tmp_path, capsys):
     bad.write_text(bad.read_text().replace("\nsynthetic,sub02,c5,0,negative", "\nsynthetic,sub02,c5,7,negative"))
     with pytest.raises(ReportError, match=r"sub02/predictions.csv, line 3: 'true' = 7 is outside 0..2"):
         write_table([tmp_path / "sweep" / "a"], tmp_path / "o")
+
+
+def test_a_rewritten_table_removes_only_the_confusion_files_of_its_own_gone_rows(tmp_path):
+    """A set's table is rewritten after every run: the 2-seed ensemble's confusion matrix
+    must not stay beside the 3-seed table; files the table never wrote stay."""
+    sweep, out = tmp_path / "sweep", tmp_path / "out"
+    out.mkdir()
+    (out / "confusion_mine.csv").write_text("the user's own file\n")
+    for seed in (0, 1):
+        make_run(sweep / "exp" / f"seed_{seed}", "exp", seed, _folds(PREDS[seed]))
+    write_table([sweep], out, figures=False, ensemble=True)
+    assert (out / "confusion_exp_ensemble_of_2_seeds.csv").is_file()
+    make_run(sweep / "exp" / "seed_2", "exp", 2, _folds(PREDS[2]))
+    write_table([sweep], out, figures=False, ensemble=True)
+    names = sorted(p.name for p in out.glob("confusion_*"))
+    assert names == ["confusion_exp.csv", "confusion_exp_ensemble_of_3_seeds.csv", "confusion_mine.csv"]
+    assert (out / "confusion_mine.csv").read_text() == "the user's own file\n"

@@ -164,6 +164,7 @@ def write_table(
     from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
 
     au_rows = [row for g in au_groups for row in summarize_au(g, DATASET_TITLES)]
+    earlier = _confusion_stems(out / "table.csv")  # before table.csv is rewritten
     if au_rows:
         write_au_csv(au_rows, out / "table_au.csv")
     atomic_write(out / "table.md", (to_markdown(rows) if rows else "") + ("\n" if rows and au_rows else "")
@@ -210,7 +211,28 @@ def write_table(
                 title = f"{r['experiment']}: {len(seeds)} seeds ({', '.join(map(str, seeds))}), {r['clips']} clips per seed"
                 label = f"counts summed over {len(seeds)} seeds"
             plot_confusion(r["confusion"], r["class_names"], out / f"confusion_{stem}.png", title, label)
+    # A confusion matrix the previous table in this folder wrote for a row that is gone
+    # (e.g. the 2-seed ensemble of a set whose third seed has finished since) would sit
+    # next to the new table as if it were part of it: removed. Only files named by the
+    # previous table.csv's rows are touched.
+    for stem in earlier - used:
+        for suffix in (".csv", ".png"):
+            (out / f"confusion_{stem}{suffix}").unlink(missing_ok=True)
     return rows + au_rows
+
+
+def _confusion_stems(table_csv: Path) -> set[str]:
+    """The confusion-matrix file stems that the table in ``table_csv`` was written with
+    (its ``all`` rows, in order); empty if there is no such table or it cannot be read."""
+    try:
+        with table_csv.open(newline="") as f:
+            names = [r["experiment"] for r in csv.DictReader(f) if r.get("part") == "all" and r.get("experiment")]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        return set()
+    used: set[str] = set()
+    for name in names:
+        _file_stem(name, used)
+    return used
 
 
 def default_out(dirs: list[str]) -> Path:
