@@ -56,6 +56,7 @@ DEFAULTS = {
     "widths": "8,16,32",
     "dropout": 0.5,
     "head": "spatial",
+    "msff": "multi",         # multi | single | off (AM3F-FlowNet's ablation switch)
     "val_fraction": 0.2,
 }
 
@@ -90,7 +91,7 @@ def build_backbone(rec, num_classes):
 
     if rec["backbone"] == "am3f":
         return AM3FFlowNet(num_classes=num_classes, widths=[int(w) for w in rec["widths"].split(",")],
-                           dropout=rec["dropout"], head=rec["head"])
+                           dropout=rec["dropout"], head=rec["head"], msff=rec["msff"])
     if rec["backbone"] == "ststnet":
         return STSTNet(num_classes=num_classes, dropout=rec["dropout"])
     raise SystemExit(f"backbone {rec['backbone']}")
