@@ -376,21 +376,16 @@ class MemberAveraging(L.Callback):
         by_count: dict[int, list[int]] = {}
         for k in due:
             n = int(self.models[k].n_averaged)
-            if n == 0:  # the first update copies the member's weights
+            if n == 0 or self._tensors(k, pl_module) is None:
+                # the first update copies the member's weights; an average kept on another
+                # device than the member needs AveragedModel to move them
                 self.models[k].update_parameters(pl_module.members[k])
             else:
                 by_count.setdefault(n, []).append(k)
         for n, ks in by_count.items():
-            pairs = [self._tensors(k, pl_module) for k in ks]
-            for k, pair in zip(ks, pairs, strict=True):
-                if pair is None:  # the average is kept on another device: AveragedModel moves the weights
-                    self.models[k].update_parameters(pl_module.members[k])
-            pairs = [pair for pair in pairs if pair is not None]
-            if pairs:
-                in_place([a for avg, _ in pairs for a in avg], [c for _, cur in pairs for c in cur], n)
-            for k, pair in zip(ks, [self._views[k] for k in ks], strict=True):
-                if pair is not None:
-                    self.models[k].n_averaged += 1
+            in_place([a for k in ks for a in self._views[k][0]], [c for k in ks for c in self._views[k][1]], n)
+            for k in ks:
+                self.models[k].n_averaged += 1
 
     def _tensors(self, k: int, pl_module: L.LightningModule) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
         """Member ``k``'s average and its own weights (parameters, then buffers, as
