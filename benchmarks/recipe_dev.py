@@ -57,6 +57,7 @@ DEFAULTS = {
     "dropout": 0.5,
     "head": "spatial",
     "msff": "multi",         # multi | single | off (AM3F-FlowNet's ablation switch)
+    "msff_residual": 0,      # 1: MSFF's fused term added to the last stage (zero-initialised)
     "val_fraction": 0.2,
 }
 
@@ -91,7 +92,8 @@ def build_backbone(rec, num_classes):
 
     if rec["backbone"] == "am3f":
         return AM3FFlowNet(num_classes=num_classes, widths=[int(w) for w in rec["widths"].split(",")],
-                           dropout=rec["dropout"], head=rec["head"], msff=rec["msff"])
+                           dropout=rec["dropout"], head=rec["head"], msff=rec["msff"],
+                           msff_residual=bool(rec["msff_residual"]))
     if rec["backbone"] == "ststnet":
         return STSTNet(num_classes=num_classes, dropout=rec["dropout"])
     raise SystemExit(f"backbone {rec['backbone']}")

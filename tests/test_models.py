@@ -147,6 +147,44 @@ def test_msff_single_and_off_differ_from_each_other():
         assert not torch.allclose(single(_input(4, 28)), off(_input(4, 28)), atol=1e-4)
 
 
+@pytest.mark.parametrize("msff", ["multi", "single"])
+def test_residual_msff_starts_as_the_identity_on_the_last_stage(msff: str):
+    """``msff_residual``: the fused term is added to the trunk's last stage with a
+    zero-initialised scale, so an untrained branch outputs that stage unchanged."""
+    model = _seeded(AM3FFlowNet, msff=msff, msff_residual=True)
+    x = _input(4, 28)[:, :1]
+    for train in (True, False):
+        model.train(train)
+        for branch in model.branches.values():
+            with torch.no_grad():
+                assert torch.equal(branch(x), branch.trunk(x)[-1])
+
+
+def test_residual_msff_has_the_same_weights_and_changes_the_output_once_trained():
+    plain = _seeded(AM3FFlowNet).eval()
+    residual = _seeded(AM3FFlowNet, msff_residual=True).eval()
+    assert _copy_shared_weights(plain, residual) == []  # same names and shapes
+    x = _input(4, 28)
+    with torch.no_grad():
+        # Same weights (the copied scale is no longer zero): only the skip differs.
+        assert not torch.allclose(plain(x), residual(x), atol=1e-4)
+
+
+def test_residual_msff_trains_every_parameter_after_the_first_step():
+    """At initialisation only the zero scale gets a gradient (the fused term is multiplied
+    by it); after one step every parameter of the module does."""
+    torch.manual_seed(0)
+    model = AM3FFlowNet(num_classes=NUM_CLASSES, msff_residual=True).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    target = torch.tensor([0, 1, 2, 0])
+    for _ in range(2):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(_input(4, 28)), target).backward()
+        optimizer.step()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
 @pytest.mark.parametrize("branch", ["u", "v", "strain"])
 def test_a_single_branch_model_reads_only_its_own_flow_map(branch: str):
     model = _seeded(AM3FFlowNet, branches=[branch]).eval()
@@ -175,6 +213,7 @@ def test_branch_order_does_not_matter():
         ("msff", "triple", "multi, single, off"),
         ("mofrw", "both_levels", "both, stream, channel, off"),
         ("spatial_attention", "yes", "true or false"),
+        ("msff_residual", "yes", "true or false"),
         ("branches", [], "u, v, strain"),
         ("branches", ["u", "w"], "u, v, strain"),
         ("branches", ["u", "u"], "u, v, strain"),

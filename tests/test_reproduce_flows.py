@@ -34,8 +34,8 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     am3f = [o for n, o in runs if n == "megc2019-am3f"]
     assert [compose(o).seed for o in am3f] == [1, 2, 3] and spec.ensemble is True
     names = list(dict.fromkeys(n for n, _ in runs))
-    for needle in ("megc2019-ststnet-paper", "megc2019-am3f-ce", "no-msff", "no-spatial-attention", "no-mofrw",
-                   "uv-only"):
+    for needle in ("megc2019-ststnet-paper", "megc2019-am3f-ce", "no-msff", "msff-not-residual",
+                   "no-spatial-attention", "no-mofrw", "uv-only"):
         assert any(needle in n for n in names), needle
     anchor = compose(dict(runs)["megc2019-ststnet-paper"])
     assert (anchor.trainer.max_epochs, anchor.optimizer.lr, anchor.dataset.name) == (800, 5e-5, "flow_folder")
@@ -43,6 +43,9 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     assert recipe.backbone._target_.endswith("AM3FFlowNet") and recipe.loss._target_.endswith("LogitAdjustedLoss")
     assert recipe.experiment_name == "megc2019-am3f" and recipe.dataset.name == "flow_folder"
     assert compose(dict(runs)["megc2019-am3f-ce"]).loss._target_.endswith("CrossEntropyLoss")
+    # The recipe's residual MSFF, and the row that shows what the residual adds.
+    assert recipe.backbone.msff_residual is True and recipe.backbone.msff == "multi"
+    assert compose(dict(runs)["megc2019-am3f-msff-not-residual"]).backbone.msff_residual is False
 
 
 def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):

@@ -485,6 +485,9 @@ _LOCATION_KEY = re.compile(r"(^|_)(root|dir|path)$")
 IMPLIED_KEYS = {
     "dataset._target_": "mefnet.data.datamodule.MERDataModule",  # conf/dataset/* build the DataModule
     "dataset._recursive_": False,
+    # Added to conf/backbone/am3f.yaml after experiments existed; false is the module
+    # those experiments ran.
+    "backbone.msff_residual": False,
 }
 
 
