@@ -19,7 +19,7 @@ The last column compares with STSTNet's own 2019 training script (christy1206/ST
 folds (a figure measured earlier on that machine, not in this run), times the seeds.
 
 The recipe is the recommended composite recipe, ``experiment=megc2019_flows`` (AM3F-FlowNet's
-recipe: batch 32, 19 epochs, flow augmentation, EMA, test-time mirror; ``backbone=ststnet``
+recipe: batch 32, 20 epochs, residual MSFF, flow augmentation, EMA, test-time mirror; ``backbone=ststnet``
 swaps the model only), on the synthetic stand-in instead of the flow folder; ``--recipe
 paper`` gives the earlier composite recipe of ``conf/reproduce/paper.yaml`` (inner
 validation, 30 epochs, batch 64). Overrides on the command line apply to every run (e.g.
