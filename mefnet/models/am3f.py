@@ -182,11 +182,9 @@ class MultiScaleFeatureFusion(nn.Module):
             # passes the coarsest map through unchanged (torchvision's zero_init_residual).
             nn.init.zeros_(self.norm.weight)
 
-    def forward(
-        self, features: dict[str, torch.Tensor], skip: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The fused map; with ``residual=True`` added to ``skip`` (the branch's last
-        stage, same shape) before the ReLU."""
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fused map; with ``residual=True`` added to the coarsest scale's map (the
+        branch's last stage) before the ReLU."""
         grid = features[self.scale_names[-1]].shape[-2:]
         fused = None
         for name in self.scale_names:
@@ -199,9 +197,7 @@ class MultiScaleFeatureFusion(nn.Module):
             fused = projected if fused is None else fused + projected
         fused = self.norm(fused)
         if self.residual:
-            if skip is None:
-                raise ValueError("MultiScaleFeatureFusion(residual=True) needs the skip map")
-            fused = skip + fused
+            fused = features[self.scale_names[-1]] + fused
         return F.relu(fused)
 
 
@@ -233,7 +229,7 @@ class FlowBranch(nn.Module):
         features = self.trunk(x)
         if self.msff is None:
             return features[-1]
-        return self.msff({f"stage{i + 1}": f for i, f in enumerate(features)}, features[-1])
+        return self.msff({f"stage{i + 1}": f for i, f in enumerate(features)})
 
 
 class MultiOpticalFlowReweighting(nn.Module):
