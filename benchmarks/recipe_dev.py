@@ -58,6 +58,8 @@ DEFAULTS = {
     "head": "spatial",
     "msff": "multi",         # multi | single | off (AM3F-FlowNet's ablation switch)
     "msff_residual": 0,      # 1: MSFF's fused term added to the last stage (zero-initialised)
+    "tta_shift": 0,          # 1: also record EMA readouts averaged over mirror x one-pixel shifts (10 views)
+    "attention_init": "sigmoid",  # identity: every attention gate 2*sigmoid of a zero-initialised layer (1 at start)
     "val_fraction": 0.2,
 }
 
@@ -93,7 +95,7 @@ def build_backbone(rec, num_classes):
     if rec["backbone"] == "am3f":
         return AM3FFlowNet(num_classes=num_classes, widths=[int(w) for w in rec["widths"].split(",")],
                            dropout=rec["dropout"], head=rec["head"], msff=rec["msff"],
-                           msff_residual=bool(rec["msff_residual"]))
+                           msff_residual=bool(rec["msff_residual"]), attention_init=rec["attention_init"])
     if rec["backbone"] == "ststnet":
         return STSTNet(num_classes=num_classes, dropout=rec["dropout"])
     raise SystemExit(f"backbone {rec['backbone']}")
@@ -177,7 +179,10 @@ def run_one(rec, index, feats, fold, seed):
     model = build_backbone(rec, index.num_classes)
     counts = index.class_counts(tr_idx)
     if rec["loss"] == "logit_adjusted":
-        loss_fn = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
+        adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
+
+        def loss_fn(logits, y):
+            return F.cross_entropy(adjusted.adjusted_logits(logits), y, label_smoothing=rec["label_smoothing"])
     else:
         loss_fn = CrossEntropyLoss(label_smoothing=rec["label_smoothing"])
     if rec["optimizer"] == "adamw":
@@ -204,8 +209,20 @@ def run_one(rec, index, feats, fold, seed):
         return torch.cat([u, fl[:, 1:]], 1)
 
     xvm, xtm = mirror(xv), mirror(xt)
+
+    def shifted(t, dx, dy):
+        # the maps of the face moved by (dx, dy) whole pixels, the border repeated
+        # (what augment's translation does at an integer shift)
+        h, w = t.shape[-2:]
+        p = F.pad(t, (1, 1, 1, 1), mode="replicate")
+        return p[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+    shifts = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    views_v = [s(v) for v in (xv, xvm) for s in [lambda t, d=d: shifted(t, *d) for d in shifts]] if rec["tta_shift"] else []
+    views_t = [s(v) for v in (xt, xtm) for s in [lambda t, d=d: shifted(t, *d) for d in shifts]] if rec["tta_shift"] else []
     val_logits, test_probs, ema_val, ema_test, losses = [], [], [], [], []
     tta_val, tta_test = [], []
+    tta10_val, tta10_test = [], []
     step = 0
     for _epoch in range(rec["epochs"]):
         model.train()
@@ -246,11 +263,16 @@ def run_one(rec, index, feats, fold, seed):
             # test-time mirror: mean of the probabilities of the maps and of the mirrored maps (EMA weights)
             tta_val.append(np.log((F.softmax(ema(xv), 1) + F.softmax(ema(xvm), 1)).numpy() / 2))
             tta_test.append(((F.softmax(ema(xt), 1) + F.softmax(ema(xtm), 1)) / 2).numpy())
+            if rec["tta_shift"]:
+                # mirror x shifts by one pixel: 10 views per clip, probabilities averaged
+                tta10_val.append(np.log(torch.stack([F.softmax(ema(v), 1) for v in views_v]).mean(0).numpy()))
+                tta10_test.append(torch.stack([F.softmax(ema(v), 1) for v in views_t]).mean(0).numpy())
     return {
         "fold": fold, "seed": seed, "val_idx": val_idx, "test_idx": test_idx,
         "val_logits": np.stack(val_logits), "test_probs": np.stack(test_probs),
         "ema_val": np.stack(ema_val), "ema_test": np.stack(ema_test), "loss": losses,
         "tta_val": np.stack(tta_val), "tta_test": np.stack(tta_test),
+        **({"tta10_val": np.stack(tta10_val), "tta10_test": np.stack(tta10_test)} if rec["tta_shift"] else {}),
     }
 
 
@@ -301,6 +323,8 @@ def analyse(dirs, root, smooth_k=5, min_epoch=3):
         kinds = [("raw", "val_logits", "test_probs"), ("ema", "ema_val", "ema_test")]
         if "tta_val" in runs[0]:
             kinds.append(("ema+tta", "tta_val", "tta_test"))
+        if "tta10_val" in runs[0]:
+            kinds.append(("ema+tta10", "tta10_val", "tta10_test"))
         for kind, vk, tk in kinds:
             # mean inner-val UF1 curve over folds and seeds (training subjects only)
             curves = np.array([[uf1_uar(y[r["val_idx"]], r[vk][e].argmax(1))[0] for e in range(E)] for r in runs])

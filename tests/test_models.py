@@ -185,6 +185,44 @@ def test_residual_msff_trains_every_parameter_after_the_first_step():
     assert missing == []
 
 
+def test_identity_initialised_attention_passes_its_input_through_until_trained():
+    """``attention_init: identity``: every spatial-attention and squeeze-and-excitation
+    gate is ``2 * sigmoid`` of a zero-initialised last layer, so before training it
+    multiplies by exactly 1; the default gates (``sigmoid``) do not."""
+    from mefnet.models.blocks import SpatialAttention, SqueezeExcitation
+
+    x = _input(4, 28)
+    for block in (SpatialAttention(3, identity_init=True), SqueezeExcitation(3, identity_init=True)):
+        assert torch.equal(block(x), x)
+    assert torch.equal(SqueezeExcitation(3, identity_init=True)(x[:, :, 0, 0]), x[:, :, 0, 0])
+    torch.manual_seed(0)
+    assert not torch.allclose(SpatialAttention(3)(x), x)
+    identity = _seeded(AM3FFlowNet, attention_init="identity", msff_residual=True)
+    plain = _seeded(AM3FFlowNet, msff_residual=True)
+    assert _copy_shared_weights(plain, identity) == []  # same names and shapes
+    gates = [m for m in identity.modules() if isinstance(m, (SpatialAttention, SqueezeExcitation))]
+    assert len(gates) == 3 * 3 + 3  # one attention per scale and branch, one SE per stream
+    # once the last layers are no longer zero, the identity gate moves either way (up to 2)
+    torch.manual_seed(1)
+    trained = SpatialAttention(3, identity_init=True)
+    nn.init.normal_(trained.conv.weight, std=0.5)
+    weights = trained.attention_map(x)
+    assert bool((weights > 1).any()) and bool((weights < 1).any()) and bool((weights < 2).all())
+
+
+def test_identity_initialised_attention_trains_every_parameter_after_the_first_step():
+    torch.manual_seed(0)
+    model = AM3FFlowNet(num_classes=NUM_CLASSES, attention_init="identity", msff_residual=True).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    target = torch.tensor([0, 1, 2, 0])
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(_input(4, 28)), target).backward()
+        optimizer.step()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
 @pytest.mark.parametrize("branch", ["u", "v", "strain"])
 def test_a_single_branch_model_reads_only_its_own_flow_map(branch: str):
     model = _seeded(AM3FFlowNet, branches=[branch]).eval()
@@ -214,6 +252,7 @@ def test_branch_order_does_not_matter():
         ("mofrw", "both_levels", "both, stream, channel, off"),
         ("spatial_attention", "yes", "true or false"),
         ("msff_residual", "yes", "true or false"),
+        ("attention_init", "zero", "sigmoid, identity"),
         ("branches", [], "u, v, strain"),
         ("branches", ["u", "w"], "u, v, strain"),
         ("branches", ["u", "u"], "u, v, strain"),

@@ -485,9 +485,10 @@ _LOCATION_KEY = re.compile(r"(^|_)(root|dir|path)$")
 IMPLIED_KEYS = {
     "dataset._target_": "mefnet.data.datamodule.MERDataModule",  # conf/dataset/* build the DataModule
     "dataset._recursive_": False,
-    # Added to conf/backbone/am3f.yaml after experiments existed; false is the module
-    # those experiments ran.
+    # Added to conf/backbone/am3f.yaml after experiments existed; these values are the
+    # module those experiments ran.
     "backbone.msff_residual": False,
+    "backbone.attention_init": "sigmoid",
 }
 
 

@@ -72,6 +72,11 @@ Ablations (constructor arguments = config keys):
   output).
 - ``msff_residual``: ``false`` (MSFF replaces the last stage) or ``true`` (added to it).
 - ``spatial_attention``: ``false`` replaces every MSFF spatial attention by the identity.
+- ``attention_init``: ``sigmoid`` (the gates of CBAM and SE-Net as published) or
+  ``identity``: every spatial-attention and squeeze-and-excitation gate is
+  ``2 * sigmoid`` of a zero-initialised last layer, so it multiplies by exactly 1 before
+  training and may then damp or amplify (0 to 2). On the MEGC2019 development folds it
+  left the mean inner-validation UF1 where it was (README, research run r11).
 - ``mofrw``: ``both``, ``stream`` (stream-level only), ``channel`` (channel-level only),
   ``off`` (plain concatenation).
 - ``head``: ``spatial`` (a ``head_grid`` x ``head_grid`` grid per stream) or ``gap``
@@ -97,6 +102,7 @@ FLOW_MAPS: tuple[str, ...] = ("u", "v", "strain")
 MSFF_MODES: tuple[str, ...] = ("multi", "single", "off")
 MOFRW_MODES: tuple[str, ...] = ("both", "stream", "channel", "off")
 HEAD_MODES: tuple[str, ...] = ("spatial", "gap")
+ATTENTION_INITS: tuple[str, ...] = ("sigmoid", "identity")
 
 
 def _require_choice(key: str, value: object, allowed: Sequence[str]) -> str:
@@ -160,13 +166,15 @@ class MultiScaleFeatureFusion(nn.Module):
         spatial_attention: bool = True,
         attention_kernel: int = 7,
         residual: bool = False,
+        attention_identity_init: bool = False,
     ) -> None:
         super().__init__()
         self.scale_names = list(scale_channels)
         self.residual = residual
         self.attention = nn.ModuleDict(
             {
-                name: SpatialAttention(attention_kernel) if spatial_attention else nn.Identity()
+                name: SpatialAttention(attention_kernel, attention_identity_init)
+                if spatial_attention else nn.Identity()
                 for name in self.scale_names
             }
         )
@@ -212,6 +220,7 @@ class FlowBranch(nn.Module):
         spatial_attention: bool,
         attention_kernel: int,
         msff_residual: bool = False,
+        attention_identity_init: bool = False,
     ) -> None:
         super().__init__()
         self.trunk = BranchTrunk(stem_channels, widths)
@@ -222,7 +231,8 @@ class FlowBranch(nn.Module):
         self.msff: MultiScaleFeatureFusion | None = None
         if msff != "off":
             self.msff = MultiScaleFeatureFusion(
-                scale_channels, widths[-1], spatial_attention, attention_kernel, msff_residual
+                scale_channels, widths[-1], spatial_attention, attention_kernel, msff_residual,
+                attention_identity_init,
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,13 +256,15 @@ class MultiOpticalFlowReweighting(nn.Module):
         stream_level: bool = True,
         channel_level: bool = True,
         reduction: int = 4,
+        identity_init: bool = False,
     ) -> None:
         super().__init__()
         self.streams = list(streams)
         self.channel_attention: nn.ModuleDict | None = None
         if channel_level:
             self.channel_attention = nn.ModuleDict(
-                {name: SqueezeExcitation(channels, reduction) for name in self.streams}
+                {name: SqueezeExcitation(channels, reduction, identity_init=identity_init)
+                 for name in self.streams}
             )
         self.stream_gate: nn.Sequential | None = None
         # One stream: its softmax weight is identically 1, and a gate would be parameters
@@ -317,6 +329,7 @@ class AM3FFlowNet(nn.Module):
         msff: str = "multi",
         msff_residual: bool = False,
         spatial_attention: bool = True,
+        attention_init: str = "sigmoid",
         mofrw: str = "both",
         stem_channels: int = 0,
         widths: Sequence[int] = (8, 16, 32),
@@ -339,6 +352,7 @@ class AM3FFlowNet(nn.Module):
             raise ValueError(f"am3f: head_grid={head_grid!r} is not allowed; choose a positive grid size")
         self.head_grid = int(head_grid)
         self.mofrw_mode = _require_choice("mofrw", mofrw, MOFRW_MODES)
+        identity_init = _require_choice("attention_init", attention_init, ATTENTION_INITS) == "identity"
         if not isinstance(msff_residual, bool):
             raise ValueError(
                 f"am3f: msff_residual={msff_residual!r} is not allowed; choose true or false"
@@ -354,7 +368,8 @@ class AM3FFlowNet(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 name: FlowBranch(
-                    stem_channels, widths, msff, spatial_attention, attention_kernel, msff_residual
+                    stem_channels, widths, msff, spatial_attention, attention_kernel, msff_residual,
+                    identity_init,
                 )
                 for name in self.branch_names
             }
@@ -365,6 +380,7 @@ class AM3FFlowNet(nn.Module):
             stream_level=mofrw in ("both", "stream"),
             channel_level=mofrw in ("both", "channel"),
             reduction=se_reduction,
+            identity_init=identity_init,
         )
         self.dropout = nn.Dropout(dropout)
         cells = self.head_grid ** 2 if self.head == "spatial" else 1

@@ -38,6 +38,18 @@ class ConvBnAct(nn.Sequential):
         )
 
 
+def _zero_init(layer: nn.Module) -> None:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+def _gate(scores: torch.Tensor, identity_init: bool) -> torch.Tensor:
+    """An attention gate: ``sigmoid`` in (0, 1), or ``2 * sigmoid`` in (0, 2), which is
+    1 where the scores are 0 (the zero-initialised layer before training), so an
+    untrained attention passes its input through and training moves it either way."""
+    return 2 * torch.sigmoid(scores) if identity_init else torch.sigmoid(scores)
+
+
 class SpatialAttention(nn.Module):
     """Spatial attention of CBAM.
 
@@ -48,16 +60,20 @@ class SpatialAttention(nn.Module):
     parameters and works at any spatial size.
     """
 
-    def __init__(self, kernel_size: int = 7) -> None:
+    def __init__(self, kernel_size: int = 7, identity_init: bool = False) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"SpatialAttention kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        self.identity_init = identity_init
+        if identity_init:
+            _zero_init(self.conv)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``(batch, 1, H, W)`` weights in (0, 1) that :meth:`forward` applies."""
+        """The ``(batch, 1, H, W)`` weights that :meth:`forward` applies: in (0, 1), or
+        in (0, 2) and exactly 1 before training with ``identity_init``."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv(pooled))
+        return _gate(self.conv(pooled), self.identity_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention_map(x)
@@ -76,20 +92,24 @@ class SqueezeExcitation(nn.Module):
     attention can apply it to the cheap descriptor instead of the map.
     """
 
-    def __init__(self, channels: int, reduction: int = 4, min_hidden: int = 4) -> None:
+    def __init__(self, channels: int, reduction: int = 4, min_hidden: int = 4,
+                 identity_init: bool = False) -> None:
         super().__init__()
         hidden = max(min_hidden, channels // reduction)
+        self.identity_init = identity_init
         self.excite = nn.Sequential(
             nn.Linear(channels, hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, channels),
-            nn.Sigmoid(),
         )
+        if identity_init:
+            _zero_init(self.excite[-1])
 
     def channel_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``(batch, C)`` weights in (0, 1) that :meth:`forward` applies."""
+        """The ``(batch, C)`` weights that :meth:`forward` applies: in (0, 1), or in
+        (0, 2) and exactly 1 before training with ``identity_init``."""
         squeezed = x.mean(dim=(2, 3)) if x.dim() == 4 else x
-        return self.excite(squeezed)
+        return _gate(self.excite(squeezed), self.identity_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.channel_weights(x)
