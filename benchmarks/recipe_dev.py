@@ -16,7 +16,10 @@ analysis (``--analyse``) derives, without retraining:
 
 The training loop mirrors ``MERModule``: Adam, the fold's seeded shuffling, seeded
 initialisation, mirror augmentation with the u sign handled for min-max maps. Recipe
-knobs are ``key=value`` arguments (see ``DEFAULTS``).
+knobs are ``key=value`` arguments (see ``DEFAULTS``). ``pretrain_clips=N`` first trains
+each seed's model on N clips of the built-in synthetic dataset (flows computed by mefnet,
+cached under /tmp/mefnet-research-cache) and starts every fold from those weights; no
+subject of the development data takes part in the pretraining.
 
     python benchmarks/recipe_dev.py --root ../shared/realdata/flows/megc2019_dev \\
         --out /tmp/r0 --seeds 1 2 3 --jobs 2 backbone=am3f lr=1e-3 epochs=30
@@ -33,6 +36,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+CACHE = "/tmp/mefnet-research-cache"
 
 DEFAULTS = {
     "backbone": "am3f",
@@ -61,6 +66,8 @@ DEFAULTS = {
     "tta_shift": 0,          # 1: also record EMA readouts averaged over mirror x one-pixel shifts (10 views)
     "attention_init": "sigmoid",  # identity: every attention gate 2*sigmoid of a zero-initialised layer (1 at start)
     "val_fraction": 0.2,
+    "pretrain_clips": 0,     # >0: every fold starts from the seed's model trained on this many built-in synthetic clips
+    "pretrain_epochs": 10,
 }
 
 
@@ -81,8 +88,7 @@ def load(root: str):
     from mefnet.config import compose
     from mefnet.preprocessing.features import Preprocessing, build_features
 
-    cfg = compose(["dataset=flow_folder", f"dataset.index.root={root}",
-                   "paths.cache_dir=/tmp/mefnet-research-cache"])
+    cfg = compose(["dataset=flow_folder", f"dataset.index.root={root}", f"paths.cache_dir={CACHE}"])
     index = instantiate(cfg.dataset.index)
     feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     return index, feats
@@ -177,6 +183,9 @@ def run_one(rec, index, feats, fold, seed):
             x[allm] = (x[allm] - mu) / sd
     L.seed_everything(seed, verbose=False)
     model = build_backbone(rec, index.num_classes)
+    if rec["pretrain_clips"]:
+        # the seed's model pretrained on synthetic clips only (no subject of this data set)
+        model.load_state_dict(torch.load(pretrained_path(rec, seed), weights_only=True))
     counts = index.class_counts(tr_idx)
     if rec["loss"] == "logit_adjusted":
         adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
@@ -276,6 +285,81 @@ def run_one(rec, index, feats, fold, seed):
     }
 
 
+def synthetic_maps(n):
+    """Input maps of ``n`` clips of the built-in synthetic dataset (``dataset=synthetic``:
+    100 subjects, generator seed 11, TV-L1 flow and strain of the whole 128 px frame, 28x28,
+    min-max scaled per map like the flow folders' images), cached as one file."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mefnet.config import compose
+    from mefnet.preprocessing.features import Preprocessing, build_features
+
+    path = Path(CACHE) / f"synthetic_{n}_seed11.pt"
+    if not path.is_file():
+        cfg = compose(["dataset=synthetic", f"dataset.index.root={CACHE}/synthetic_{n}_seed11",
+                       f"dataset.index.num_clips={n}", "dataset.index.num_subjects=100",
+                       "dataset.index.seed=11", f"paths.cache_dir={CACHE}", "preprocessing.size=28",
+                       "preprocessing.normalize=minmax", "preprocessing.n_jobs=1"])
+        index = instantiate(cfg.dataset.index)
+        feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+        torch.save({"x": feats, "y": torch.tensor([c.label for c in index]),
+                    "classes": list(index.class_names)}, path)
+    return path
+
+
+def pretrained_path(rec, seed):
+    return Path(CACHE) / f"pretrained_{rec['pretrain_clips']}_e{rec['pretrain_epochs']}_seed{seed}_{recipe_key(rec)}.pt"
+
+
+def recipe_key(rec):
+    import hashlib
+
+    keep = {k: v for k, v in rec.items() if k != "tta_shift"}
+    return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def pretrain(rec, seed, class_names):
+    """Train the seed's model on ``rec['pretrain_clips']`` synthetic clips (same model, loss,
+    optimiser, batch and augmentation as the recipe) and cache its weights."""
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+
+    from mefnet.losses.logit_adjusted import LogitAdjustedLoss
+
+    path = pretrained_path(rec, seed)
+    if path.is_file():
+        return
+    data = torch.load(synthetic_maps(rec["pretrain_clips"]), weights_only=False)
+    if list(data["classes"]) != list(class_names):
+        raise SystemExit(f"synthetic classes {data['classes']} differ from the data's {class_names}")
+    torch.set_num_threads(1)
+    x, y = data["x"].float(), data["y"].long()
+    L.seed_everything(seed, verbose=False)
+    model = build_backbone(rec, len(class_names))
+    counts = torch.bincount(y, minlength=len(class_names)).tolist()
+    adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
+    opt = torch.optim.Adam(model.parameters(), lr=rec["lr"])
+    gen = torch.Generator().manual_seed(seed + 7)
+    agen = torch.Generator().manual_seed(seed + 8)
+    model.train()
+    for epoch in range(rec["pretrain_epochs"]):
+        perm = torch.randperm(len(x), generator=gen)
+        tot = 0.0
+        for b in range(0, len(x), rec["batch"]):
+            ids = perm[b:b + rec["batch"]]
+            logits = model(augment(x[ids], rec, agen))
+            loss = F.cross_entropy(adjusted.adjusted_logits(logits), y[ids]) if rec["loss"] == "logit_adjusted" \
+                else F.cross_entropy(logits, y[ids])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(ids)
+        print(f"pretrain seed {seed} epoch {epoch + 1}: loss {tot / len(x):.4f}", flush=True)
+    torch.save(model.state_dict(), path)
+
+
 def train(args):
     from joblib import Parallel, delayed
 
@@ -284,6 +368,9 @@ def train(args):
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps({"recipe": rec, "root": args.root, "seeds": args.seeds}, indent=1))
     index, feats = load(args.root)
+    if rec["pretrain_clips"]:
+        synthetic_maps(rec["pretrain_clips"])
+        Parallel(n_jobs=args.jobs)(delayed(pretrain)(rec, s, list(index.class_names)) for s in args.seeds)
     todo = [(f, s) for s in args.seeds for f in index.subjects
             if not (out / f"{f.replace('/', '_')}_{s}.npz").is_file()]
     t0 = time.perf_counter()
