@@ -152,6 +152,22 @@ def uf1_uar(y, p, k=3):
     return float(f1[present].mean()), float(rec[present].mean())
 
 
+def make_loss(rec, counts):
+    """The recipe's training loss for a training set with these class counts."""
+    import torch.nn.functional as F
+
+    from mefnet.losses.cross_entropy import CrossEntropyLoss
+    from mefnet.losses.logit_adjusted import LogitAdjustedLoss
+
+    if rec["loss"] != "logit_adjusted":
+        return CrossEntropyLoss(label_smoothing=rec["label_smoothing"])
+    adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
+
+    def loss_fn(logits, y):
+        return F.cross_entropy(adjusted.adjusted_logits(logits), y, label_smoothing=rec["label_smoothing"])
+    return loss_fn
+
+
 def run_one(rec, index, feats, fold, seed):
     import copy
 
@@ -160,8 +176,6 @@ def run_one(rec, index, feats, fold, seed):
     import torch.nn.functional as F
     from hydra.utils import instantiate  # noqa: F401
 
-    from mefnet.losses.cross_entropy import CrossEntropyLoss
-    from mefnet.losses.logit_adjusted import LogitAdjustedLoss
     from mefnet.training.selection import choose_val_subjects
 
     torch.set_num_threads(1)
@@ -186,14 +200,7 @@ def run_one(rec, index, feats, fold, seed):
     if rec["pretrain_clips"]:
         # the seed's model pretrained on synthetic clips only (no subject of this data set)
         model.load_state_dict(torch.load(pretrained_path(rec, seed), weights_only=True))
-    counts = index.class_counts(tr_idx)
-    if rec["loss"] == "logit_adjusted":
-        adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
-
-        def loss_fn(logits, y):
-            return F.cross_entropy(adjusted.adjusted_logits(logits), y, label_smoothing=rec["label_smoothing"])
-    else:
-        loss_fn = CrossEntropyLoss(label_smoothing=rec["label_smoothing"])
+    loss_fn = make_loss(rec, index.class_counts(tr_idx))
     if rec["optimizer"] == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
     else:
@@ -324,9 +331,7 @@ def pretrain(rec, seed, class_names):
     optimiser, batch and augmentation as the recipe) and cache its weights."""
     import lightning as L
     import torch
-    import torch.nn.functional as F
 
-    from mefnet.losses.logit_adjusted import LogitAdjustedLoss
 
     path = pretrained_path(rec, seed)
     if path.is_file():
@@ -338,8 +343,7 @@ def pretrain(rec, seed, class_names):
     x, y = data["x"].float(), data["y"].long()
     L.seed_everything(seed, verbose=False)
     model = build_backbone(rec, len(class_names))
-    counts = torch.bincount(y, minlength=len(class_names)).tolist()
-    adjusted = LogitAdjustedLoss(class_counts=counts, tau=rec["tau"])
+    loss_fn = make_loss(rec, torch.bincount(y, minlength=len(class_names)).tolist())
     opt = torch.optim.Adam(model.parameters(), lr=rec["lr"])
     gen = torch.Generator().manual_seed(seed + 7)
     agen = torch.Generator().manual_seed(seed + 8)
@@ -350,8 +354,7 @@ def pretrain(rec, seed, class_names):
         for b in range(0, len(x), rec["batch"]):
             ids = perm[b:b + rec["batch"]]
             logits = model(augment(x[ids], rec, agen))
-            loss = F.cross_entropy(adjusted.adjusted_logits(logits), y[ids]) if rec["loss"] == "logit_adjusted" \
-                else F.cross_entropy(logits, y[ids])
+            loss = loss_fn(logits, y[ids])
             opt.zero_grad()
             loss.backward()
             opt.step()
