@@ -16,6 +16,17 @@ TINY_SYNTHETIC = [
 ]
 
 
+# pretrain=synthetic on a handful of tiny synthetic clips (a few seconds).
+TINY_PRETRAIN = [
+    "pretrain=synthetic",
+    "pretrain.epochs=2",
+    "pretrain.data.index.num_clips=12",
+    "pretrain.data.index.num_subjects=3",
+    "pretrain.data.index.frame_size=48",
+    "pretrain.data.index.frames_per_clip=[5,6]",
+]
+
+
 def tiny_overrides(tmp: Path, name: str, *extra: str) -> list[str]:
     """Overrides for a fast synthetic run writing under ``tmp``."""
     return [

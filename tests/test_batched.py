@@ -22,7 +22,7 @@ from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import _absolute_paths, run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.batched import _Template
-from tests.helpers import tiny_overrides
+from tests.helpers import TINY_PRETRAIN, tiny_overrides
 
 # Batches of 8 over 5 to 16 training clips per fold (inner training sets included): the
 # first step of an epoch has members with batches of one size (one vmapped group), the
@@ -41,6 +41,9 @@ CASES = {
     # different batch sizes and step counts.
     "megc2019-flows": ["experiment=megc2019_flows", "dataset=synthetic", BATCH,
                        "trainer.max_epochs=3"],
+    # The same, every member starting from its seed's pretrained weights (pretrain=synthetic).
+    "megc2019-flows-pretrained": ["experiment=megc2019_flows", "dataset=synthetic", BATCH,
+                                  "trainer.max_epochs=3", *TINY_PRETRAIN],
     # experiment=ststnet_paper (0..255 maps, svu order, branch dropout, class order, no shuffle)
     "ststnet-paper": ["experiment=ststnet_paper", BATCH, "trainer.max_epochs=3"],
     # Batches of 256: one step per epoch. With several steps, a validation score can tie

@@ -43,6 +43,7 @@ from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
+from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 from mefnet.utils.quiet import quiet
 
@@ -137,7 +138,9 @@ def _close_loggers(trainer: L.Trainer) -> None:
 
 def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: TaskRunner | None = None) -> MERModule:
     """Seed, then build a fresh model and loss (priors from ``dm``'s training clips) for
-    the configured task (its output head, loss and module class)."""
+    the configured task (its output head, loss and module class). With ``pretrain`` the
+    model starts from the seed's pretrained weights (:mod:`mefnet.training.pretrain`)."""
+    pretrained = pretrained_weights(cfg, list(index.class_names))  # computed once per seed, then cached
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
     order = cfg.preprocessing.get("channel_order", "uvs")
@@ -145,6 +148,8 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
         raise ValueError(f"preprocessing.channel_order={order} feeds strain as channel 0; backbone "
                          f"{cfg.backbone._target_} reads its maps by position (u, v, strain), so it needs uvs")
     backbone = instantiate_option(cfg.backbone, num_classes=task.num_outputs)  # the head is sized by the task
+    if pretrained is not None:  # pretrain=synthetic: start from the seed's pretrained weights
+        backbone.load_state_dict(pretrained)
     loss = task.loss(dm)
     augment = instantiate(cfg.augment) if cfg.get("augment") else None
     mirror = None

@@ -489,6 +489,7 @@ IMPLIED_KEYS = {
     # module those experiments ran.
     "backbone.msff_residual": False,
     "backbone.attention_init": "sigmoid",
+    "pretrain": None,  # no pretraining (conf/pretrain/; the key is absent unless chosen)
 }
 
 

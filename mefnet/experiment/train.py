@@ -58,6 +58,7 @@ from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.progress import duration, progress
 from mefnet.report.table import write_table
 from mefnet.tasks import load_index, task_runner
+from mefnet.training.pretrain import pretrained_weights
 from mefnet.utils.quiet import plural, quiet
 
 log = logging.getLogger("mefnet")
@@ -180,6 +181,8 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.info("%s: %d of %d folds already finished (skipped, left untouched)",
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
+        if cfg.get("pretrain") is not None:  # once, here, before the folds' processes start
+            pretrained_weights(cfg, list(index.class_names))
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))

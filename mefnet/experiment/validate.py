@@ -145,3 +145,9 @@ def check_train_config(cfg: DictConfig) -> None:
         metric = _get(cfg, "inner_val.metric")
         if metric not in ("uf1", "uar", "accuracy", "loss"):
             raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")
+    from mefnet.training.pretrain import check_pretrain_config
+
+    try:
+        check_pretrain_config(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -1,0 +1,167 @@
+"""Pretraining on the built-in synthetic micro-expression set (``pretrain=synthetic``).
+
+A dataset of 300 to 450 clips is small for a network of 20k to 40k weights. With
+``pretrain`` set, the experiment's own network, loss, optimiser, batch size and
+augmentation are first trained on ``pretrain.data`` (synthetic clips generated from
+their seed, :mod:`mefnet.datasets.synthetic`, their maps computed with the experiment's
+preprocessing) for ``pretrain.epochs`` epochs, once per seed; each fold's model (either
+engine, and the final model of ``fold=none``) then starts from those weights instead of
+a fresh initialisation and is trained on its fold as usual.
+
+The pretraining sees no clip of the experiment's dataset, so no subject (test or
+otherwise) can influence it: the weights depend on the config and the seed only. They
+are cached under ``<paths.cache_dir>/pretrain/<key>.pt`` (``key``: a hash of everything
+that shapes them, :func:`pretrain_key`); parallel processes of one run wait for the one
+that computes them (a file lock), and a later run, or another experiment with the same
+network and recipe, reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("mefnet")
+
+# What shapes the pretrained weights besides pretrain.* and the seed: the network, its
+# loss and optimiser, the batch and its augmentation, and how the maps are made.
+_SHAPING = ("backbone", "loss", "optimizer", "augment", "data.batch_size", "preprocessing.size",
+            "preprocessing.normalize", "preprocessing.flow", "preprocessing.scale",
+            "preprocessing.channel_order", "trainer.accelerator", "trainer.precision")
+# Where the synthetic clips are written (not what they are).
+_LOCATION = ("root", "data_dir")
+
+
+def _get(cfg: DictConfig, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if node is None or part not in node:
+            return None
+        node = node[part]
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def pretrain_key(cfg: DictConfig, class_names: list[str]) -> str:
+    """Hash of everything the pretrained weights depend on (not where anything is stored)."""
+    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    index = {k: v for k, v in (p.get("data", {}).get("index") or {}).items() if k not in _LOCATION}
+    what = {
+        "epochs": p.get("epochs"),
+        "index": index,
+        "seed": int(cfg.seed),
+        "class_names": list(class_names),
+        "threads": int(cfg.get("threads_per_fold", 1)),
+        **{k: _get(cfg, k) for k in _SHAPING},
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pretrained_path(cfg: DictConfig, class_names: list[str]) -> Path:
+    return Path(cfg.paths.cache_dir).expanduser() / "pretrain" / f"{pretrain_key(cfg, class_names)}.pt"
+
+
+def check_pretrain_config(cfg: DictConfig) -> None:
+    """Refuse a ``pretrain`` block that cannot run, naming the key."""
+    p = cfg.get("pretrain")
+    if p is None:
+        return
+    if not OmegaConf.is_dict(p) or "data" not in p or "index" not in p.data:
+        raise ValueError("pretrain: expected a block with data (a dataset config, e.g. conf/dataset/synthetic.yaml) "
+                         "and epochs; use pretrain=synthetic, or leave it out (null)")
+    epochs = p.get("epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"pretrain.epochs: expected a whole number of epochs >= 1, got {epochs!r}")
+    from mefnet.tasks.au import is_au
+
+    if is_au(cfg):
+        raise ValueError("pretrain: only task=emotion can be pretrained (the synthetic clips carry emotion "
+                         "classes, not action units); this run has task=au")
+
+
+def pretrained_weights(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor] | None:
+    """The seed's pretrained backbone weights (computed and cached on first use); None
+    without ``pretrain``."""
+    if cfg.get("pretrain") is None:
+        return None
+    check_pretrain_config(cfg)
+    path = pretrained_path(cfg, class_names)
+    if not path.is_file():
+        from mefnet.experiment.store import atomic_path, exclusive
+
+        with exclusive(path.with_suffix(".lock"), what=f"pretraining {path.name}"):
+            if not path.is_file():  # another process may have finished it while this one waited
+                start = time.perf_counter()
+                state = _pretrain(cfg, class_names)
+                with atomic_path(path) as tmp:
+                    torch.save({"state_dict": state, "key": path.stem,
+                                "pretrain": OmegaConf.to_container(cfg.pretrain, resolve=True),
+                                "seed": int(cfg.seed), "class_names": list(class_names)}, tmp)
+                log.info("pretrained weights for seed %s in %.0f s: %s", cfg.seed, time.perf_counter() - start, path)
+    return _load(str(path))
+
+
+@lru_cache(maxsize=8)
+def _load(path: str) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The pretraining clips' input maps and labels, made with the experiment's preprocessing
+    (its face method replaced by the pretraining dataset's)."""
+    from hydra.utils import instantiate
+
+    from mefnet.preprocessing.features import Preprocessing, build_features
+
+    index = instantiate(cfg.pretrain.data.index)
+    pre = OmegaConf.to_container(cfg.preprocessing, resolve=True)
+    pre["face"] = cfg.pretrain.data.get("face", "none")
+    pre["face_options"] = {}
+    feats = build_features(index, Preprocessing.from_config(pre), pre["cache_dir"], n_jobs=int(pre.get("n_jobs", 1)))
+    return feats, torch.tensor([c.label for c in index], dtype=torch.long), list(index.class_names)
+
+
+def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor]:
+    import lightning as L
+    from hydra.utils import instantiate
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mefnet.config import instantiate_option
+    from mefnet.training.divergence import FiniteCheck
+    from mefnet.training.module import MERModule
+
+    x, y, synthetic_classes = synthetic_maps(cfg)
+    if synthetic_classes != list(class_names):
+        raise ValueError(f"pretrain: the pretraining clips' classes {synthetic_classes} are not the dataset's "
+                         f"{list(class_names)}; the pretrained network's output layer needs the same classes "
+                         "(pretrain=synthetic fits negative / positive / surprise data, such as the MEGC2019 "
+                         "composite)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.get("threads_per_fold", 1)))  # the same arithmetic whoever computes it
+    try:
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        n = len(class_names)
+        backbone = instantiate_option(cfg.backbone, num_classes=n)
+        loss = instantiate_option(cfg.loss)(class_counts=torch.bincount(y, minlength=n).tolist())
+        module = MERModule(backbone, loss, instantiate(cfg.optimizer), n, class_names,
+                           augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+        loader = DataLoader(TensorDataset(x, y), batch_size=int(cfg.data.batch_size), shuffle=True,
+                            generator=torch.Generator().manual_seed(int(cfg.seed)))
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=[FiniteCheck("pretraining")],
+                              max_epochs=int(cfg.pretrain.epochs), enable_checkpointing=False,
+                              limit_val_batches=0, default_root_dir=str(Path(cfg.paths.cache_dir) / "pretrain"))
+        log.info("pretraining %s on %d synthetic clips for %d epochs (seed %s)", cfg.backbone.get("name", "the model"),
+                 len(y), int(cfg.pretrain.epochs), cfg.seed)
+        with warnings.catch_warnings():  # no validation here: the pretraining has no held-out clips
+            warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+            trainer.fit(module, train_dataloaders=loader)
+        return {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    finally:
+        torch.set_num_threads(threads)
