@@ -39,11 +39,10 @@ CASES = {
     # experiment=megc2019_flows's options (AM3F-FlowNet, logit-adjusted loss, flow
     # augmentation, per-member EMA, test-time mirror); members end their epochs with
     # different batch sizes and step counts.
+    # Every member starts from its seed's pretrained weights (the recipe's pretrain=synthetic,
+    # on a few tiny clips here).
     "megc2019-flows": ["experiment=megc2019_flows", "dataset=synthetic", BATCH,
-                       "trainer.max_epochs=3"],
-    # The same, every member starting from its seed's pretrained weights (pretrain=synthetic).
-    "megc2019-flows-pretrained": ["experiment=megc2019_flows", "dataset=synthetic", BATCH,
-                                  "trainer.max_epochs=3", *TINY_PRETRAIN],
+                       "trainer.max_epochs=3", *TINY_PRETRAIN],
     # experiment=ststnet_paper (0..255 maps, svu order, branch dropout, class order, no shuffle)
     "ststnet-paper": ["experiment=ststnet_paper", BATCH, "trainer.max_epochs=3"],
     # Batches of 256: one step per epoch. With several steps, a validation score can tie

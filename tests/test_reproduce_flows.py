@@ -10,6 +10,7 @@ import pytest
 from mefnet.config import compose
 from mefnet.experiment import reproduce as rep
 from tests.flow_trees import make_flow_folder
+from tests.helpers import TINY_PRETRAIN
 
 ROOTS = ("MEFNET_CASME2_ROOT", "MEFNET_SAMM_ROOT", "MEFNET_SMIC_ROOT")
 
@@ -46,6 +47,9 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     # The recipe's residual MSFF, and the row that shows what the residual adds.
     assert recipe.backbone.msff_residual is True and recipe.backbone.msff == "multi"
     assert compose(dict(runs)["megc2019-am3f-msff-not-residual"]).backbone.msff_residual is False
+    # The recipe's pretraining on synthetic clips, and the row without it.
+    assert recipe.pretrain.data.index.num_clips == 2000 and recipe.trainer.max_epochs == 29
+    assert "pretrain" not in compose(dict(runs)["megc2019-am3f-no-pretrain"])
 
 
 def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):
@@ -67,7 +71,7 @@ def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path
     monkeypatch.delenv("MEFNET_REPRODUCE_SET", raising=False)
     rep.main(["--only", "megc2019-am3f", "--n-jobs", "1", "trainer.max_epochs=2", "preprocessing.n_jobs=1",
               "logger=none", "save_checkpoint=false", "save_model=false", f"paths.output_dir={tmp_path / 'outputs'}",
-              f"paths.data_dir={tmp_path / 'data'}", "backbone.widths=[4,8]"])
+              f"paths.data_dir={tmp_path / 'data'}", "backbone.widths=[4,8]", *TINY_PRETRAIN])
     out = tmp_path / "outputs" / "reproduce" / "flows"
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["experiment"], r["part"], r["seeds"]) for r in rows] == [
