@@ -31,6 +31,7 @@ from mefnet.config import compose
 from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.training.pretrain import pretrained_weights
 
 
 def _cum(stats: pstats.Stats, pred) -> float:
@@ -91,6 +92,8 @@ def main() -> None:
         index = instantiate(cfg.dataset.index)
         feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
                                n_jobs=2)
+        if cfg.get("pretrain") is not None:  # cached before profiling (made once per network and seed)
+            pretrained_weights(cfg, list(index.class_names))
         shutil.rmtree(cfg.experiment_dir, ignore_errors=True)
         _prepare_experiment(cfg, index)
         folds = index.subjects[:a.folds if engine == "per_fold" else (a.batched_folds or a.folds)]

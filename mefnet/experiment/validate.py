@@ -151,3 +151,31 @@ def check_train_config(cfg: DictConfig) -> None:
         check_pretrain_config(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    check_backbone_keys(cfg)
+
+
+def check_backbone_keys(cfg: DictConfig) -> None:
+    """Refuse a ``backbone`` key its model does not take, naming it (an experiment's setting
+    for one backbone left over after ``backbone=`` chose another, or a typo)."""
+    import importlib
+    import inspect
+
+    backbone = cfg.get("backbone")
+    target = str(backbone.get("_target_", "")) if backbone is not None else ""
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        params = inspect.signature(cls).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return  # not ours to judge here; instantiation says what is wrong with the target
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in backbone if k not in params and k not in ("name", "_target_", "num_classes")
+               and not str(k).startswith("_")]
+    if unknown:
+        keys = ", ".join(f"backbone.{k}" for k in unknown)
+        raise ConfigError(
+            f"{keys}: {name} ({target}) takes no such option; its options are "
+            f"{', '.join(k for k in params if k != 'num_classes')}. An experiment may set it for its own backbone "
+            f"(experiment=megc2019_flows sets backbone.msff_residual for AM3F-FlowNet): with another backbone, "
+            f"drop it with " + " ".join(f"'~backbone.{k}'" for k in unknown))
