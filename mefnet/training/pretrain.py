@@ -41,11 +41,7 @@ _LOCATION = ("root", "data_dir")
 
 
 def _get(cfg: DictConfig, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        if node is None or part not in node:
-            return None
-        node = node[part]
+    node = OmegaConf.select(cfg, dotted, default=None)  # None where a key is absent
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
