@@ -141,6 +141,25 @@ def test_the_loso_sweeper_is_the_default_and_keys_fold_directories_by_experiment
     assert cfg.hydra.sweep.subdir == "folds/all" and cfg.hydra.run.dir == cfg.experiment_dir
 
 
+def test_a_seed_sweep_leaves_no_empty_directory_for_the_default_seed(tmp_path):
+    # Hydra's launcher creates hydra.sweep.dir as the sweep's own config resolves it (the
+    # default experiment name, seed 42); no job here writes there, so the sweeper removes it
+    # again (and the name's directory it created for it).
+    args = [*TINY_SYNTHETIC, "fold=sub01", "trainer.max_epochs=1"]
+    res = subprocess.run([*TRAIN, "-m", *args, "experiment_name=a,b", "seed=1,2"], cwd=tmp_path,
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/*")) == [
+        "a/seed_1", "a/seed_2", "b/seed_1", "b/seed_2"]
+    # A directory that was there before the sweep is left alone, even when empty.
+    (out / "keep" / "seed_42").mkdir(parents=True)
+    res = subprocess.run([*TRAIN, "-m", *args, "experiment_name=keep", "seed=1"], cwd=tmp_path,
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(p.name for p in (out / "keep").iterdir()) == ["seed_1", "seed_42"]
+
+
 def test_slurm_launcher_config_composes_into_sbatch_parameters(tmp_path, monkeypatch):
     submitit = pytest.importorskip("submitit")
     # submitit looks for srun before writing a job file; no job is submitted here.

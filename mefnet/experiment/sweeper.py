@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -156,10 +157,22 @@ class LosoSweeperImpl(Sweeper):
         jobs = self.expand(grid(parser, self.params, arguments, self.runs))
         log.info("sweep: %d jobs", len(jobs))
         n = len(jobs) if self.max_batch_size in (None, -1) else max(1, int(self.max_batch_size))
+        # Hydra's launchers create hydra.sweep.dir as the sweep's own config resolves it: the
+        # experiment directory of the default seed (seed_42) when the jobs set seed=1,2,3.
+        # Where no job writes there, that empty directory would look like an experiment.
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        new_dirs = [d for d in (sweep_dir, sweep_dir.parent) if not d.exists()]
         returns = []
-        for start in range(0, len(jobs), n):
-            results = self.launcher.launch(jobs[start:start + n], initial_job_idx=start)
-            for r in results:
-                _ = r.return_value  # re-raises a failed job's exception
-            returns.append(results)
+        try:
+            for start in range(0, len(jobs), n):
+                results = self.launcher.launch(jobs[start:start + n], initial_job_idx=start)
+                for r in results:
+                    _ = r.return_value  # re-raises a failed job's exception
+                returns.append(results)
+        finally:
+            for d in new_dirs:  # only directories this sweep created and left empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    break  # not empty (a job's experiment) or gone: left as it is
         return returns
