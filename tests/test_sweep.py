@@ -251,3 +251,18 @@ def test_callback_failures_are_raised_once_and_named():
     with pytest.raises(ReportError, match="SetTable.on_multirun_end"):
         hydra_callbacks.raise_failures()
     hydra_callbacks.raise_failures()  # raised once: nothing left
+
+
+def test_a_failing_job_is_logged_when_it_ends_and_the_sweep_fails_at_the_end(tmp_path):
+    """The launcher goes on after a failed job and the sweep raises only when every job has
+    returned (a set of an hour): the failure is logged as the job ends, before the next."""
+    args = [*TINY_SYNTHETIC, "fold=sub01", "trainer.max_epochs=1", "backbone=ststnet"]
+    res = subprocess.run([*TRAIN, "-m", *args, "+hydra.sweeper.runs={bad:['backbone.dropout=7'],good:[]}"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-3000:]
+    log = res.stdout  # Hydra's log (the console handler writes to stdout)
+    failed = log.index("job failed (backbone.dropout=7 experiment_name=bad")
+    assert "dropout probability has to be between 0 and 1, but got 7" in log[failed:failed + 1000]
+    assert failed < log.index("#1 : experiment_name=good")  # said before the next job starts
+    assert (tmp_path / "out" / "good" / "seed_42" / "folds" / "synthetic" / "sub01" / "fold.json").is_file()
+    assert "Traceback" not in res.stderr

@@ -8,7 +8,8 @@ that starts the sweep, whatever launcher runs the jobs (basic, joblib, submitit)
 - :class:`ExperimentTables` (``on_multirun_start`` / ``on_multirun_end``): records the
   sweep's config in every experiment it writes to (``multirun.yaml``) and, when the jobs
   have returned, writes the table of every experiment whose folds are all finished (a
-  ``fold=all`` job writes its own); one with unfinished folds says how to resume.
+  ``fold=all`` job writes its own); one with unfinished folds says how to resume. A job
+  that fails is logged as it ends (``on_job_end``), not only when the sweep ends.
 - :class:`SetTable` (a reproduction set, ``conf/reproduce/``): the side-by-side table of
   the set's experiments, rewritten after each job and written whole at the end.
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -133,6 +135,14 @@ class ExperimentTables(Callback):
             OmegaConf.save(config, Path(exp) / "multirun.yaml")
         if self.experiments:
             log.info("sweep over %d experiment(s): %s", len(self.experiments), ", ".join(self.experiments))
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        """Say at once that a job failed: the launcher goes on with the next job and the
+        sweep raises the first failure only when every job has returned."""
+        if job_return is not None and job_return.status == JobStatus.FAILED:
+            err = getattr(job_return, "_return_value", None)
+            log.error("job failed (%s): %s: %s; the sweep goes on with the next job and fails at the end",
+                      " ".join(job_return.overrides or []) or "no overrides", type(err).__name__, err)
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
