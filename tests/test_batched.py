@@ -201,7 +201,8 @@ def test_every_backbone_runs_vectorised_and_equals_per_fold(workdir, vmapped, ba
 
 
 def test_vectorize_key():
-    """``vectorize``: absent = true (vmap); a wrong value is named."""
+    """``vectorize``: auto (absent) lets the backbone's class choose; true / false force it;
+    a wrong value is named."""
     from omegaconf import OmegaConf
 
     from mefnet.experiment.batched import vectorized
@@ -210,6 +211,11 @@ def test_vectorize_key():
     assert not vectorized(OmegaConf.create({"vectorize": "false"}))
     with pytest.raises(ValueError, match="vectorize: 'maybe'"):
         vectorized(OmegaConf.create({"vectorize": "maybe"}))
+    # auto (the default): the backbone's class chooses; STSTNet loops, the others vmap.
+    for target, vmapped in (("mefnet.models.ststnet.STSTNet", False), ("mefnet.models.am3f.AM3FFlowNet", True)):
+        for cfg in ({"backbone": {"_target_": target}}, {"vectorize": "auto", "backbone": {"_target_": target}}):
+            assert vectorized(OmegaConf.create(cfg)) is vmapped
+    assert not vectorized(OmegaConf.create({"vectorize": False, "backbone": {"_target_": "mefnet.models.am3f.AM3FFlowNet"}}))
 
 
 def test_every_backbone_class_has_a_config():
@@ -248,3 +254,39 @@ def test_one_fit_uses_the_multi_tensor_optimizer_unless_told_otherwise():
             opt_a.step()
             opt_b.step()
         assert all(torch.equal(ta, tb) for ta, tb in zip(a, b, strict=True)), cls.__name__
+
+
+def _fold_logs(exp: Path, name: str) -> dict[str, list[dict]]:
+    return {p.parent.parent.name: list(csv.DictReader(p.open(newline="")))
+            for p in sorted(exp.glob(f"folds/*/*/{name}/metrics.csv"))}
+
+
+@pytest.mark.parametrize("extra", [[], [*INNER_VAL, "inner_val.refit=true", "data.batch_size=256"]], ids=["fixed", "inner-refit"])
+def test_batched_groups_in_two_processes_write_each_folds_log_as_per_fold(workdir, extra):
+    """With the CSV logger and n_jobs=2 (two groups side by side, each its own log folder,
+    so neither rewrites the other's file), every fold gets its own logs/metrics.csv (and
+    inner/metrics.csv before a refit) with per_fold's columns and epochs and its own
+    training losses and validation scores. (Batches of 256 under inner_val, as in
+    test_batched_equals_per_fold: with several steps an epoch's rounding grows apart.)"""
+    tag = "-".join(["logs", *(["refit"] if extra else [])])
+    exps = {}
+    for engine in ("per_fold", "batched"):
+        cfg = compose(tiny_overrides(workdir, f"{tag}-{engine}", f"engine={engine}", "logger=csv", "n_jobs=2", *extra))
+        run(cfg)
+        exps[engine] = Path(cfg.experiment_dir)
+    assert len(list(exps["batched"].glob("batched/*"))) == 2  # one log folder per group
+    for name in (["inner", "logs"] if extra else ["logs"]):
+        pf, bt = _fold_logs(exps["per_fold"], name), _fold_logs(exps["batched"], name)
+        assert pf.keys() == bt.keys() and len(pf) == 4
+        for fold in pf:
+            # per_fold's loss and validation columns, unsuffixed (the batched engine does not
+            # compute training UF1 / UAR)
+            cols = {k for k in pf[fold][0] if k == "train/loss" or k.startswith("val/")}
+            assert "train/loss" in cols and cols <= set(bt[fold][0]), (fold, name)
+            pf_loss = [(r["epoch"], float(r["train/loss"])) for r in pf[fold] if r.get("train/loss")]
+            bt_loss = [(r["epoch"], float(r["train/loss"])) for r in bt[fold] if r.get("train/loss")]
+            assert [e for e, _ in pf_loss] == [e for e, _ in bt_loss] and pf_loss
+            assert [v for _, v in pf_loss] == pytest.approx([v for _, v in bt_loss], abs=1e-3)
+    # The folds' losses differ from each other: each log holds its own member's column.
+    assert len({tuple(r["train/loss"] for r in rows if r.get("train/loss"))
+                for rows in _fold_logs(exps["batched"], "logs").values()}) == 4

@@ -11,20 +11,23 @@ retrains every fold for its own chosen number of epochs. The test subjects are
 predicted once, at the end. A fold's ``elapsed_s`` is its share of the batch's time.
 
 The members' training steps are vectorised (``vmap``, see
-:mod:`mefnet.training.batched`); the optional key ``vectorize=false`` runs them one
-after another (faster for STSTNet on the CPU, README "Engines").
+:mod:`mefnet.training.batched`); ``vectorize=false`` runs them one after another
+(faster for STSTNet on the CPU, README "Engines"; ``vectorize=auto``, the default, lets
+the backbone's class choose).
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
@@ -75,14 +78,19 @@ def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:
 
 
 def vectorized(cfg: DictConfig) -> bool:
-    """Whether the members' training steps run as one ``vmap`` per group (optional key
-    ``vectorize``: true | false, absent = true). Measured on 2 CPU cores (README, Engines):
-    vmap saves a quarter of AM3F-FlowNet's CPU time, while STSTNet's few wide maps run
-    faster one member after another (``vectorize=false``)."""
-    value = cfg.get("vectorize", True)
-    if str(value).lower() not in ("true", "false"):
-        raise ValueError(f"vectorize: '{value}' is not one of true, false")
-    return str(value).lower() == "true"
+    """Whether the members' training steps run as one ``vmap`` per group (key
+    ``vectorize``: auto | true | false; absent = auto). ``auto`` asks the backbone's
+    class (attribute ``batched_vectorize``, true where absent). Measured on 2 CPU cores
+    (README, Engines): vmap saves a quarter of AM3F-FlowNet's CPU time, while STSTNet's
+    few wide maps run faster one member after another (``STSTNet.batched_vectorize``
+    is false)."""
+    value = str(cfg.get("vectorize", "auto")).lower()
+    if value not in ("auto", "true", "false"):
+        raise ValueError(f"vectorize: '{cfg.get('vectorize')}' is not one of auto, true, false")
+    if value == "auto":
+        target = OmegaConf.select(cfg, "backbone._target_")
+        return bool(getattr(get_class(target), "batched_vectorize", True)) if target else True
+    return value == "true"
 
 
 def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Sequence[str],
@@ -113,6 +121,37 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     return module, trainer
 
 
+def split_member_logs(trainer: L.Trainer, group_dir: Path, names: Sequence[str], outs: Sequence[Path]) -> None:
+    """Give every member the CSV log a fit of its own writes (``<fold>/logs/metrics.csv``,
+    or ``inner/`` for the inner run before a refit, as ``engine=per_fold``: ``epoch``,
+    ``step``, ``train/loss``, ``val/...``) from the group's log, where each member's values
+    are the columns ending in ``/<member name>``; the group's ``metrics.csv`` is then
+    removed (its ``hparams.yaml`` stays). Without a CSV logger there is nothing to split."""
+    for lg in trainer.loggers:
+        if not isinstance(lg, CSVLogger):
+            continue
+        lg.save()  # what the logger still holds (Lightning writes every 100 steps)
+        src = Path(lg.log_dir) / "metrics.csv"
+        if not src.is_file():
+            continue
+        with src.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames or []), list(reader)
+        shared = [k for k in header if k in ("epoch", "step")]
+        for name, out in zip(names, outs, strict=True):
+            suffix = "/" + name
+            own = {k: k[: -len(suffix)] for k in header if k.endswith(suffix)}
+            dest = out / Path(lg.log_dir).relative_to(group_dir) / "metrics.csv"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with dest.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=shared + list(own.values()))
+                w.writeheader()
+                for row in rows:
+                    if any(row.get(k) not in ("", None) for k in own):
+                        w.writerow({**{k: row[k] for k in shared}, **{v: row[k] for k, v in own.items()}})
+        src.unlink()
+
+
 def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
     """Train and predict the folds ``jobs`` (config, test subject) together; write each fold.
 
@@ -139,8 +178,10 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
     for out in outs:
         out.mkdir(parents=True, exist_ok=True)
-    log_dir = Path(cfg0.experiment_dir) / "batched"  # the fit's logs (logs/metrics.csv, one column per fold)
     names = _member_names(jobs)
+    # The fit's own log folder, one per group (groups run side by side in n_jobs processes);
+    # each member's columns are split into its fold's logs/metrics.csv after the fit.
+    log_dir = Path(cfg0.experiment_dir) / "batched" / names[0].replace("/", "_")
     selections: list[dict] = [{"rule": cfg.selection} for cfg in cfgs]
     max_epochs = int(cfg0.trainer.max_epochs)
     K = len(jobs)
@@ -157,6 +198,7 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
                                  **t.summary())
         epochs = [max_epochs] * K
         if bool(iv.refit):
+            split_member_logs(trainer, log_dir, names, outs)
             _close_loggers(trainer)
             dms = [_datamodule(cfg, index, features, s) for cfg, s in jobs]
             epochs = [t.best_epoch for t in trackers]
@@ -171,6 +213,7 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
 
     # The one and only look at the test subjects.
     out = trainer.predict(module, datamodule=BatchedData(dms))
+    split_member_logs(trainer, log_dir, names, outs)  # before any fold.json marks a fold finished
     per_member = [out] if K == 1 else out
     share = (time.perf_counter() - start) / K
     records = []
