@@ -29,6 +29,9 @@ class STSTNet(nn.Module):
     """STSTNet baseline; see the module docstring for the architecture."""
 
     model_name = "ststnet"  # what mefnet-predict / -export print
+    # engine=batched with vectorize=auto: run the members one after another, not vmapped
+    # (its three wide 3x3 maps are faster looped on the CPU; README, Engines).
+    batched_vectorize = False
 
     def __init__(
         self,
