@@ -170,6 +170,28 @@ def test_a_non_finite_loss_fails_the_fold_naming_fold_epoch_and_value(tmp_path):
                                          cfg.preprocessing.cache_dir)).all()
 
 
+def test_a_non_finite_loss_fails_the_batched_fit_naming_its_folds_and_writes_no_fold(tmp_path):
+    from mefnet.experiment.batched import run_batched
+    from mefnet.experiment.train import _prepare_experiment
+    from mefnet.preprocessing.features import Preprocessing, build_features
+    from mefnet.training.divergence import DivergedError
+
+    cfg, index = _cfg_index(tiny_overrides(tmp_path, "diverged-batched", "engine=batched"))
+    _prepare_experiment(cfg, index)
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    features = features.clone()
+    features[0, 0, 0, 0] = float("nan")  # clip 0 poisons every fold that trains on it
+    owner = index[0].subject_key
+    poisoned = [s for s in index.subjects if s != owner]
+    with pytest.raises(DivergedError, match=rf"folds {', '.join(poisoned)}: the training loss is nan at epoch 1 "
+                                            r"\(batch 1\); training diverged; try a lower learning rate.* nor for "
+                                            r"the 1 other fold\(s\) trained with them"):
+        run_batched([(cfg, s) for s in index.subjects], index, features)
+    for s in index.subjects:  # not even the healthy member's fold
+        fold = Path(cfg.experiment_dir) / "folds" / s
+        assert not (fold / "predictions.csv").exists() and not (fold / "fold.json").exists()
+
+
 def test_model_files_with_non_finite_weights_are_refused(tmp_path):
     import torch
 

@@ -34,20 +34,44 @@ def _python(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def parallel_run(tmp_path_factory):
+def _tiny_parallel(tmp: Path, *extra: str) -> str:
     """A tiny LOSO in 2 worker processes (loky), with a heartbeat line every epoch."""
-    tmp = tmp_path_factory.mktemp("quiet")
     done = _python(["-m", "mefnet.experiment.train", *[o for o in TINY_SYNTHETIC if o != "logger=none"],
-                    "n_jobs=2", "selection=inner_val", "inner_val.min_epochs=1"], tmp,
+                    "n_jobs=2", "selection=inner_val", "inner_val.min_epochs=1", *extra], tmp,
                    MEFNET_OUTPUT_DIR="out", MEFNET_DATA_DIR="data", MEFNET_HEARTBEAT_S="0")
     assert done.returncode == 0, done.stderr[-3000:]
-    return tmp, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def parallel_run(tmp_path_factory):
+    """The default engine (batched): 2 groups of 2 folds, one fit per worker process."""
+    tmp = tmp_path_factory.mktemp("quiet")
+    return tmp, _tiny_parallel(tmp)
 
 
 @pytest.mark.slow
-def test_every_fold_beats_from_its_worker_process_with_epoch_loss_and_validation(parallel_run):
+def test_each_batched_group_beats_from_its_worker_and_every_fold_keeps_its_running_file(parallel_run):
     tmp, log = parallel_run
+    for group in ("2 folds (synthetic/sub01 ... synthetic/sub02)", "2 folds (synthetic/sub03 ... synthetic/sub04)"):
+        beats = [line for line in log.splitlines() if group in line and " epoch " in line]
+        inner = [b for b in beats if "(inner-validation run)" in b]
+        assert len(inner) == 3 and all(" val uf1 " in b and "(mean)" in b for b in inner), beats
+        assert any(" loss " in b and "inner" not in b for b in beats), beats
+    # Each fold's running.json: its own last epoch and loss (mefnet-progress reads it).
+    exp = tmp / "out" / "synthetic-ststnet-cross_entropy" / "seed_42"
+    for sub in ("sub01", "sub02", "sub03", "sub04"):
+        state = json.loads((exp / "folds" / "synthetic" / sub / "running.json").read_text())
+        done = json.loads((exp / "folds" / "synthetic" / sub / "fold.json").read_text())
+        assert state["fold"] == f"synthetic/{sub}" and state["loss"] > 0
+        assert state["epoch"] == state["max_epochs"] == done["selection"]["best_epoch"]
+    assert running(exp) == []
+
+
+@pytest.mark.slow
+def test_every_fold_beats_from_its_worker_process_with_epoch_loss_and_validation(tmp_path):
+    log = _tiny_parallel(tmp_path, "engine=per_fold")
+    tmp = tmp_path
     for sub in ("sub01", "sub02", "sub03", "sub04"):
         beats = [line for line in log.splitlines() if f"fold synthetic/{sub} " in line and " epoch " in line]
         # the inner-validation run (with its validation score), then the refit (3 epochs each)

@@ -19,8 +19,10 @@ the backbone's class choose).
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import lightning as L
@@ -33,7 +35,15 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.store import fold_dir
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
+from mefnet.training.divergence import (
+    MemberFiniteCheck,
+    check_finite_probabilities,
+    check_finite_weights,
+)
+from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+
+log = logging.getLogger("mefnet")
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
 # over all members, one epoch schedule); seed, fold and output folder may differ.
@@ -41,6 +51,16 @@ _SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val")
 # Optimizers whose update of a parameter depends only on that parameter's gradient and
 # state: one step over every member's parameters is one independent step per member.
 _PER_PARAMETER = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
+
+
+def unsupported(cfg: DictConfig) -> str | None:
+    """Why ``cfg`` cannot run with ``engine=batched`` (None: it can). ``engine=auto``
+    chooses ``per_fold`` then, saying this."""
+    try:
+        _check_compatible([cfg])
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
@@ -102,7 +122,13 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     max_epochs = max(int(e) for e in epochs)
     every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
     loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
-    trainer = build_trainer(cfg0, out, max_epochs, list(trackers or []), loggers, every)
+    # As a fold's own fit has: the divergence check, and each fold's running.json (read by
+    # mefnet-progress), with one heartbeat line for the whole group.
+    stage = "inner-validation run" if log_name else ""
+    beats = [Heartbeat(fold_dir(cfg.experiment_dir, s), cfg.experiment_dir, s, stage=stage, suffix=f"/{name}",
+                       announce=False, max_epochs=int(e)) for (cfg, s), name, e in zip(jobs, names, epochs, strict=True)]
+    checks = [MemberFiniteCheck(), GroupHeartbeat(cfg0.experiment_dir, list(names), stage=stage), *beats]
+    trainer = build_trainer(cfg0, out, max_epochs, checks + list(trackers or []), loggers, every)
     # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
     # that member's own steps (one average of all members would count every step of the fit).
     trainer.callbacks[:] = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb
@@ -156,8 +182,33 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     """Train and predict the folds ``jobs`` (config, test subject) together; write each fold.
 
     The configs may differ in seed, fold and experiment folder (a seed ensemble), not in
-    what one fit shares (trainer, optimizer, scheduler, selection rule).
+    what one fit shares (trainer, optimizer, scheduler, selection rule). Each fold's lock
+    is held from before training until its files are written, as ``run_fold_locked`` holds
+    it: a fold another process holds is skipped (said so), one finished meanwhile is left
+    untouched.
     """
+    from mefnet.experiment.store import FoldBusyError, finished_folds, fold_lock
+
+    with ExitStack() as locks:
+        todo, done = [], {}
+        for cfg, s in jobs:
+            try:
+                locks.enter_context(fold_lock(cfg.experiment_dir, s))
+            except FoldBusyError as e:
+                log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
+                continue
+            exp = str(cfg.experiment_dir)
+            if exp not in done:
+                done[exp] = finished_folds(exp)
+            if s in done[exp]:
+                log.info("fold %s was finished by another run meanwhile; left untouched", s)
+                continue
+            todo.append((cfg, s))
+        return _train_batched(todo, index, features) if todo else []
+
+
+def _train_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+    """:func:`run_batched` once the folds' locks are held."""
     from mefnet.experiment.fold import (
         _close_loggers,
         _datamodule,
@@ -216,10 +267,19 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     split_member_logs(trainer, log_dir, names, outs)  # before any fold.json marks a fold finished
     per_member = [out] if K == 1 else out
     share = (time.perf_counter() - start) / K
+    # Every member checked before any fold is written, as run_fold checks its one model.
+    probs_of = [torch.cat(per_member[k]).float() for k in range(K)]
+    for k, (_, s) in enumerate(jobs):
+        check_finite_weights(module.members[k], f"fold {s}, the trained model")
+        if len(probs_of[k]) != len(dms[k].test_idx):  # e.g. fast_dev_run / limit_predict_batches
+            raise ValueError(
+                f"fold {s}: {len(probs_of[k])} predictions for {len(dms[k].test_idx)} test clips; the trainer "
+                "predicted only part of the test fold (trainer.fast_dev_run or trainer.limit_predict_batches "
+                "with more test clips than data.batch_size); nothing of the fold was written")
+        check_finite_probabilities(probs_of[k], f"fold {s}")
     records = []
     for k, (cfg, s) in enumerate(jobs):
-        member = module.members[k]
-        probs = torch.cat(per_member[k]).float()
+        member, probs = module.members[k], probs_of[k]
 
         def save_checkpoint(path, member=member, k=k):
             torch.save({"state_dict": member.state_dict(), "epoch": epochs[k], "member": names[k],

@@ -212,6 +212,11 @@ class BatchedMERModule(L.LightningModule):
         self._loss_n = [0] * len(members)
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
 
+    @property
+    def loss_sums(self) -> list:
+        """Each member's summed training loss in the epoch so far (what divergence checks read)."""
+        return self._loss_sum
+
     @contextmanager
     def member_rng(self, k: int) -> Iterator[None]:
         """Draw from member ``k``'s own random stream (CPU, and the CUDA device in use)."""

@@ -63,3 +63,32 @@ class FiniteCheck(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         check_finite_weights(pl_module, f"fold {self.fold}, epoch {trainer.current_epoch + 1}")
+
+
+class MemberFiniteCheck(L.Callback):
+    """:class:`FiniteCheck` for the members of the batched engine's fit
+    (:class:`~mefnet.training.batched.BatchedMERModule`): a non-finite summed loss stops
+    the fit naming the members (folds) whose own loss is not finite, and every member's
+    weights are checked after every epoch. No fold of the fit writes predictions then."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach())
+        if math.isfinite(value):
+            return
+        bad = [pl_module.names[k] for k in pl_module.stepped if not math.isfinite(float(pl_module.loss_sums[k]))]
+        bad = bad or [pl_module.names[k] for k in pl_module.stepped]
+        others = len(pl_module.names) - len(bad)
+        raise DivergedError(
+            f"fold{'s' if len(bad) > 1 else ''} {', '.join(bad)}: the training loss is {value} at epoch "
+            f"{trainer.current_epoch + 1} (batch {batch_idx + 1}); {HINT}. No predictions were written for "
+            f"{'these folds' if len(bad) > 1 else 'this fold'}"
+            + (f" nor for the {others} other fold(s) trained with {'them' if len(bad) > 1 else 'it'}." if others else ".")
+        )
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        for name, member in zip(pl_module.names, pl_module.members, strict=True):
+            check_finite_weights(member, f"fold {name}, epoch {trainer.current_epoch + 1}")
+

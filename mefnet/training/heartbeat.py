@@ -52,7 +52,15 @@ class Heartbeat(L.Callback):
     when a fold has two (the inner-validation run before the refit)."""
 
     def __init__(self, out_dir: str | Path, experiment_dir: str | Path, fold: str, stage: str = "",
-                 every: float | None = None) -> None:
+                 every: float | None = None, suffix: str = "", announce: bool = True,
+                 max_epochs: int | None = None) -> None:
+        """``suffix``: the fold's metrics are logged as ``<name><suffix>`` (a member of the
+        batched engine, ``/<member name>``); ``announce=False`` writes ``running.json``
+        only (the batched engine logs one line per group instead); ``max_epochs``: the
+        fold's own number of epochs where the fit trains longer (a member's refit)."""
+        self.max_epochs = max_epochs
+        self.suffix = suffix
+        self.announce = announce
         self.path = Path(out_dir) / RUNNING
         exp = Path(experiment_dir)
         self.label = f"{exp.parent.name}/{exp.name}"
@@ -65,17 +73,23 @@ class Heartbeat(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.time()
-        self._write({"epoch": 0, "max_epochs": int(trainer.max_epochs or 0)})
+        self._write({"epoch": 0, "max_epochs": self._total(trainer)})
+
+    def _total(self, trainer: L.Trainer) -> int:
+        return int(trainer.max_epochs or 0) if self.max_epochs is None else int(self.max_epochs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
+        n = len(self.suffix)
+        metrics = {k[: len(k) - n]: v for k, v in trainer.callback_metrics.items() if k.endswith(self.suffix)}
+        total = self._total(trainer)
         epoch = int(trainer.current_epoch) + 1
-        total = int(trainer.max_epochs or 0)
+        if epoch > total:  # a member that has finished its own epochs
+            return
         loss = _number(metrics.get("train/loss"))
         val = {k.split("/", 1)[1]: _number(v) for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"}
         self._write({"epoch": epoch, "max_epochs": total, "loss": loss, "val": val})
         now = time.monotonic()
-        if now - self._last >= self.every_s or epoch == total:
+        if self.announce and (now - self._last >= self.every_s or epoch == total):
             self._last = now
             score = "".join(f"  val {k} {v:.3f}" for k, v in val.items() if k == "uf1" or len(val) == 1)
             stage = f" ({self.stage})" if self.stage else ""
@@ -106,3 +120,44 @@ def read_running(fold_folder: str | Path) -> dict | None:
         return json.loads((Path(fold_folder) / RUNNING).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+class GroupHeartbeat(L.Callback):
+    """The batched engine's line for a group of members trained in one fit (each member's
+    :class:`Heartbeat` writes its fold's ``running.json`` without logging): at most every
+    ``every_s`` seconds and after the last epoch, the members' mean training loss (and mean
+    inner-validation UF1 when there is one)::
+
+        [megc2019-am3f/seed_1] 20 folds (casme2/sub01 ... smic/s04) epoch 12/29  loss 0.412 (mean)
+    """
+
+    def __init__(self, experiment_dir: str | Path, names: list[str], stage: str = "",
+                 every: float | None = None) -> None:
+        exp = Path(experiment_dir)
+        self.label = f"{exp.parent.name}/{exp.name}"
+        self.names = list(names)
+        self.stage = stage
+        self.every_s = every_s() if every is None else float(every)
+        self._last = -math.inf
+        ensure_logging()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch, total = int(trainer.current_epoch) + 1, int(trainer.max_epochs or 0)
+        now = time.monotonic()
+        if not (now - self._last >= self.every_s or epoch == total):
+            return
+        self._last = now
+        metrics = trainer.callback_metrics
+
+        def mean(key: str) -> float:
+            values = [_number(metrics.get(f"{key}/{n}")) for n in self.names]
+            values = [v for v in values if not math.isnan(v)]
+            return sum(values) / len(values) if values else math.nan
+
+        loss, uf1 = mean("train/loss"), mean("val/uf1")
+        folds = self.names[0] if len(self.names) == 1 else f"{self.names[0]} ... {self.names[-1]}"
+        stage = f" ({self.stage})" if self.stage else ""
+        score = "" if math.isnan(uf1) else f"  val uf1 {uf1:.3f} (mean)"
+        log.info("[%s] %d folds (%s)%s epoch %d/%d  loss %.3f (mean)%s", self.label, len(self.names), folds,
+                 stage, epoch, total, loss, score)
+
