@@ -186,9 +186,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
-        engine = str(cfg.get("engine", "per_fold"))
-        if engine not in ("per_fold", "batched"):
-            raise ValueError(f"engine: '{engine}' is not one of per_fold, batched")
+        engine = resolve_engine(cfg)
         if engine == "batched":  # the folds trained together (mefnet.experiment.batched)
             from mefnet.experiment.batched import run_jobs
 
@@ -244,6 +242,25 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
         if emotion_rows:
             log_experiment_to_wandb(cfg, exp_dir, emotion_rows)
     return rows
+
+
+def resolve_engine(cfg: DictConfig) -> str:
+    """The engine that trains ``cfg``'s folds: ``engine`` (per_fold | batched | auto). ``auto``
+    (the default) is ``batched`` wherever that engine runs the config (emotion classes
+    under LOSO, a per-parameter optimizer, no gradient clipping, one device) and
+    ``per_fold`` otherwise, saying why; an explicit ``batched`` that cannot run is an error."""
+    engine = str(cfg.get("engine", "auto"))
+    if engine not in ("auto", "per_fold", "batched"):
+        raise ValueError(f"engine: '{engine}' is not one of auto, batched, per_fold")
+    if engine != "auto":
+        return engine
+    from mefnet.experiment.batched import unsupported
+
+    reason = unsupported(cfg)
+    if reason:
+        log.info("engine=auto: per_fold (%s)", reason)
+        return "per_fold"
+    return "batched"
 
 
 def _launcher_workers() -> int:
