@@ -310,3 +310,22 @@ def test_batched_groups_in_two_processes_write_each_folds_log_as_per_fold(workdi
     # The folds' losses differ from each other: each log holds its own member's column.
     assert len({tuple(r["train/loss"] for r in rows if r.get("train/loss"))
                 for rows in _fold_logs(exps["batched"], "logs").values()}) == 4
+    # Each fold's running.json (mefnet-progress) holds its last epoch's loss, not the one before.
+    for exp in exps.values():
+        for fold, rows in _fold_logs(exp, "logs").items():
+            state = json.loads(next(exp.glob(f"folds/*/{fold}/running.json")).read_text())
+            last = [float(r["train/loss"]) for r in rows if r.get("train/loss")][-1]
+            assert state["loss"] == pytest.approx(last, abs=1e-6), (exp.name, fold)
+
+
+def test_the_group_heartbeat_shows_each_epochs_own_loss(tmp_path, monkeypatch, caplog):
+    """The batched group's line at epoch 1 has that epoch's mean loss (Lightning calls the
+    callbacks' epoch-end hooks before the module's: a loss logged there came one epoch late,
+    as ``loss nan`` at epoch 1)."""
+    monkeypatch.setenv("MEFNET_HEARTBEAT_S", "0")
+    cfg = compose(tiny_overrides(tmp_path, "beat", "engine=batched", "trainer.max_epochs=2"))
+    with caplog.at_level("INFO", logger="mefnet"):
+        run(cfg)
+    beats = [r.getMessage() for r in caplog.records if " folds (" in r.getMessage() and " epoch " in r.getMessage()]
+    assert any(" epoch 1/2  loss " in b for b in beats), beats
+    assert not any("loss nan" in b for b in beats), beats

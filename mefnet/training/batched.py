@@ -210,6 +210,7 @@ class BatchedMERModule(L.LightningModule):
         self.vmapped_calls = 0  # vmapped forward calls so far (what the tests check the engine did)
         self._loss_sum: list = [0.0] * len(members)
         self._loss_n = [0] * len(members)
+        self._losses_logged = False  # this epoch's losses logged (see on_train_batch_end)
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
 
     @property
@@ -314,12 +315,28 @@ class BatchedMERModule(L.LightningModule):
             total = loss if total is None else total + loss
         return total
 
-    def on_train_epoch_end(self) -> None:
-        for k, name in enumerate(self.names):
-            if self._loss_n[k]:
-                self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k])
+    def on_train_epoch_start(self) -> None:
         self._loss_sum = [0.0] * len(self.members)
         self._loss_n = [0] * len(self.members)
+        self._losses_logged = False
+
+    def _log_losses(self) -> None:
+        self._losses_logged = True
+        for k, name in enumerate(self.names):
+            if self._loss_n[k]:
+                self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
+                         on_step=False, on_epoch=True, batch_size=1)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Each member's epoch loss, logged at the epoch's last batch: Lightning runs the
+        # callbacks' on_train_epoch_end (the heartbeats) before this module's, so a value
+        # logged there would reach them, and running.json, one epoch late (as NaN at epoch 1).
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._log_losses()
+
+    def on_train_epoch_end(self) -> None:
+        if not self._losses_logged:  # a loader of unknown length
+            self._log_losses()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.members[dataloader_idx].val_update(*batch)
