@@ -23,12 +23,14 @@ export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: the local CPU build; a looser pin pulls GBs of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,face,onnx]'
+	# every other package at the version constraints.txt names (the README's figures were
+	# computed with those; a dependency's new release can move them in the last digits).
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,face,onnx]'
 	touch $(STAMP)
 
 test: $(STAMP)
