@@ -299,14 +299,14 @@ def test_batched_groups_in_two_processes_write_each_folds_log_as_per_fold(workdi
         pf, bt = _fold_logs(exps["per_fold"], name), _fold_logs(exps["batched"], name)
         assert pf.keys() == bt.keys() and len(pf) == 4
         for fold in pf:
-            # per_fold's loss and validation columns, unsuffixed (the batched engine does not
-            # compute training UF1 / UAR)
-            cols = {k for k in pf[fold][0] if k == "train/loss" or k.startswith("val/")}
-            assert "train/loss" in cols and cols <= set(bt[fold][0]), (fold, name)
-            pf_loss = [(r["epoch"], float(r["train/loss"])) for r in pf[fold] if r.get("train/loss")]
-            bt_loss = [(r["epoch"], float(r["train/loss"])) for r in bt[fold] if r.get("train/loss")]
-            assert [e for e, _ in pf_loss] == [e for e, _ in bt_loss] and pf_loss
-            assert [v for _, v in pf_loss] == pytest.approx([v for _, v in bt_loss], abs=1e-3)
+            # per_fold's columns, unsuffixed: the training loss, UF1 and UAR, validation
+            cols = set(pf[fold][0])
+            assert {"train/loss", "train/uf1", "train/uar"} <= cols and cols == set(bt[fold][0]), (fold, name)
+            for key, tol in (("train/loss", 1e-3), ("train/uf1", 1e-6), ("train/uar", 1e-6)):
+                pf_v = [(r["epoch"], float(r[key])) for r in pf[fold] if r.get(key)]
+                bt_v = [(r["epoch"], float(r[key])) for r in bt[fold] if r.get(key)]
+                assert [e for e, _ in pf_v] == [e for e, _ in bt_v] and pf_v, (fold, name, key)
+                assert [v for _, v in pf_v] == pytest.approx([v for _, v in bt_v], abs=tol), (fold, name, key)
     # The folds' losses differ from each other: each log holds its own member's column.
     assert len({tuple(r["train/loss"] for r in rows if r.get("train/loss"))
                 for rows in _fold_logs(exps["batched"], "logs").values()}) == 4

@@ -12,7 +12,8 @@ fold trained on its own has:
   own random stream: its augmentation and its dropout masks are drawn from its own saved
   generator state, in the order a fit of its own draws them (see below);
 * its own batch-norm statistics (its own buffers, updated by its own batches);
-* its own loss (class priors of its own training clips), its own inner validation (one
+* its own loss (class priors of its own training clips) and its own training loss, UF1
+  and UAR per epoch (logged as ``train/<metric>/<member name>``), its own inner validation (one
   validation loader per member; scores logged as ``val/<metric>/<member name>``), its own
   number of epochs (a member that is done stops stepping while the others go on) and,
   with a weight-averaging callback (``callbacks=ema``), its own average
@@ -210,6 +211,8 @@ class BatchedMERModule(L.LightningModule):
         self.vmapped_calls = 0  # vmapped forward calls so far (what the tests check the engine did)
         self._loss_sum: list = [0.0] * len(members)
         self._loss_n = [0] * len(members)
+        self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
+        self._targets: list[list[torch.Tensor]] = [[] for _ in members]
         self._losses_logged = False  # this epoch's losses logged (see on_train_batch_end)
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
 
@@ -290,12 +293,19 @@ class BatchedMERModule(L.LightningModule):
                 with torch.no_grad():
                     torch._foreach_copy_([b[i] for i in range(len(template.buffers)) for _, b in own],
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
+            preds = logits.detach().argmax(dim=-1)
             for j, (k, _, y, _) in enumerate(group):
                 loss = self.members[k].loss_fn(logits[j], y)
-                self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
-                self._loss_n[k] += len(y)
+                self._count(k, loss, preds[j], y)
                 total = loss if total is None else total + loss
         return total
+
+    def _count(self, k: int, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
+        """Member ``k``'s batch into its epoch's training loss and predictions."""
+        self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
+        self._loss_n[k] += len(y)
+        self._preds[k].append(preds)
+        self._targets[k].append(y)
 
     def _looped_step(self, batch) -> torch.Tensor | None:
         total = None
@@ -308,35 +318,53 @@ class BatchedMERModule(L.LightningModule):
             with self.member_rng(k):
                 if member.augment is not None:
                     x = member.augment(x)
-                loss = member.loss_fn(member(x), y)
+                logits = member(x)
+                loss = member.loss_fn(logits, y)
             self.stepped.append(k)
-            self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
-            self._loss_n[k] += len(y)
+            self._count(k, loss, logits.detach().argmax(dim=1), y)
             total = loss if total is None else total + loss
         return total
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = [0.0] * len(self.members)
         self._loss_n = [0] * len(self.members)
+        self._preds = [[] for _ in self.members]
+        self._targets = [[] for _ in self.members]
         self._losses_logged = False
 
-    def _log_losses(self) -> None:
+    def _log_training(self) -> None:
+        """Each member's epoch: its mean training loss and, from its own ``train_uf1`` /
+        ``train_uar`` metrics, its training UF1 and UAR (``train/<metric>/<name>``), as a
+        fit of its own logs them. The metrics are fed once per epoch with the epoch's
+        predictions, which gives what one update per batch gives, at a fraction of the
+        calls."""
         self._losses_logged = True
         for k, name in enumerate(self.names):
-            if self._loss_n[k]:
-                self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
-                         on_step=False, on_epoch=True, batch_size=1)
+            if not self._loss_n[k]:
+                continue
+            self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
+                     on_step=False, on_epoch=True, batch_size=1)
+            member = self.members[k]
+            preds, targets = torch.cat(self._preds[k]), torch.cat(self._targets[k])
+            self._preds[k], self._targets[k] = [], []
+            for key in ("uf1", "uar"):
+                metric = getattr(member, f"train_{key}", None)
+                if metric is None:  # a module without training metrics
+                    continue
+                metric.update(preds, targets)
+                self.log(f"train/{key}/{name}", metric.compute(), on_step=False, on_epoch=True, batch_size=1)
+                metric.reset()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Each member's epoch loss, logged at the epoch's last batch: Lightning runs the
         # callbacks' on_train_epoch_end (the heartbeats) before this module's, so a value
         # logged there would reach them, and running.json, one epoch late (as NaN at epoch 1).
         if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._log_losses()
+            self._log_training()
 
     def on_train_epoch_end(self) -> None:
         if not self._losses_logged:  # a loader of unknown length
-            self._log_losses()
+            self._log_training()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.members[dataloader_idx].val_update(*batch)
