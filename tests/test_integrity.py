@@ -227,6 +227,31 @@ def test_a_fold_held_by_another_process_is_skipped_naming_it_and_a_released_lock
     assert rows and rows[0]["clips"] == 18 and (exp / "table.md").is_file()
 
 
+def test_claim_fold_gives_a_free_fold_once_and_leaves_a_finished_one_unlocked(tmp_path, caplog):
+    """Both engines take each fold through claim_fold: a free fold is claimed with its lock
+    held for the block; a second claim meanwhile is refused naming the holder; a fold
+    whose fold.json says complete is refused and its lock not kept."""
+    from mefnet.experiment.store import claim_fold, fold_dir, fold_finished, fold_lock, write_json
+
+    exp = tmp_path / "exp"
+    with caplog.at_level("INFO", logger="mefnet"):
+        with claim_fold(exp, "d/s1") as mine:
+            assert mine is True
+            with claim_fold(exp, "d/s1") as again:
+                assert again is False
+        assert "fold d/s1 of" in caplog.text and "is held by PID" in caplog.text and "skipped here" in caplog.text
+        write_json(fold_dir(exp, "d/s2") / "fold.json", {"status": "complete"})
+        assert fold_finished(exp, "d/s2") and not fold_finished(exp, "d/s1")
+        caplog.clear()
+        with claim_fold(exp, "d/s2") as mine:
+            assert mine is False
+            with fold_lock(exp, "d/s2"):  # not held by the refused claim
+                pass
+        assert "fold d/s2 was finished by another run meanwhile; left untouched" in caplog.text
+    with claim_fold(exp, "d/s1") as mine:  # released after its block
+        assert mine is True
+
+
 def test_two_first_time_generations_of_one_synthetic_set_do_not_collide(tmp_path):
     import subprocess
     import sys

@@ -187,23 +187,10 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     it: a fold another process holds is skipped (said so), one finished meanwhile is left
     untouched.
     """
-    from mefnet.experiment.store import FoldBusyError, finished_folds, fold_lock
+    from mefnet.experiment.store import claim_fold
 
     with ExitStack() as locks:
-        todo, done = [], {}
-        for cfg, s in jobs:
-            try:
-                locks.enter_context(fold_lock(cfg.experiment_dir, s))
-            except FoldBusyError as e:
-                log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
-                continue
-            exp = str(cfg.experiment_dir)
-            if exp not in done:
-                done[exp] = finished_folds(exp)
-            if s in done[exp]:
-                log.info("fold %s was finished by another run meanwhile; left untouched", s)
-                continue
-            todo.append((cfg, s))
+        todo = [(cfg, s) for cfg, s in jobs if locks.enter_context(claim_fold(cfg.experiment_dir, s))]
         return _train_batched(todo, index, features) if todo else []
 
 

@@ -27,10 +27,8 @@ from mefnet.experiment.splits import split_of
 from mefnet.experiment.store import (
     FOLD_DONE,
     PREDICTIONS,
-    FoldBusyError,
-    finished_folds,
+    claim_fold,
     fold_dir,
-    fold_lock,
     pause_point,
     write_json,
     write_predictions,
@@ -349,15 +347,8 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
 def run_fold_locked(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict | None:
     """:func:`run_fold` under the fold's lock. None when another process holds the fold (it
     is computing it: skipped, said so) or finished it meanwhile (left untouched)."""
-    try:
-        with fold_lock(cfg.experiment_dir, subject_key):
-            if subject_key in finished_folds(cfg.experiment_dir):
-                log.info("fold %s was finished by another run meanwhile; left untouched", subject_key)
-                return None
-            return run_fold(cfg, index, features, subject_key)
-    except FoldBusyError as e:
-        log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
-        return None
+    with claim_fold(cfg.experiment_dir, subject_key) as claimed:
+        return run_fold(cfg, index, features, subject_key) if claimed else None
 
 
 def _run_fold_job(cfg_container: dict, index: ClipIndex, features: torch.Tensor, subject_key: str) -> dict | None:

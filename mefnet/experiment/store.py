@@ -21,6 +21,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -36,6 +37,8 @@ FOLDS = "folds"
 PREDICTIONS = "predictions.csv"
 FOLD_DONE = "fold.json"
 REQUIRED_COLUMNS = ("dataset", "subject", "clip", "true", "pred")
+
+_log = logging.getLogger("mefnet")
 
 
 class ReportError(ValueError):
@@ -97,24 +100,32 @@ def fold_dir(experiment_dir: str | Path, subject_key: str) -> Path:
     return Path(experiment_dir) / FOLDS / subject_key
 
 
+def _read_fold_record(marker: Path) -> dict:
+    try:
+        record = json.loads(marker.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ReportError(f"{marker}: not a valid fold record (expected a JSON object with 'status')") from None
+    if not isinstance(record, dict):
+        raise ReportError(f"{marker}: not a valid fold record (expected a JSON object with 'status')")
+    return record
+
+
 def fold_records(experiment_dir: str | Path) -> dict[str, dict]:
     """Every fold record (``fold.json``) of an experiment, by subject key, as written."""
     root = Path(experiment_dir) / FOLDS
-    out = {}
-    for marker in sorted(root.glob(f"*/*/{FOLD_DONE}")):
-        try:
-            record = json.loads(marker.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ReportError(f"{marker}: not a valid fold record (expected a JSON object with 'status')") from None
-        if not isinstance(record, dict):
-            raise ReportError(f"{marker}: not a valid fold record (expected a JSON object with 'status')")
-        out[f"{marker.parent.parent.name}/{marker.parent.name}"] = record
-    return out
+    return {f"{marker.parent.parent.name}/{marker.parent.name}": _read_fold_record(marker)
+            for marker in sorted(root.glob(f"*/*/{FOLD_DONE}"))}
 
 
 def finished_folds(experiment_dir: str | Path) -> set[str]:
     """Subject keys whose fold wrote its completion record."""
     return {k for k, r in fold_records(experiment_dir).items() if r.get("status") == "complete"}
+
+
+def fold_finished(experiment_dir: str | Path, subject_key: str) -> bool:
+    """Whether this one fold wrote its completion record."""
+    marker = fold_dir(experiment_dir, subject_key) / FOLD_DONE
+    return marker.is_file() and _read_fold_record(marker).get("status") == "complete"
 
 
 def read_experiment(experiment_dir: str | Path) -> dict:
@@ -420,6 +431,27 @@ def fold_lock(experiment_dir: str | Path, subject_key: str) -> contextlib.Abstra
     """The fold's lock, taken without waiting: two runs never compute one fold at once."""
     return exclusive(fold_dir(experiment_dir, subject_key) / FOLD_LOCK, wait=False,
                      what=f"fold {subject_key} of {experiment_dir}")
+
+
+@contextlib.contextmanager
+def claim_fold(experiment_dir: str | Path, subject_key: str) -> Iterator[bool]:
+    """A fold to compute: yields True with the fold's lock held for the block, or False,
+    said in the log, when the fold is not this process's to compute: another process holds
+    it (computing it now: skipped here), or it was finished meanwhile (left untouched). Both
+    engines take every fold through here, from before training until its files are written."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(fold_lock(experiment_dir, subject_key))
+        except FoldBusyError as e:
+            _log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
+            yield False
+            return
+        if fold_finished(experiment_dir, subject_key):
+            held.close()  # not ours to compute: the lock is not kept
+            _log.info("fold %s was finished by another run meanwhile; left untouched", subject_key)
+            yield False
+            return
+        yield True
 
 
 # --------------------------------------------------------------------------- test hook
