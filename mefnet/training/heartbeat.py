@@ -47,6 +47,28 @@ def every_s() -> float:
         return 30.0
 
 
+class _Lines:
+    """When a heartbeat logs its line: at most every ``every`` seconds (default
+    :func:`every_s`), and always at the last epoch."""
+
+    def __init__(self, every: float | None = None) -> None:
+        self.every_s = every_s() if every is None else float(every)
+        self._last = -math.inf
+
+    def due(self, last_epoch: bool) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.every_s or last_epoch:
+            self._last = now
+            return True
+        return False
+
+
+def _label(experiment_dir: str | Path) -> str:
+    """``<experiment>/seed_<n>``: how a line names its run."""
+    exp = Path(experiment_dir)
+    return f"{exp.parent.name}/{exp.name}"
+
+
 class Heartbeat(L.Callback):
     """``experiment_dir``'s fold ``fold`` (its folder ``out_dir``); ``stage`` names the fit
     when a fold has two (the inner-validation run before the refit)."""
@@ -62,12 +84,10 @@ class Heartbeat(L.Callback):
         self.suffix = suffix
         self.announce = announce
         self.path = Path(out_dir) / RUNNING
-        exp = Path(experiment_dir)
-        self.label = f"{exp.parent.name}/{exp.name}"
+        self.label = _label(experiment_dir)
         self.fold = fold
-        self.every_s = every_s() if every is None else float(every)
+        self.lines = _Lines(every)
         self.stage = stage
-        self._last = -math.inf
         self._start = time.time()
         ensure_logging()
 
@@ -88,9 +108,7 @@ class Heartbeat(L.Callback):
         loss = _number(metrics.get("train/loss"))
         val = {k.split("/", 1)[1]: _number(v) for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"}
         self._write({"epoch": epoch, "max_epochs": total, "loss": loss, "val": val})
-        now = time.monotonic()
-        if self.announce and (now - self._last >= self.every_s or epoch == total):
-            self._last = now
+        if self.announce and self.lines.due(epoch == total):
             score = "".join(f"  val {k} {v:.3f}" for k, v in val.items() if k == "uf1" or len(val) == 1)
             stage = f" ({self.stage})" if self.stage else ""
             what = "final model" if self.fold == "final" else f"fold {self.fold}"
@@ -133,20 +151,16 @@ class GroupHeartbeat(L.Callback):
 
     def __init__(self, experiment_dir: str | Path, names: list[str], stage: str = "",
                  every: float | None = None) -> None:
-        exp = Path(experiment_dir)
-        self.label = f"{exp.parent.name}/{exp.name}"
+        self.label = _label(experiment_dir)
         self.names = list(names)
         self.stage = stage
-        self.every_s = every_s() if every is None else float(every)
-        self._last = -math.inf
+        self.lines = _Lines(every)
         ensure_logging()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch, total = int(trainer.current_epoch) + 1, int(trainer.max_epochs or 0)
-        now = time.monotonic()
-        if not (now - self._last >= self.every_s or epoch == total):
+        if not self.lines.due(epoch == total):
             return
-        self._last = now
         metrics = trainer.callback_metrics
 
         def mean(key: str) -> float:
