@@ -213,7 +213,7 @@ class BatchedMERModule(L.LightningModule):
         self._loss_n = [0] * len(members)
         self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
         self._targets: list[list[torch.Tensor]] = [[] for _ in members]
-        self._losses_logged = False  # this epoch's losses logged (see on_train_batch_end)
+        self._epoch_logged = False  # this epoch's training figures logged (see on_train_batch_end)
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
 
     @property
@@ -330,7 +330,7 @@ class BatchedMERModule(L.LightningModule):
         self._loss_n = [0] * len(self.members)
         self._preds = [[] for _ in self.members]
         self._targets = [[] for _ in self.members]
-        self._losses_logged = False
+        self._epoch_logged = False
 
     def _log_training(self) -> None:
         """Each member's epoch: its mean training loss and, from its own ``train_uf1`` /
@@ -338,7 +338,7 @@ class BatchedMERModule(L.LightningModule):
         fit of its own logs them. The metrics are fed once per epoch with the epoch's
         predictions, which gives what one update per batch gives, at a fraction of the
         calls."""
-        self._losses_logged = True
+        self._epoch_logged = True
         for k, name in enumerate(self.names):
             if not self._loss_n[k]:
                 continue
@@ -363,7 +363,7 @@ class BatchedMERModule(L.LightningModule):
             self._log_training()
 
     def on_train_epoch_end(self) -> None:
-        if not self._losses_logged:  # a loader of unknown length
+        if not self._epoch_logged:  # a loader of unknown length
             self._log_training()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
