@@ -347,10 +347,7 @@ class BatchedMERModule(L.LightningModule):
             member = self.members[k]
             preds, targets = torch.cat(self._preds[k]), torch.cat(self._targets[k])
             self._preds[k], self._targets[k] = [], []
-            for key in ("uf1", "uar"):
-                metric = getattr(member, f"train_{key}", None)
-                if metric is None:  # a module without training metrics
-                    continue
+            for key, metric in (("uf1", member.train_uf1), ("uar", member.train_uar)):
                 metric.update(preds, targets)
                 self.log(f"train/{key}/{name}", metric.compute(), on_step=False, on_epoch=True, batch_size=1)
                 metric.reset()
