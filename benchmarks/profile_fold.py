@@ -78,6 +78,8 @@ def main() -> None:
                     help="time only (cProfile's per-call cost inflates Python-heavy paths)")
     ap.add_argument("--recipe", default=" ".join(RECIPE), help="'paper' or overrides")
     ap.add_argument("--out", default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--dump", default=None, help="also write each engine's cProfile statistics to "
+                    "DUMP.<engine>.prof (pstats / snakeviz format)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
     a = ap.parse_args()
     work = Path(a.out or tempfile.mkdtemp(prefix="mefnet-profile-"))
@@ -113,6 +115,8 @@ def main() -> None:
               f"load average {load_average()}\n", flush=True)
         if a.no_cprofile:
             continue
+        if a.dump:
+            pr.dump_stats(f"{a.dump}.{engine}.prof")
         print("| row | time | share |\n|---|---:|---:|")
         for name, v in breakdown(pr, wall):
             print(f"| {name} | {v:.1f} s | {100 * v / wall:.0f}% |")

@@ -8,6 +8,7 @@ weight averaging, test-time mirror, inner validation with and without refit."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from dataclasses import replace
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from mefnet.config import CONFIG_DIR, compose
 from mefnet.experiment.batched import run_batched
@@ -71,6 +73,24 @@ def vmapped(monkeypatch) -> list[int]:
     return calls
 
 
+@pytest.fixture()
+def flat_steps(monkeypatch) -> list[int]:
+    """The size of each flat gradient the batched engine gathered (one per stepping member
+    and step): the optimizer stepped one flat tensor per member."""
+    from mefnet.training.batched import _MemberStorage
+
+    sizes: list[int] = []
+    original = _MemberStorage.gather
+
+    def counted(self, stepped):
+        original(self, stepped)
+        if stepped:
+            sizes.append(self.flat.grad.numel())
+
+    monkeypatch.setattr(_MemberStorage, "gather", counted)
+    return sizes
+
+
 def _probs(exp: Path) -> dict[tuple[str, str], list[float]]:
     out = {}
     for p in sorted(exp.glob("folds/*/*/predictions.csv")):
@@ -84,7 +104,7 @@ def _selection(exp: Path) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_batched_equals_per_fold(workdir, vmapped, case):
+def test_batched_equals_per_fold(workdir, vmapped, flat_steps, case):
     """Every clip's class probabilities within 1e-4 of the per-fold engine's, the same
     validation curve and chosen epoch per fold, the same table; a rerun is byte-identical."""
     exps = {}
@@ -93,7 +113,9 @@ def test_batched_equals_per_fold(workdir, vmapped, case):
         rows = run(cfg)
         exps[engine] = (Path(cfg.experiment_dir), rows)
         if engine == "per_fold":
-            assert not vmapped
+            assert not vmapped and not flat_steps
+    # The optimizer stepped each member's parameters as one flat tensor.
+    assert flat_steps and min(flat_steps) > 100
     # The folds' training steps ran vectorised (groups of several members), or looped.
     assert (not vmapped) if "++vectorize=false" in CASES[case] else (vmapped and max(vmapped) >= (1 if "data.batch_size=256" in CASES[case] else 3))
     (pf, pf_rows), (bt, bt_rows) = exps["per_fold"], exps["batched"]
@@ -274,6 +296,60 @@ def test_one_fit_uses_the_multi_tensor_optimizer_unless_told_otherwise():
             opt_a.step()
             opt_b.step()
         assert all(torch.equal(ta, tb) for ta, tb in zip(a, b, strict=True)), cls.__name__
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam",
+                                  "Adadelta"])
+def test_one_flat_tensor_per_member_steps_bit_for_bit_as_its_tensors(name):
+    """The optimizer holds one flat tensor per member (its parameters views of it): every
+    optimizer the engine accepts gives the same parameters, bit for bit, as over each
+    member's own tensors, with members that skip steps (no batch: no gradient)."""
+    from mefnet.experiment.batched import _PER_PARAMETER
+    from mefnet.models.am3f import AM3FFlowNet
+    from mefnet.training.batched import _MemberStorage
+
+    assert name in _PER_PARAMETER
+    cls = getattr(torch.optim, name)
+    kw = {"weight_decay": 0.01} if name in ("AdamW", "SGD") else {}
+    kw |= {"momentum": 0.9} if name == "SGD" else {}
+    torch.manual_seed(0)
+    ref = [AM3FFlowNet(widths=(4, 8)) for _ in range(3)]
+    members = [copy.deepcopy(m) for m in ref]
+    storages = [_MemberStorage(m) for m in members]
+    flat_ptrs = {s.flat.untyped_storage().data_ptr() for s in storages}
+    assert all(p.untyped_storage().data_ptr() in flat_ptrs for m in members for p in m.parameters())
+    opt_ref = cls([p for m in ref for p in m.parameters()], lr=1e-2, foreach=True, **kw)
+    opt = cls([s.flat for s in storages], lr=1e-2, foreach=True, **kw)
+    for step in range(25):
+        for k, (r, m, s) in enumerate(zip(ref, members, storages, strict=True)):
+            stepped = (step + k) % 4 != 0
+            for p, q in zip(r.parameters(), m.parameters(), strict=True):
+                g = torch.randn_like(p) * 10.0 ** float(torch.randint(-6, 2, ()))
+                p.grad, q.grad = (g, g.clone()) if stepped else (None, None)
+            s.gather(stepped)
+        opt_ref.step()
+        opt.step()
+        for s in storages:
+            s.clear_grads()
+    for r, m, s in zip(ref, members, storages, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(r.parameters(), m.parameters(), strict=True))
+        assert torch.equal(s.flat, torch.cat([p.reshape(-1) for p in r.parameters()]))
+        s.release()  # every tensor its own storage again, values kept
+        assert len({p.untyped_storage().data_ptr() for p in m.parameters()}) == len(s.params)
+        assert all(torch.equal(p, q) for p, q in zip(r.parameters(), m.parameters(), strict=True))
+
+
+def test_a_member_parameter_without_gradient_stops_the_fit_naming_it():
+    """The flat step would move a parameter the member's loss never reached (with weight
+    decay, say), where the optimizer over its own tensors leaves it alone: refused, named."""
+    from mefnet.training.batched import _MemberStorage
+
+    storage = _MemberStorage(nn.Linear(3, 2), "seed_1/sub01")
+    storage.params[0].grad = torch.ones(2, 3)
+    with pytest.raises(RuntimeError, match=r"member seed_1/sub01: parameters bias got no gradient"):
+        storage.gather(True)
+    storage.gather(False)  # a member that did not step: nothing to gather, no gradient
+    assert storage.flat.grad is None
 
 
 def _fold_logs(exp: Path, name: str) -> dict[str, list[dict]]:
