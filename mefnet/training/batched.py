@@ -217,9 +217,10 @@ class _MemberStorage:
         self.name = name
         self.param_names = [n for n, _ in member.named_parameters()]
         self.params = list(member.parameters())
-        self.floats, self.others = _flat_float_buffers(member)
-        self.flat = nn.Parameter(_share_storage(self.params))
-        self.flat_buffers = _share_storage(self.floats) if self.floats else None
+        self.floats = _flat_float_buffers(member)[0]
+        flat, *rest = flat_state(member)
+        self.flat = nn.Parameter(flat)  # the same storage: the optimizer's steps land in the views
+        self._state = [self.flat.detach(), *rest]
 
     @staticmethod
     def possible(member: nn.Module) -> bool:
@@ -230,9 +231,8 @@ class _MemberStorage:
             len({(p.dtype, p.device) for p in params}) == 1
 
     def state(self) -> list[torch.Tensor]:
-        """The member's tensors as :func:`flat_state` pairs them (for the weight average)."""
-        head = [self.flat.detach()] + ([self.flat_buffers] if self.flat_buffers is not None else [])
-        return head + self.others
+        """The member's tensors as :func:`flat_state` gives them (for the weight average)."""
+        return self._state
 
     def gather(self, stepped: bool) -> None:
         """The flat gradient from the member's own, or None when it did not step. A
