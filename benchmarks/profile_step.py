@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/profile_step.py [--backbone am3f] [--recipe experiment=megc2019_flows]
 [--members 34] [--batch 32]
-[--steps 20] [--profiled-steps 3] [--loop] [--top 25] [overrides ...]``.
+[--steps 20] [--profiled-steps 3] [--loop | --one-model] [--top 25] [overrides ...]``.
 
 ``profile_fold.py`` sorts whole folds into rows by Python function; once a step is a
 vmapped forward and backward pass, that says only "forward" and "backward". This script
@@ -12,7 +12,10 @@ own seed), their parameters stacked and the forward pass vmapped through the
 engine's functional copy (:class:`mefnet.training.batched._Template`, dropout masks drawn
 per member as the engine draws them), one cross-entropy loss per member summed, one
 backward pass. ``--loop`` runs the members one after another instead
-(``vectorize=false``). Random maps of the recipe's shape (3 x 28 x 28) stand in for clips;
+(``vectorize=false``). ``--one-model`` runs a single network on all the members' clips
+at once (one batch of ``members x batch`` clips): the same arithmetic with no member
+axis at all, what a step would cost if the K members were one model, the floor that
+any way of batching them meets with PyTorch's CPU kernels. Random maps of the recipe's shape (3 x 28 x 28) stand in for clips;
 the arithmetic does not depend on their values. One thread, as each worker process of a
 LOSO run has.
 
@@ -77,7 +80,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--profiled-steps", type=int, default=3, help="steps under torch.profiler (its "
                     "overhead grows with the number of events it holds)")
-    ap.add_argument("--loop", action="store_true", help="members one after another (vectorize=false)")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--loop", action="store_true", help="members one after another (vectorize=false)")
+    how.add_argument("--one-model", action="store_true", help="one network, one batch of members x batch "
+                     "clips (the floor of batching)")
     ap.add_argument("--top", type=int, default=25, help="operators listed by input shape")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
     a = ap.parse_args()
@@ -97,7 +103,9 @@ def main() -> None:
     y = torch.randint(0, 3, (a.members, batch), generator=gen)
 
     def step() -> None:
-        if a.loop:
+        if a.one_model:
+            total = F.cross_entropy(members[0](x.flatten(0, 1)), y.flatten())
+        elif a.loop:
             total = sum(F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(members))
         else:
             own = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in members]
@@ -117,7 +125,7 @@ def main() -> None:
     for _ in range(a.steps):
         step()
     ms = (time.process_time() - cpu) / a.steps * 1e3
-    engine = "looped" if a.loop else "vmapped"
+    engine = "looped" if a.loop else "as one model" if a.one_model else "vmapped"
     print(f"{a.backbone}, {a.members} members {engine}, batch {batch}: {ms:.1f} CPU ms a step "
           f"(forward + backward, {a.steps} steps, one thread); load average {load_average()}\n")
     n = a.profiled_steps
@@ -141,7 +149,7 @@ def main() -> None:
     print("| operator | input shapes | calls a step | CPU ms a step |\n|---|---|---:|---:|")
     by_shape = prof.key_averages(group_by_input_shape=True)
     for ev in sorted(by_shape, key=lambda e: -e.self_cpu_time_total)[:a.top]:
-        shapes = ", ".join(str(list(s)) for s in ev.input_shapes[:3] if s)
+        shapes = ", ".join(str(list(s)) for s in ev.input_shapes[:3] if s) or "(not recorded: a list of tensors)"
         print(f"| {ev.key} | {shapes} | {ev.count / n:g} | {ev.self_cpu_time_total / 1e3 / n:.2f} |")
 
 
