@@ -1,29 +1,31 @@
 """Where one training step of the batched engine goes, per PyTorch operator.
 
 Run: ``python benchmarks/profile_step.py [--backbone am3f] [--recipe experiment=megc2019_flows]
-[--members 34] [--batch 32]
-[--steps 20] [--profiled-steps 3] [--loop | --one-model] [--top 25] [overrides ...]``.
+[--members 34] [--batch 32] [--steps 20] [--profiled-steps 3] [--loop | --one-model]
+[--top 25] [overrides ...]``.
 
 ``profile_fold.py`` sorts whole folds into rows by Python function; once a step is a
 vmapped forward and backward pass, that says only "forward" and "backward". This script
 runs the engine's own step on its own: ``--members`` copies of the recipe's network
 (``--recipe``, ``experiment=megc2019_flows`` by default; each member initialised from its
 own seed), their parameters stacked and the forward pass vmapped through the
-engine's functional copy (:class:`mefnet.training.batched._Template`, dropout masks drawn
-per member as the engine draws them), one cross-entropy loss per member summed, one
-backward pass. ``--loop`` runs the members one after another instead
-(``vectorize=false``). ``--one-model`` runs a single network on all the members' clips
-at once (one batch of ``members x batch`` clips): the same arithmetic with no member
-axis at all, what a step would cost if the K members were one model, the floor that
-any way of batching them meets with PyTorch's CPU kernels. Random maps of the recipe's shape (3 x 28 x 28) stand in for clips;
-the arithmetic does not depend on their values. One thread, as each worker process of a
-LOSO run has.
+engine's functional copy (:class:`mefnet.training.batched._Template`; one dropout mask
+per member and dropout call, drawn by the engine's own function), one cross-entropy loss
+per member summed, one
+backward pass (the optimizer step is left out). ``--loop`` runs the members one after
+another instead (``vectorize=false``). ``--one-model`` runs a single network on all the
+members' clips at once (one batch of ``members x batch`` clips): the same arithmetic with
+no member axis at all, what a step would cost if the K members were one model, the floor
+of any way of batching them that keeps PyTorch's CPU kernels (up to the kernels' own
+choice of algorithm per shape). Random maps of the recipe's shape (3 x 28 x 28) stand in
+for clips; the arithmetic does not depend on their values. One thread, as each worker
+process of a LOSO run has.
 
 Prints the CPU milliseconds of a step (``time.process_time``, ``--steps`` steps after 3
 warm-up steps), then ``torch.profiler``'s self CPU time of ``--profiled-steps`` more steps
-grouped into rows (convolutions forward and backward, batch norm, pooling, elementwise arithmetic,
-reductions, memory copies and layout changes, random draws, the rest) and its
-``--top`` operators by input shape. Asserts nothing.
+grouped into rows (convolutions forward and backward, batch norm, pooling, elementwise
+arithmetic, reductions, memory copies and layout changes, random draws, the rest) and
+its ``--top`` operators by input shape. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from mefnet.training.batched import _draw_mask, _Template
 
 # operator name (without "aten::") -> row: the first row with a matching prefix
 ROWS = [
-    ("convolution backward", ("convolution_backward",)),
+    ("convolution backward", ("convolution_backward", "_slow_conv2d_backward")),
     ("convolution forward", ("mkldnn_convolution", "_convolution", "convolution", "conv2d", "_slow_conv2d")),
     ("batch norm (forward and backward)", ("native_batch_norm", "batch_norm", "_batch_norm")),
     ("pooling (forward and backward)", ("max_pool", "avg_pool", "_adaptive_avg_pool", "adaptive_avg_pool",
@@ -98,6 +100,8 @@ def main() -> None:
         torch.manual_seed(k)
         members.append(instantiate_option(cfg.backbone, num_classes=3).train())
     template = _Template(members[0])
+    # each member's tensors in the template's order, looked up once (as the engine does)
+    own = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in members]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(a.members, batch, 3, 28, 28, generator=gen)
     y = torch.randint(0, 3, (a.members, batch), generator=gen)
@@ -108,7 +112,6 @@ def main() -> None:
         elif a.loop:
             total = sum(F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(members))
         else:
-            own = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in members]
             params = {n: torch.stack([p[n] for p, _ in own]) for n in template.params}
             buffers = {n: torch.stack([b[n] for _, b in own]) for n in template.buffers}
             shapes = template.dropout_shapes(members[0], x[0])
