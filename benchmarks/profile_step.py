@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/profile_step.py [--backbone am3f] [--recipe experiment=megc2019_flows]
 [--members 34] [--batch 32] [--steps 20] [--profiled-steps 3] [--loop | --one-model]
-[--top 25] [overrides ...]``.
+[--bf16] [--top 25] [overrides ...]``.
 
 ``profile_fold.py`` sorts whole folds into rows by Python function; once a step is a
 vmapped forward and backward pass, that says only "forward" and "backward". This script
@@ -17,7 +17,9 @@ another instead (``vectorize=false``). ``--one-model`` runs a single network on 
 members' clips at once (one batch of ``members x batch`` clips): the same arithmetic with
 no member axis at all, what a step would cost if the K members were one model, the floor
 of any way of batching them that keeps PyTorch's CPU kernels (up to the kernels' own
-choice of algorithm per shape). Random maps of the recipe's shape (3 x 28 x 28) stand in
+choice of algorithm per shape). ``--bf16`` runs the forward pass under CPU autocast to
+bfloat16 (what ``trainer.precision=bf16-mixed`` would do), to see whether the CPU's
+bfloat16 instructions pay on these shapes. Random maps of the recipe's shape (3 x 28 x 28) stand in
 for clips; the arithmetic does not depend on their values. One thread, as each worker
 process of a LOSO run has.
 
@@ -86,6 +88,8 @@ def main() -> None:
     how.add_argument("--loop", action="store_true", help="members one after another (vectorize=false)")
     how.add_argument("--one-model", action="store_true", help="one network, one batch of members x batch "
                      "clips (the floor of batching)")
+    ap.add_argument("--bf16", action="store_true", help="forward pass under torch.autocast('cpu', "
+                    "dtype=torch.bfloat16)")
     ap.add_argument("--top", type=int, default=25, help="operators listed by input shape")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides")
     a = ap.parse_args()
@@ -106,18 +110,21 @@ def main() -> None:
     x = torch.randn(a.members, batch, 3, 28, 28, generator=gen)
     y = torch.randint(0, 3, (a.members, batch), generator=gen)
 
-    def step() -> None:
+    def forward() -> torch.Tensor:
         if a.one_model:
-            total = F.cross_entropy(members[0](x.flatten(0, 1)), y.flatten())
-        elif a.loop:
-            total = sum(F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(members))
-        else:
-            params = {n: torch.stack([p[n] for p, _ in own]) for n in template.params}
-            buffers = {n: torch.stack([b[n] for _, b in own]) for n in template.buffers}
-            shapes = template.dropout_shapes(members[0], x[0])
-            masks = [torch.stack([_draw_mask(s, p, x.device) for _ in members]) for s, p in shapes]
-            logits = template(params, buffers, x, masks)
-            total = sum(F.cross_entropy(logits[k], y[k]) for k in range(a.members))
+            return F.cross_entropy(members[0](x.flatten(0, 1)), y.flatten())
+        if a.loop:
+            return sum(F.cross_entropy(m(x[k]), y[k]) for k, m in enumerate(members))
+        params = {n: torch.stack([p[n] for p, _ in own]) for n in template.params}
+        buffers = {n: torch.stack([b[n] for _, b in own]) for n in template.buffers}
+        shapes = template.dropout_shapes(members[0], x[0])
+        masks = [torch.stack([_draw_mask(s, p, x.device) for _ in members]) for s, p in shapes]
+        logits = template(params, buffers, x, masks)
+        return sum(F.cross_entropy(logits[k], y[k]) for k in range(a.members))
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            total = forward()
         total.backward()
         for m in members:
             m.zero_grad(set_to_none=True)
@@ -129,6 +136,7 @@ def main() -> None:
         step()
     ms = (time.process_time() - cpu) / a.steps * 1e3
     engine = "looped" if a.loop else "as one model" if a.one_model else "vmapped"
+    engine += ", bfloat16 autocast" if a.bf16 else ""
     print(f"{a.backbone}, {a.members} members {engine}, batch {batch}: {ms:.1f} CPU ms a step "
           f"(forward + backward, {a.steps} steps, one thread); load average {load_average()}\n")
     n = a.profiled_steps

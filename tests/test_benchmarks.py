@@ -19,6 +19,7 @@ from tests.conftest import REPO_ROOT
         (["--backbone", "ststnet", "--recipe", "experiment=ststnet_paper", "--loop"],
          r"ststnet, 2 members looped, batch 4: [\d.]+ CPU ms a step"),
         (["--one-model"], r"am3f, 2 members as one model, batch 4: [\d.]+ CPU ms a step"),
+        (["--bf16"], r"am3f, 2 members vmapped, bfloat16 autocast, batch 4: [\d.]+ CPU ms a step"),
     ],
 )
 def test_profile_step_runs_and_sorts_every_operator(args, expect):
