@@ -1,4 +1,5 @@
-"""The README figure check: it finds the quoted synthetic rows and reports every difference."""
+"""The synthetic-figure check (make check-readme): it finds the synthetic rows docs/results.md
+quotes and reports every difference; the README quotes none."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from mefnet.report.readme_figures import differences, main, quoted_rows
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"  # the page whose synthetic figures the guard checks
 
 DOC = """Some text.
 
@@ -62,12 +64,17 @@ def test_a_quoted_experiment_missing_from_the_table_fails(tmp_path):
 
 
 def test_no_table_is_a_clear_error(tmp_path, capsys):
-    assert main([str(ROOT / "README.md"), str(tmp_path)]) == 2
+    assert main([str(RESULTS), str(tmp_path)]) == 2
     assert "table.csv does not exist" in capsys.readouterr().err
 
 
-def test_the_readme_quotes_every_experiment_of_the_synthetic_set():
+def test_the_results_page_quotes_every_experiment_of_the_synthetic_set():
     from mefnet.experiment.reproduce import experiments, load_set
 
     names = {n for n, _ in experiments(load_set("synthetic"))}
-    assert {r["experiment"] for r in quoted_rows((ROOT / "README.md").read_text())} == names
+    assert {r["experiment"] for r in quoted_rows(RESULTS.read_text(encoding="utf-8"))} == names
+
+
+def test_the_readme_quotes_no_synthetic_figure():
+    """The guard checks docs/results.md; a synthetic row in the README would go unchecked."""
+    assert quoted_rows((ROOT / "README.md").read_text(encoding="utf-8")) == []

@@ -1,6 +1,6 @@
 """`make reproduce-table` on the synthetic set: every experiment runs, the models learn,
 the label-permuted control does not, the table and figures are where it says, and every
-synthetic figure the README quotes is what this run gives.
+synthetic figure docs/results.md quotes is what this run gives.
 
 Slow (about 13 minutes on 2 cores, one run shared by both tests): run by `make test-slow`,
 `make check-readme` and CI, not by `make test`. The set runs through its public command
@@ -65,11 +65,12 @@ def test_the_synthetic_reproduction_learns_and_its_shuffled_control_stays_near_c
 
 @pytest.mark.slow
 def test_readme_synthetic_figures_are_what_the_code_gives(synthetic_set):
-    """Synthetic runs are deterministic: every figure of the README's synthetic tables (the
-    model/ablation table and the cross-dataset tables) must match the written table.csv /
-    table_au.csv to the printed digit. On failure, update the README from the table."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    problems, compared = differences(text, synthetic_set)
+    """Synthetic runs are deterministic: every figure of the synthetic tables of
+    docs/results.md (the model/ablation table and the cross-dataset tables) must match the
+    written table.csv / table_au.csv to the printed digit. On failure, update the page from
+    the table."""
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    problems, compared = differences(text, synthetic_set, "docs/results.md")
     names = {name for name, _ in experiments(load_set("synthetic"))}
-    assert {r["experiment"] for r in quoted_rows(text)} == names, "the README should quote every experiment of the set"
-    assert not problems, "README.md differs from the code's synthetic figures:\n" + "\n".join(problems)
+    assert {r["experiment"] for r in quoted_rows(text)} == names, "docs/results.md should quote every experiment of the set"
+    assert not problems, "docs/results.md differs from the code's synthetic figures:\n" + "\n".join(problems)

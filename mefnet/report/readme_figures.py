@@ -3,7 +3,7 @@
 ``make check-readme`` (and the slow test ``tests/test_reproduce_slow.py``) runs the synthetic
 reproduce set on a fresh output folder, then::
 
-    python -m mefnet.report.readme_figures README.md outputs/reproduce/synthetic
+    python -m mefnet.report.readme_figures docs/results.md outputs/reproduce/synthetic
 
 Every row of a markdown table in the document whose first cell names an experiment of the
 written table (``synthetic-...``; a trailing ``(control)`` or other parenthesis is ignored)
@@ -103,7 +103,7 @@ def differences(text: str, out_dir: str | Path, doc: str = "README.md") -> tuple
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mefnet.report.readme_figures", description=__doc__.split("\n")[0])
-    ap.add_argument("document", help="a markdown file quoting synthetic figures (README.md)")
+    ap.add_argument("document", help="a markdown file quoting synthetic figures (docs/results.md)")
     ap.add_argument("table_dir", help="the reproduce set's output folder (holds table.csv)")
     a = ap.parse_args(argv)
     doc = Path(a.document)
