@@ -509,7 +509,8 @@ def load_synthetic(root: str | Path | None = None, data_dir: str | Path = "data"
 
 def main(argv: list[str] | None = None) -> None:
     """``mefnet-synth``: generate the synthetic dataset into a folder and print a summary."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  mefnet-synth --root /tmp/my_synthetic --seed 1")
     ap.add_argument("--root", required=True, help="folder to create (must be absent or empty)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-subjects", type=int, default=16)

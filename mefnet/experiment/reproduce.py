@@ -178,7 +178,9 @@ def _run_train(overrides: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``mefnet-reproduce`` (what ``make reproduce-table`` runs)."""
-    ap = argparse.ArgumentParser(prog="mefnet-reproduce", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="mefnet-reproduce", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  mefnet-reproduce --set flows --only megc2019-am3f --n-jobs 2")
     ap.add_argument("--set", default=os.environ.get("MEFNET_REPRODUCE_SET") or None,
                     help="conf/reproduce/<set>.yaml (default: paper if the dataset roots are set, else synthetic)")
     ap.add_argument("--n-jobs", type=int, default=int(os.environ.get("MEFNET_N_JOBS", "2")),

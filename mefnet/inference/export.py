@@ -192,7 +192,8 @@ def read_metadata(path: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-export``)."""
-    ap = argparse.ArgumentParser(prog="mefnet-export",
+    ap = argparse.ArgumentParser(prog="mefnet-export", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  mefnet-export outputs/megc2019-am3f --seed 1 --torchscript model.pt --onnx model.onnx",
                                  description="Export a trained mefnet model to TorchScript and/or ONNX.")
     ap.add_argument("model", help="a model.pt, or a seed or experiment folder: its models exported as one "
                                   "ensemble whose logits are log(mean probability)")

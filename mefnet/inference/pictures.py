@@ -507,7 +507,8 @@ def fold_pictures(loggers, backbone: torch.nn.Module, maps: torch.Tensor, labels
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-pictures``)."""
-    ap = argparse.ArgumentParser(prog="mefnet-pictures",
+    ap = argparse.ArgumentParser(prog="mefnet-pictures", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  mefnet-pictures outputs/megc2019-am3f --onset pair.gif --out pictures/",
                                  description="Flow, strain, attention and Grad-CAM pictures of a trained model.")
     ap.add_argument("model", help="a model.pt, a seed folder or an experiment folder (folds and seeds: "
                                   "explanations averaged for the ensemble's class)")

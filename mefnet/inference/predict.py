@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point (``mefnet-predict``)."""
     ap = argparse.ArgumentParser(
         prog="mefnet-predict",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  mefnet-predict outputs/megc2019-am3f --onset onset.png --apex apex.png",
         description="Predict micro-expression classes of new clips with a trained mefnet model.",
     )
     ap.add_argument("model", help="a model.pt, a seed folder (outputs/<experiment>/seed_42) or an experiment "

@@ -69,7 +69,8 @@ def duration(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  mefnet-progress outputs --workers 2")
     ap.add_argument("dirs", nargs="+", help="experiment directories or folders above them")
     ap.add_argument("--workers", type=int, default=1, help="fold jobs running at once (for the estimate)")
     ap.add_argument("--stale", type=float, default=30.0,

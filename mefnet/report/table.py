@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     """``mefnet-table``: the pooled results table of experiments, rebuilt from their predictions."""
     ap = argparse.ArgumentParser(
         prog="mefnet-table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  mefnet-table outputs --name 'megc2019-*' --ensemble --latex --out paper/megc2019",
         description="Pooled UF1 / UAR / accuracy table (mean ± std over seeds) from stored fold predictions.",
     )
     ap.add_argument("dirs", nargs="*", metavar="DIR",
