@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install test test-slow test-all lint reproduce-table check-readme clean
+.PHONY: install test test-slow test-all lint docs reproduce-table check-readme clean
 
 install: $(STAMP)
 
@@ -43,17 +43,31 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 # The synthetic set on fresh folders (about 13 min on 2 cores), then every synthetic figure
-# the README quotes compared with the written table (part of test-slow, hence of CI).
+# docs/results.md quotes compared with the written table (part of test-slow, hence of CI).
 # After `make reproduce-table` on the synthetic set, the comparison alone:
-#   .venv/bin/python -m mefnet.report.readme_figures README.md outputs/reproduce/synthetic
+#   .venv/bin/python -m mefnet.report.readme_figures docs/results.md outputs/reproduce/synthetic
 check-readme: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_reproduce_slow.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mefnet tests benchmarks
+	$(VENV)/bin/ruff check mefnet tests benchmarks tools
+
+# The documentation site into site/ (not tracked): the docs extra (MkDocs, Material,
+# mkdocstrings) joins the same .venv at the versions of constraints.txt, then a strict
+# build, which fails on a broken link, a page missing from the nav, an API object that
+# no longer exists or a generated reference (docs/configuration.md, docs/cli.md) that is
+# out of date. Nothing is downloaded at build time.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,face,onnx,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 reproduce-table: $(STAMP)
 	$(PY) -m mefnet.experiment.reproduce $(ARGS)
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache site

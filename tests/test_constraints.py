@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("dev", "face", "onnx")  # what `make install` installs: -e '.[dev,face,onnx]'
+# what `make install` installs (-e '.[dev,face,onnx]'), and `make docs` the docs extra; an extra
+# that is not installed is skipped
+EXTRAS = ("dev", "face", "onnx", "docs")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)$")
 
 
