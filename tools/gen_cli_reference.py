@@ -89,6 +89,7 @@ def render(texts: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write docs/cli.md, or with --check say whether it is up to date (exit status 1 if not)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when docs/cli.md is out of date")
     a = ap.parse_args(argv)

@@ -298,6 +298,8 @@ def _table(keys: list[Key]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write docs/configuration.md, or with --check say whether it is up to date; exit status 1
+    when it is not, or when a key has no description."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when the page is out of date or a key lacks a comment")
     a = ap.parse_args(argv)

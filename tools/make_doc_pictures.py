@@ -98,6 +98,7 @@ def results_plot() -> None:
 
 
 def main() -> int:
+    """Draw every picture of the site into docs/img/ and list their sizes."""
     IMG.mkdir(parents=True, exist_ok=True)
     results_plot()
     with tempfile.TemporaryDirectory() as tmp:
