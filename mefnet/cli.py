@@ -31,6 +31,27 @@ RETIRED_OPTIONS = {
 }
 
 
+# Map-like options: their keys are the user's (labels, dataset parts, face-crop options),
+# so `key='{...}'` on the command line may bring keys the default map lacks. Hydra's plain
+# `key=value` refuses new keys in a map (only `++key=...` adds them): such overrides are
+# passed to Hydra as `++key=...`, which merges the given map into the default one.
+MAP_OPTIONS = ("class_map", "parts", "face_options")
+
+
+def open_map_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` with every plain ``<map option>='{...}'`` (or ``<map option>.<key>='{...}'``,
+    e.g. ``dataset.index.parts.mine='{_target_: ..., root: ...}'``) given as ``++...``."""
+    out = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        parts = key.split(".")
+        if (eq and not key.startswith(("+", "~", "-")) and value.lstrip().startswith("{")
+                and (parts[-1] in MAP_OPTIONS or (len(parts) > 1 and parts[-2] in MAP_OPTIONS))):
+            o = f"++{o}"
+        out.append(o)
+    return out
+
+
 def retired_hint(text: str) -> str:
     """``text`` with the reason appended when it is Hydra's error for a retired option."""
     for option, why in RETIRED_OPTIONS.items():

@@ -54,9 +54,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
+    from mefnet.cli import open_map_overrides
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+        cfg = hydra_compose(config_name=config_name, overrides=open_map_overrides(list(overrides or [])),
+                            return_hydra_config=True)
 
     def local(value):
         if isinstance(value, dict):

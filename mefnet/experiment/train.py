@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import sys
 from pathlib import Path
 
 import hydra
@@ -153,9 +155,34 @@ def _intact_folds(exp_dir: Path, index: ClipIndex) -> set[str]:
     return done
 
 
+def _dataset_targets(node) -> list[str]:
+    """Every loader ``_target_`` in a dataset config (a composite's parts included)."""
+    if isinstance(node, dict):
+        own = [str(node["_target_"])] if "_target_" in node else []
+        return own + [t for v in node.values() for t in _dataset_targets(v)]
+    return []
+
+
+def synthetic_data_warning(cfg: DictConfig, environ: dict[str, str] | None = None) -> str | None:
+    """The warning for a run on the built-in synthetic data while a dataset root is set in
+    the environment (``MEFNET_*_ROOT``): the user most likely meant that data. None otherwise."""
+    environ = os.environ if environ is None else environ
+    roots = sorted(k for k, v in environ.items() if re.fullmatch(r"MEFNET_\w+_ROOT", k) and v.strip())
+    index = OmegaConf.to_container(cfg.dataset, resolve=False).get("index") or {}
+    loaders = [t for t in _dataset_targets(index) if t != "mefnet.datasets.composite.load_composite"]
+    if not roots or not loaders or not all(t.endswith(".load_synthetic") for t in loaders):
+        return None
+    return (f"this run trains on mefnet's built-in SYNTHETIC dataset (dataset={cfg.dataset.name}), not on "
+            f"the data of {', '.join(f'{r}={environ[r]}' for r in roots)}; choose that data with dataset=... "
+            f"(e.g. dataset=flow_folder for MEFNET_FLOW_ROOT)")
+
+
 def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
+    warning = synthetic_data_warning(cfg)
+    if warning:  # first, before hours of training on data the user did not mean
+        log.warning("%s", warning)
     cfg = _absolute_paths(cfg)
     check_train_config(cfg)
     index: ClipIndex = holdout(cfg, load_index(cfg))
@@ -320,6 +347,9 @@ def main() -> None:
         hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
+    from mefnet.cli import open_map_overrides
+
+    sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like
     cli("mefnet-train", entry)
 
 
