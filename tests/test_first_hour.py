@@ -134,3 +134,39 @@ def test_the_synthetic_warning_names_only_set_roots():
     assert "SYNTHETIC" in said and "MEFNET_SMIC_ROOT=/data/smic" in said and "OUTPUT" not in said
     assert synthetic_data_warning(compose(["dataset=synthetic_multi"]), {"MEFNET_SMIC_ROOT": "/d"})
     assert synthetic_data_warning(compose(["dataset=flow_folder"]), {"MEFNET_FLOW_ROOT": "/d"}) is None
+
+
+def test_the_log_says_which_engine_and_why_and_has_no_raw_warnings(tmp_path):
+    flows = make_flow_folder(tmp_path / "flows", {"smic": 2}, clips_per_subject=6)
+    with (flows / "labels.csv").open("a") as f:
+        f.write("smic,s01,s01_99,0\n")  # no such image: skipped under on_bad_clip=skip
+    run = mefnet("mefnet-train", "dataset=flow_folder", f"dataset.index.root={flows}",
+                 "dataset.index.on_bad_clip=skip", "trainer.max_epochs=1", "logger=none", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert "engine=auto: batched" in out and "this config allows it" in out
+    skipped = [line for line in out.splitlines() if "s01_99" in line]
+    assert skipped and all(line.startswith("[") and "[WARNING]" in line for line in skipped), skipped
+    assert "Warning:" not in out and "warnings.warn" not in out
+    assert "(12 clips, 2 folds)" in out
+    per_fold = mefnet("mefnet-train", "dataset=flow_folder", f"dataset.index.root={flows}",
+                      "dataset.index.on_bad_clip=skip", "trainer.max_epochs=1", "logger=none",
+                      "+trainer.gradient_clip_val=1.0", "experiment_name=clipped", cwd=tmp_path)
+    assert per_fold.returncode == 0, per_fold.stderr[-3000:]
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched: gradient clipping" in per_fold.stdout
+
+
+def test_debug_overfit_prints_no_lightning_warnings(tmp_path):
+    run = mefnet("mefnet-train", "debug=overfit", "dataset.index.num_subjects=4", "dataset.index.num_clips=18",
+                 "dataset.index.frame_size=48", "dataset.index.frames_per_clip=[5,6]", "trainer.max_epochs=2",
+                 "preprocessing.n_jobs=1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert "requested to overfit" not in out and "DataLoader" not in out and "Warning" not in out
+    assert "(18 clips, 4 folds)" in out
+
+
+def test_plurals():
+    from mefnet.utils.quiet import plural
+
+    assert plural(1, "fold") == "1 fold" and plural(2, "epoch") == "2 epochs" and plural(0, "clip") == "0 clips"

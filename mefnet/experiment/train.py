@@ -21,12 +21,14 @@ import logging
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
+from mefnet.datasets.bad_clips import BadClipWarning
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's work lives there)
     _quiet_lightning,
@@ -185,7 +187,9 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.warning("%s", warning)
     cfg = _absolute_paths(cfg)
     check_train_config(cfg)
-    index: ClipIndex = holdout(cfg, load_index(cfg))
+    with warnings.catch_warnings():  # the loaders' warnings on skipped clips: listed below, once
+        warnings.simplefilter("ignore", BadClipWarning)
+        index: ClipIndex = holdout(cfg, load_index(cfg))
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
@@ -256,11 +260,13 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
     rows = write_table([exp_dir], exp_dir)
     for r in rows:
         if "macro_f1" in r:
-            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%d clips, %d folds)",
-                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], r["clips"], r["folds"])
+            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%s, %s)",
+                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], plural(r["clips"], "clip"),
+                     plural(r["folds"], "fold"))
             continue
-        log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%d clips, %d folds)",
-                 r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], r["clips"], r["folds"])
+        log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%s, %s)",
+                 r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], plural(r["clips"], "clip"),
+                 plural(r["folds"], "fold"))
     log.info("table: %s", exp_dir / "table.md")
     if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
         from mefnet.report.tracking import log_experiment_to_wandb
@@ -285,8 +291,11 @@ def resolve_engine(cfg: DictConfig) -> str:
 
     reason = unsupported(cfg)
     if reason:
-        log.info("engine=auto: per_fold (%s)", reason)
+        log.info("engine=auto: per_fold, one Lightning fit per fold (%s)", reason)
         return "per_fold"
+    log.info("engine=auto: batched, the folds trained together as one fit per process (this config "
+             "allows it: emotion classes, protocol=loso, a per-parameter optimizer, one device; "
+             "engine=per_fold gives one Lightning fit per fold)")
     return "batched"
 
 

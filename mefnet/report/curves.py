@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mefnet.report.table import FOLD_DONE, Run, fold_dir
+from mefnet.utils.quiet import plural
 
 FIGSIZE = (11.0, 4.2)
 DPI = 100
@@ -124,7 +125,7 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
                    ha="center", va="center", fontsize=11, transform=right.transAxes)
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{name}: {n} folds", fontsize=12)
+    fig.suptitle(f"{name}: {plural(n, 'fold')}", fontsize=12)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

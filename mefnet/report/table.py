@@ -62,6 +62,7 @@ from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
     run_rows,
     summarize,
 )
+from mefnet.utils.quiet import plural
 
 # --------------------------------------------------------------------------- finding
 
@@ -140,7 +141,7 @@ def to_markdown(rows: list[dict]) -> str:
             notes.append(f"WARNING: {r['experiment']} seed {m['seed']} is missing {len(m['folds'])} "
                          f"folds: {', '.join(m['folds'])}.")
         if not r.get("missing") and r["missing_folds"]:
-            notes.append(f"WARNING: {r['experiment']} is missing {r['missing_folds']} folds.")
+            notes.append(f"WARNING: {r['experiment']} is missing {plural(r['missing_folds'], 'fold')}.")
     return head + body + "\n".join(notes) + "\n"
 
 
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for m in r.get("missing", []):
             print(f"mefnet-table: {r['experiment']} seed {m['seed']} ({m['dir']}) is missing "
-                  f"{len(m['folds'])} folds: {', '.join(m['folds'])}", file=sys.stderr)
+                  f"{plural(len(m['folds']), 'fold')}: {', '.join(m['folds'])}", file=sys.stderr)
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
     files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + ([] if a.no_figures else ["confusion_*.png"])
     files += sorted({"curves_*.png" if p.name.startswith("curves_") else p.name for p in extra})

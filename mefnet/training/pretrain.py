@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.utils.quiet import plural
+
 log = logging.getLogger("mefnet")
 
 # What shapes the pretrained weights besides pretrain.* and the seed: the network, its
@@ -153,8 +155,8 @@ def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor
         trainer = instantiate(cfg.trainer, logger=False, callbacks=[FiniteCheck("pretraining")],
                               max_epochs=int(cfg.pretrain.epochs), enable_checkpointing=False,
                               limit_val_batches=0, default_root_dir=str(Path(cfg.paths.cache_dir) / "pretrain"))
-        log.info("pretraining %s on %d synthetic clips for %d epochs (seed %s)", cfg.backbone.get("name", "the model"),
-                 len(y), int(cfg.pretrain.epochs), cfg.seed)
+        log.info("pretraining %s on %d synthetic clips for %s (seed %s)", cfg.backbone.get("name", "the model"),
+                 len(y), plural(int(cfg.pretrain.epochs), "epoch"), cfg.seed)
         with warnings.catch_warnings():  # no validation here: the pretraining has no held-out clips
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
             trainer.fit(module, train_dataloaders=loader)
