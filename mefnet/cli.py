@@ -52,6 +52,18 @@ def open_map_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
+def missing_name_hint(text: str, argv: list[str]) -> str:
+    """``text`` with what to add when a backbone or loss config lacks its ``name`` (the
+    default experiment_name is built from it)."""
+    m = re.search(r"Interpolation key '(backbone|loss)\.name' not found", text)
+    if not m:
+        return text
+    group = m.group(1)
+    choice = next((a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == group), "<option>")
+    return (f"{text}\nA {group} config needs a name (the experiment name is built from it): add the line "
+            f"`name: {choice}` to conf/{group}/{choice}.yaml (docs/recipes.md)")
+
+
 def retired_hint(text: str) -> str:
     """``text`` with the reason appended when it is Hydra's error for a retired option."""
     for option, why in RETIRED_OPTIONS.items():
@@ -81,7 +93,7 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = str(e).strip() or type(e).__name__
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
-        text = retired_hint(text)
+        text = missing_name_hint(retired_hint(text), sys.argv[1:])
         how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
         sys.exit(f"{prog}: {text}\n({how} shows the traceback)")
     finally:
