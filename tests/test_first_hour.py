@@ -170,3 +170,20 @@ def test_plurals():
     from mefnet.utils.quiet import plural
 
     assert plural(1, "fold") == "1 fold" and plural(2, "epoch") == "2 epochs" and plural(0, "clip") == "0 clips"
+
+
+def test_a_second_trial_with_the_same_pretraining_config_makes_nothing_again(tmp_path):
+    from tests.helpers import TINY_PRETRAIN, TINY_SYNTHETIC
+
+    common = [*TINY_SYNTHETIC, *TINY_PRETRAIN, "trainer.max_epochs=1", "fold=synthetic/sub01"]
+    first = mefnet("mefnet-train", *common, "experiment_name=trial-a", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout + first.stderr
+    assert "making 12 synthetic pretraining clips, once: ~" in out
+    assert "pretraining corpus: 12 synthetic clips of 3 subjects (not the experiment's data)" in out
+    # Another variant (its own fine-tuning epochs and name), the same pretraining config.
+    second = mefnet("mefnet-train", *common, "trainer.max_epochs=2", "experiment_name=trial-b", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    out = second.stdout + second.stderr
+    assert "making" not in out and "pretraining corpus" not in out and "pretraining ststnet on" not in out
+    assert "weights of this pretraining config and seed 42 are cached, reused" in out

@@ -213,7 +213,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
         if cfg.get("pretrain") is not None:  # once, here, before the folds' processes start
-            pretrained_weights(cfg, list(index.class_names))
+            pretrained_weights(cfg, list(index.class_names), announce=True)
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
