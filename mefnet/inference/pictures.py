@@ -27,6 +27,9 @@ With ``--dataset``, in ``<out>``:
                          one row per class
 ``stream_weights.png``   MOFRW stream weights per class (mean and standard deviation)
 
+Figures are PNG at 100 dpi unless ``--format pdf|svg`` (vector files) or ``--dpi`` chose
+otherwise; ``flow_color_raw.png`` stays a PNG (the raw colour image, one pixel per pixel).
+
 ``pictures.json`` lists every file with the numbers behind the pictures (predictions,
 class counts, stream weights). :func:`log_pictures` logs pictures to wandb runs, and
 :func:`fold_pictures` makes the per-class pictures of one LOSO fold and logs them.
@@ -55,6 +58,7 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
+from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
 from mefnet.utils.quiet import plural
 
 DPI = 100
@@ -101,11 +105,12 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``fig`` in the format and resolution of the command (``--format``, ``--dpi``;
+    :mod:`mefnet.report.figures`): ``path``'s suffix follows the format."""
+    from mefnet.report.figures import save
+
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return save(fig, path)
 
 
 def save_rgb(image: np.ndarray, path: str | Path) -> Path:
@@ -521,7 +526,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", help="class whose Grad-CAM to draw (default: the predicted class)")
     ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
     ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
+    add_figure_arguments(ap)
     a = ap.parse_args(argv)
+    with figure_output(a.format, a.dpi):
+        return _pictures(a, ap)
+
+
+def _pictures(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     wants_clips = bool(a.onset or a.batch or a.frames or a.images)
     if not wants_clips and not a.dataset:
         ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
@@ -532,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mefnet-pictures: {line}", file=sys.stderr, flush=True)
 
     try:
-        if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
+        if out.exists() and any(p.suffix[1:] in FORMATS for p in out.rglob("*")) and not a.overwrite:
             raise FileExistsError(f"{out} already holds pictures; choose another --out or pass --overwrite")
         record: dict = {"model": str(a.model), "warnings": []}
         failed = 0

@@ -62,6 +62,7 @@ from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
     run_rows,
     summarize,
 )
+from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
 from mefnet.utils.quiet import plural
 
 # --------------------------------------------------------------------------- finding
@@ -258,7 +259,7 @@ def write_table(
     # next to the new table as if it were part of it: removed. Only files named by the
     # previous table.csv's rows are touched.
     for stem in earlier - used:
-        for suffix in (".csv", ".png"):
+        for suffix in (".csv", *(f".{f}" for f in FORMATS)):
             (out / f"confusion_{stem}{suffix}").unlink(missing_ok=True)
     return rows + au_rows
 
@@ -301,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="score the finished folds of unfinished runs, and name the missing ones")
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
-    ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix PNGs")
+    ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix figures")
+    add_figure_arguments(ap)
     ap.add_argument("--ensemble", action="store_true",
                     help="add a row per experiment with several seeds: the seeds' mean class probabilities")
     ap.add_argument("--latex", action="store_true", help="also write the table as LaTeX (table.tex, booktabs)")
@@ -315,6 +317,11 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if not a.dirs and not a.compare:
         ap.error("give experiment folders (DIR ...) and/or --compare A B")
+    with figure_output(a.format, a.dpi):
+        _table(a)
+
+
+def _table(a: argparse.Namespace) -> None:
     try:
         if a.compare:
             from mefnet.report.compare import compare, write_comparison
@@ -354,8 +361,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mefnet-table: {r['experiment']} seed {m['seed']} ({m['dir']}) is missing "
                   f"{plural(len(m['folds']), 'fold')}: {', '.join(m['folds'])}", file=sys.stderr)
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
-    files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + ([] if a.no_figures else ["confusion_*.png"])
-    files += sorted({"curves_*.png" if p.name.startswith("curves_") else p.name for p in extra})
+    files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + \
+        ([] if a.no_figures else [f"confusion_*.{a.format}"])
+    files += sorted({f"curves_*{p.suffix}" if p.name.startswith("curves_") else p.name for p in extra})
     print(f"written to {out}: {', '.join(files)}")
 
 
