@@ -75,3 +75,46 @@ def test_the_table_figures_as_svg_and_curves_of_what_was_logged(run):
     assert png.returncode == 0, png.stderr[-3000:]
     with Image.open(base / "table_png" / "confusion_figs.png") as img:
         assert img.size == (2000, 920)
+
+
+def test_a_uniform_canvas_around_the_face_is_masked_and_a_natural_background_is_not():
+    import numpy as np
+
+    from mefnet.inference.pictures import canvas_mask, mask_saliency
+
+    rng = np.random.default_rng(0)
+    face = np.full((60, 60), 240, np.uint8)
+    face[10:50, 15:45] = rng.integers(40, 200, (40, 30))  # the face, pasted on a light canvas
+    mask = canvas_mask(face)
+    assert mask[0, 0] and mask[55, 30] and not mask[30, 30]
+    assert mask[30, 16]  # the face's edge on the canvas: grown into the mask
+    assert not canvas_mask(rng.integers(0, 255, (60, 60)).astype(np.uint8)).any()
+    cam = np.ones((28, 28), np.float32)
+    cam[0, 0] = 5.0  # the brightest spot sits on the canvas
+    masked = mask_saliency(cam, mask, renormalize=True)
+    assert masked[0, 0] == 0 and masked.max() == 1.0 and masked[14, 14] == 1.0
+
+
+def test_saliency_stays_off_the_canvas_of_a_landmark_cropped_gif(run, realdata, tmp_path):
+    import json
+
+    import numpy as np
+
+    from mefnet.inference.inputs import ClipSpec
+    from mefnet.inference.pictures import _strain, canvas_mask, mask_saliency
+    from mefnet.inference.predict import Predictor
+
+    pytest.importorskip("dlib")
+    base, exp, _ = run
+    gif = realdata / "frames" / "onset_apex_pairs" / "s03_s03_po_11.gif"
+    model = sorted(exp.glob("folds/*/*/model.pt"))[0]
+    done = mefnet("mefnet-pictures", str(model), "--onset", str(gif), "--face", "landmarks", "--out", "gif",
+                  cwd=base)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (clip,) = json.loads((base / "gif" / "pictures.json").read_text())["clips"]
+    assert 0.05 < clip["canvas_masked"] < 0.7  # the light canvas beside and below the face
+    # The same crop in-process: strain peaks on the face/canvas edge, and the mask removes it.
+    prepared = Predictor.from_path(model, face="landmarks").prepare(ClipSpec(name="gif", onset="", frames=str(gif)))
+    strain, mask = _strain(prepared.pair.flow), canvas_mask(prepared.pair.onset)
+    assert strain[mask].max() > np.percentile(strain[~mask], 99)
+    assert mask_saliency(strain, mask)[mask].max() == 0
