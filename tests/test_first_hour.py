@@ -187,3 +187,13 @@ def test_a_second_trial_with_the_same_pretraining_config_makes_nothing_again(tmp
     out = second.stdout + second.stderr
     assert "making" not in out and "pretraining corpus" not in out and "pretraining ststnet on" not in out
     assert "weights of this pretraining config and seed 42 are cached, reused" in out
+
+
+def test_a_recipe_run_on_other_data_names_that_data():
+    from mefnet.config import compose
+
+    assert compose(["experiment=megc2019_flows"]).experiment_name == "megc2019-am3f"
+    assert compose(["experiment=megc2019_flows", "dataset=synthetic"]).experiment_name == "synthetic-megc2019-am3f"
+    assert compose(["experiment=smic_dev", "dataset=megc2019"]).experiment_name == \
+        "megc2019-smic-ststnet-cross_entropy"
+    assert compose(["experiment=ststnet_paper", "dataset=synthetic"]).experiment_name == "synthetic-ststnet-paper"
