@@ -197,3 +197,13 @@ def test_a_recipe_run_on_other_data_names_that_data():
     assert compose(["experiment=smic_dev", "dataset=megc2019"]).experiment_name == \
         "megc2019-smic-ststnet-cross_entropy"
     assert compose(["experiment=ststnet_paper", "dataset=synthetic"]).experiment_name == "synthetic-ststnet-paper"
+
+
+def test_pretrain_none_is_a_quick_trial_of_a_pretraining_recipe(tmp_path):
+    from mefnet.config import compose
+    from mefnet.experiment.train import config_fingerprint
+    from mefnet.training.pretrain import pretrained_weights
+
+    quick = compose(["experiment=megc2019_flows", "pretrain=none"])
+    assert not quick.get("pretrain") and pretrained_weights(quick, ["negative", "positive", "surprise"]) is None
+    assert config_fingerprint(quick) == config_fingerprint(compose(["experiment=megc2019_flows", "~pretrain"]))

@@ -212,7 +212,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.info("%s: %d of %d folds already finished (skipped, left untouched)",
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
-        if cfg.get("pretrain") is not None:  # once, here, before the folds' processes start
+        if cfg.get("pretrain"):  # once, here, before the folds' processes start
             pretrained_weights(cfg, list(index.class_names), announce=True)
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))

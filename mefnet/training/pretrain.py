@@ -69,7 +69,7 @@ def pretrained_path(cfg: DictConfig, class_names: list[str]) -> Path:
 def check_pretrain_config(cfg: DictConfig) -> None:
     """Refuse a ``pretrain`` block that cannot run, naming the key."""
     p = cfg.get("pretrain")
-    if p is None:
+    if not p:  # null, or {} (pretrain=none)
         return
     if not OmegaConf.is_dict(p) or "data" not in p or "index" not in p.data:
         raise ValueError("pretrain: expected a block with data (a dataset config, e.g. conf/dataset/synthetic.yaml) "
@@ -88,7 +88,7 @@ def pretrained_weights(cfg: DictConfig, class_names: list[str], announce: bool =
     """The seed's pretrained backbone weights (computed and cached on first use); None
     without ``pretrain``. ``announce``: say so when cached weights are reused (the run's
     one call before its folds; the folds' own calls stay quiet)."""
-    if cfg.get("pretrain") is None:
+    if not cfg.get("pretrain"):  # null, or {} (pretrain=none)
         return None
     check_pretrain_config(cfg)
     path = pretrained_path(cfg, class_names)
