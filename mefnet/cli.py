@@ -31,6 +31,39 @@ RETIRED_OPTIONS = {
 }
 
 
+# Map-like options: their keys are the user's (labels, dataset parts, face-crop options),
+# so `key='{...}'` on the command line may bring keys the default map lacks. Hydra's plain
+# `key=value` refuses new keys in a map (only `++key=...` adds them): such overrides are
+# passed to Hydra as `++key=...`, which merges the given map into the default one.
+MAP_OPTIONS = ("class_map", "parts", "face_options")
+
+
+def open_map_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` with every plain ``<map option>='{...}'`` (or ``<map option>.<key>='{...}'``,
+    e.g. ``dataset.index.parts.mine='{_target_: ..., root: ...}'``) given as ``++...``."""
+    out = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        parts = key.split(".")
+        if (eq and not key.startswith(("+", "~", "-")) and value.lstrip().startswith("{")
+                and (parts[-1] in MAP_OPTIONS or (len(parts) > 1 and parts[-2] in MAP_OPTIONS))):
+            o = f"++{o}"
+        out.append(o)
+    return out
+
+
+def missing_name_hint(text: str, argv: list[str]) -> str:
+    """``text`` with what to add when a backbone or loss config lacks its ``name`` (the
+    default experiment_name is built from it)."""
+    m = re.search(r"Interpolation key '(backbone|loss)\.name' not found", text)
+    if not m:
+        return text
+    group = m.group(1)
+    choice = next((a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == group), "<option>")
+    return (f"{text}\nA {group} config needs a name (the experiment name is built from it): add the line "
+            f"`name: {choice}` to conf/{group}/{choice}.yaml (docs/recipes.md)")
+
+
 def retired_hint(text: str) -> str:
     """``text`` with the reason appended when it is Hydra's error for a retired option."""
     for option, why in RETIRED_OPTIONS.items():
@@ -60,7 +93,7 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = str(e).strip() or type(e).__name__
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
-        text = retired_hint(text)
+        text = missing_name_hint(retired_hint(text), sys.argv[1:])
         how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
         sys.exit(f"{prog}: {text}\n({how} shows the traceback)")
     finally:

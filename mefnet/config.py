@@ -28,15 +28,24 @@ def _plain_name(name):
     return check_experiment_name(name)
 
 
+def _recipe_name(name, dataset, recipe_dataset):
+    """``${mefnet.recipe:<name>,${dataset.name},<the recipe's dataset>}``: a recipe's run name,
+    prefixed with the dataset it ran on when that is not the one the recipe is for (so a
+    recipe run on other data is never named as if it were on the recipe's)."""
+    return str(name) if str(dataset) == str(recipe_dataset) else f"{dataset}-{name}"
+
+
 def register_resolvers() -> None:
-    """``${mefnet.name:...}`` (a checked experiment name) and ``${mefnet_hash:text}`` (a
-    short stable hash naming each recipe-search trial by its overrides, conf/hparams_search/)."""
+    """``${mefnet.name:...}`` (a checked experiment name), ``${mefnet_hash:text}`` (a short
+    stable hash naming each recipe-search trial by its overrides, conf/hparams_search/) and
+    ``${mefnet.recipe:...}`` (a recipe's run name naming other data, :func:`_recipe_name`)."""
     from omegaconf import OmegaConf
 
     from mefnet.experiment.search import params_hash
 
     OmegaConf.register_new_resolver("mefnet.name", _plain_name, replace=True)
     OmegaConf.register_new_resolver("mefnet_hash", params_hash, replace=True)
+    OmegaConf.register_new_resolver("mefnet.recipe", _recipe_name, replace=True)
 
 
 register_resolvers()
@@ -54,9 +63,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
+    from mefnet.cli import open_map_overrides
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+        cfg = hydra_compose(config_name=config_name, overrides=open_map_overrides(list(overrides or [])),
+                            return_hydra_config=True)
 
     def local(value):
         if isinstance(value, dict):

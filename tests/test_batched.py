@@ -46,7 +46,7 @@ CASES = {
     "megc2019-flows": ["experiment=megc2019_flows", "dataset=synthetic", BATCH,
                        "trainer.max_epochs=3", *TINY_PRETRAIN],
     # experiment=ststnet_paper (0..255 maps, svu order, branch dropout, class order, no shuffle)
-    "ststnet-paper": ["experiment=ststnet_paper", BATCH, "trainer.max_epochs=3"],
+    "ststnet-paper": ["experiment=ststnet_paper", "dataset=synthetic", BATCH, "trainer.max_epochs=3"],
     # Batches of 256: one step per epoch. With several steps, a validation score can tie
     # differently between the engines and another epoch be chosen (then refit differs).
     "inner-refit": [*INNER_VAL, "inner_val.refit=true", "data.batch_size=256"],

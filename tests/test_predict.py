@@ -122,7 +122,7 @@ def test_a_model_file_cannot_name_code_to_run(tmp_path, fold_model):
     loaded = load_model(fold_model)
     config = {**loaded.config, "backbone": {**loaded.config["backbone"], "_target_": "os.system"}}
     path = save_model(tmp_path / "evil.pt", loaded.model, config, loaded.class_names)
-    with pytest.raises(ModelFileError, match="'os.system' is not one of mefnet's backbones"):
+    with pytest.raises(ModelFileError, match="'os.system' is not a registered backbone"):
         load_model(path)
 
 

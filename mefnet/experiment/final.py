@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.store import fold_records, write_json
 from mefnet.inference.checkpoint import FINAL_DIR
+from mefnet.utils.quiet import plural
 
 log = logging.getLogger("mefnet")
 
@@ -96,7 +97,8 @@ def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Te
         shuffle=bool(cfg.data.get("shuffle", True)), order=str(cfg.data.get("order", "index")),
     )
     dm.setup("fit")
-    log.info("final model: %d clips of %d subjects, %d epochs (%s)", len(everything), len(index.subjects), epochs, rule)
+    log.info("final model: %d clips of %s, %s (%s)", len(everything), plural(len(index.subjects), "subject"),
+             plural(epochs, "epoch"), rule)
     module, trainer = _fit(cfg, index, dm, out, FINAL_DIR, epochs, task=task)
     check_finite_weights(module, "the final model")
     save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold="")

@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_intermixed_args(argv)
     # --only takes names; anything with '=' is a Hydra override, wherever it was written.
     only = [o for o in (a.only or []) if "=" not in o]
-    overrides = [*a.overrides, *[o for o in (a.only or []) if "=" in o]]
+    from mefnet.cli import open_map_overrides
+
+    overrides = open_map_overrides([*a.overrides, *[o for o in (a.only or []) if "=" in o]])
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     start = time.perf_counter()
     from mefnet.cli import cli

@@ -31,6 +31,8 @@ from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mefnet.utils.quiet import plural
+
 log = logging.getLogger("mefnet")
 
 EACH = "each"
@@ -146,7 +148,7 @@ class LosoSweeperImpl(Sweeper):
                 expanded.append(list(job))
                 continue
             folds = split_of(cfg).folds(index_of(cfg))  # subjects under loso, datasets under lodo
-            log.info("fold=each: %d folds of %s for %s", len(folds), cfg.dataset.name,
+            log.info("fold=each: %s of %s for %s", plural(len(folds), "fold"), cfg.dataset.name,
                      " ".join(o for k, o in enumerate(job) if k != i) or "the base config")
             expanded += [[*job[:i], f"fold={quote_override(f)}", *job[i + 1:]] for f in folds]
         return expanded

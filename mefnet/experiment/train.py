@@ -19,12 +19,16 @@ import hashlib
 import json
 import logging
 import os
+import re
+import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
+from mefnet.datasets.bad_clips import BadClipWarning
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's work lives there)
     _quiet_lightning,
@@ -153,12 +157,39 @@ def _intact_folds(exp_dir: Path, index: ClipIndex) -> set[str]:
     return done
 
 
+def _dataset_targets(node) -> list[str]:
+    """Every loader ``_target_`` in a dataset config (a composite's parts included)."""
+    if isinstance(node, dict):
+        own = [str(node["_target_"])] if "_target_" in node else []
+        return own + [t for v in node.values() for t in _dataset_targets(v)]
+    return []
+
+
+def synthetic_data_warning(cfg: DictConfig, environ: dict[str, str] | None = None) -> str | None:
+    """The warning for a run on the built-in synthetic data while a dataset root is set in
+    the environment (``MEFNET_*_ROOT``): the user most likely meant that data. None otherwise."""
+    environ = os.environ if environ is None else environ
+    roots = sorted(k for k, v in environ.items() if re.fullmatch(r"MEFNET_\w+_ROOT", k) and v.strip())
+    index = OmegaConf.to_container(cfg.dataset, resolve=False).get("index") or {}
+    loaders = [t for t in _dataset_targets(index) if t != "mefnet.datasets.composite.load_composite"]
+    if not roots or not loaders or not all(t.endswith(".load_synthetic") for t in loaders):
+        return None
+    return (f"this run trains on mefnet's built-in SYNTHETIC dataset (dataset={cfg.dataset.name}), not on "
+            f"the data of {', '.join(f'{r}={environ[r]}' for r in roots)}; choose that data with dataset=... "
+            f"(e.g. dataset=flow_folder for MEFNET_FLOW_ROOT)")
+
+
 def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
     _quiet_lightning()
+    warning = synthetic_data_warning(cfg)
+    if warning:  # first, before hours of training on data the user did not mean
+        log.warning("%s", warning)
     cfg = _absolute_paths(cfg)
     check_train_config(cfg)
-    index: ClipIndex = holdout(cfg, load_index(cfg))
+    with warnings.catch_warnings():  # the loaders' warnings on skipped clips: listed below, once
+        warnings.simplefilter("ignore", BadClipWarning)
+        index: ClipIndex = holdout(cfg, load_index(cfg))
     log.info("%s", index.summary())
     for s in index.skipped:
         log.warning("skipped clip: %s", s)
@@ -181,8 +212,8 @@ def run(cfg: DictConfig) -> list[dict] | None:
         log.info("%s: %d of %d folds already finished (skipped, left untouched)",
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
-        if cfg.get("pretrain") is not None:  # once, here, before the folds' processes start
-            pretrained_weights(cfg, list(index.class_names))
+        if cfg.get("pretrain"):  # once, here, before the folds' processes start
+            pretrained_weights(cfg, list(index.class_names), announce=True)
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
@@ -229,11 +260,13 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
     rows = write_table([exp_dir], exp_dir)
     for r in rows:
         if "macro_f1" in r:
-            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%d clips, %d folds)",
-                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], r["clips"], r["folds"])
+            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%s, %s)",
+                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], plural(r["clips"], "clip"),
+                     plural(r["folds"], "fold"))
             continue
-        log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%d clips, %d folds)",
-                 r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], r["clips"], r["folds"])
+        log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%s, %s)",
+                 r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], plural(r["clips"], "clip"),
+                 plural(r["folds"], "fold"))
     log.info("table: %s", exp_dir / "table.md")
     if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
         from mefnet.report.tracking import log_experiment_to_wandb
@@ -258,8 +291,11 @@ def resolve_engine(cfg: DictConfig) -> str:
 
     reason = unsupported(cfg)
     if reason:
-        log.info("engine=auto: per_fold (%s)", reason)
+        log.info("engine=auto: per_fold, one Lightning fit per fold (%s)", reason)
         return "per_fold"
+    log.info("engine=auto: batched, the folds trained together as one fit per process (this config "
+             "allows it: emotion classes, protocol=loso, a per-parameter optimizer, one device; "
+             "engine=per_fold gives one Lightning fit per fold)")
     return "batched"
 
 
@@ -320,6 +356,9 @@ def main() -> None:
         hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
+    from mefnet.cli import open_map_overrides
+
+    sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like
     cli("mefnet-train", entry)
 
 

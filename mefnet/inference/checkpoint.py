@@ -14,9 +14,9 @@ data, so :func:`load_model` reads it with ``torch.load(weights_only=True)``::
     mefnet_version  the mefnet that wrote it
 
 The backbone is rebuilt from ``config["backbone"]``, and only if its ``_target_`` is on
-the allow-list of backbones a model file may name
-(:data:`mefnet.models.registry.MODEL_FILE_BACKBONES`): a model file cannot make mefnet
-import or call anything else.
+the allow-list of backbones a model file may name (mefnet's own and those a user's package
+registers, :mod:`mefnet.models.registry`): a model file cannot make mefnet import or call
+anything else.
 """
 
 from __future__ import annotations
@@ -128,13 +128,14 @@ class LoadedModel:
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:
-    from mefnet.models.registry import MODEL_FILE_BACKBONES, class_path, model_file_backbone
+    from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
 
     cls = model_file_backbone(target)
     if cls is None:
         raise ModelFileError(
-            f"{path}: backbone '{target}' is not one of mefnet's backbones "
-            f"({', '.join(sorted(class_path(c) for c in MODEL_FILE_BACKBONES))}); refusing to build it"
+            f"{path}: backbone '{target}' is not a registered backbone "
+            f"({', '.join(registered_backbones())}); refusing to build it. A backbone of your own "
+            f"package is registered by an entry point in the group '{BACKBONE_GROUP}' (docs/recipes.md)"
         )
     return cls
 

@@ -27,6 +27,9 @@ With ``--dataset``, in ``<out>``:
                          one row per class
 ``stream_weights.png``   MOFRW stream weights per class (mean and standard deviation)
 
+Figures are PNG at 100 dpi unless ``--format pdf|svg`` (vector files) or ``--dpi`` chose
+otherwise; ``flow_color_raw.png`` stays a PNG (the raw colour image, one pixel per pixel).
+
 ``pictures.json`` lists every file with the numbers behind the pictures (predictions,
 class counts, stream weights). :func:`log_pictures` logs pictures to wandb runs, and
 :func:`fold_pictures` makes the per-class pictures of one LOSO fold and logs them.
@@ -55,6 +58,7 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
+from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
 from mefnet.utils.quiet import plural
 
 DPI = 100
@@ -101,11 +105,12 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``fig`` in the format and resolution of the command (``--format``, ``--dpi``;
+    :mod:`mefnet.report.figures`): ``path``'s suffix follows the format."""
+    from mefnet.report.figures import save
+
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return save(fig, path)
 
 
 def save_rgb(image: np.ndarray, path: str | Path) -> Path:
@@ -286,6 +291,10 @@ def figure_class_attention(summary: ClassSummary) -> Figure:
                 im = ax.imshow(heat, cmap=cmap, vmin=lo, vmax=hi)
                 ax.set_title(title, fontsize=8)
                 ax.axis("off")
+            if cam and not float(np.nanmax(np.asarray(heat, dtype=np.float64), initial=0.0)) > 0:
+                ax.text(0.5, 0.5, "Grad-CAM is zero:\nno region raises this\nclass's score", ha="center",
+                        va="center", fontsize=7, color="white", transform=ax.transAxes,
+                        bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
             im_att, im_cam = (im_att, im) if cam else (im, im_cam)
     if im_att is not None:
         fig.colorbar(im_att, ax=axes[:, :-1], fraction=0.03, label="mean attention")
@@ -340,11 +349,15 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
     e = explain_ensemble([m.model for m in models], x, target=chosen)
     probs = mean[0].tolist()
     t = int(e.target[0])
+    canvas = canvas_mask(pair.onset)  # display only: the network's input is untouched
+    masked = " (canvas masked)" if canvas.any() else ""
+    flow = np.stack([mask_saliency(pair.flow[..., c], canvas) for c in range(2)], axis=-1)
     files = {
         "onset_apex": save_figure(figure_onset_apex(pair.onset, pair.apex, prepared.spec.name), out / "onset_apex.png"),
-        "u": save_figure(figure_map(pair.flow[..., 0], "u (horizontal flow)", True), out / "u.png"),
-        "v": save_figure(figure_map(pair.flow[..., 1], "v (vertical flow)", True), out / "v.png"),
-        "strain": save_figure(figure_map(_strain(pair.flow), "optical strain", False, "strain"), out / "strain.png"),
+        "u": save_figure(figure_map(flow[..., 0], "u (horizontal flow)" + masked, True), out / "u.png"),
+        "v": save_figure(figure_map(flow[..., 1], "v (vertical flow)" + masked, True), out / "v.png"),
+        "strain": save_figure(figure_map(mask_saliency(_strain(pair.flow), canvas), "optical strain" + masked,
+                                         False, "strain"), out / "strain.png"),
         "flow_color": save_figure(
             figure_flow_color(pair.apex, pair.flow, f"{prepared.spec.name}: onset -> apex flow"),
             out / "flow_color.png"),
@@ -354,7 +367,8 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
     if att is not None:
         files["attention"] = save_figure(att, out / "attention.png")
     files["gradcam"] = save_figure(
-        figure_gradcam(pair.apex, e.cam[0].numpy(), f"Grad-CAM: {model.class_names[t]} (p={probs[t]:.2f})"),
+        figure_gradcam(pair.apex, mask_saliency(e.cam[0].numpy(), canvas, renormalize=True),
+                       f"Grad-CAM: {model.class_names[t]} (p={probs[t]:.2f}){masked}"),
         out / "gradcam.png")
     record = {
         **prepared.describe(),
@@ -363,12 +377,48 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
         "probabilities": dict(zip(model.class_names, [round(p, 6) for p in probs], strict=True)),
         "cam_class": model.class_names[t],
         "max_flow_px": round(float(np.hypot(pair.flow[..., 0], pair.flow[..., 1]).max()), 4),
+        "canvas_masked": round(float(canvas.mean()), 4),
         "files": {k: str(v) for k, v in files.items()},
     }
     if e.stream_weights is not None:
         record["stream_weights"] = dict(zip(e.stream_names, [round(float(w), 4) for w in e.stream_weights[0]],
                                             strict=True))
     return record
+
+
+def canvas_mask(face: np.ndarray, tolerance: int = 2, grow: float = 0.03) -> np.ndarray:
+    """True where the face crop shows a uniform canvas (the plain background a face was
+    pasted on, e.g. the published GIFs' light canvas): pixels within ``tolerance`` grey
+    levels of the crop border's most common value, connected to that border, grown by
+    ``grow`` of the crop's side. The face's edge against such a canvas is not motion, yet
+    flow, strain and Grad-CAM light up on it; the pictures mask it off. All False when the
+    border is not mostly one value (a natural background)."""
+    grey = _grey(face)
+    grey = grey.astype(np.int16) if grey.dtype == np.uint8 else np.round(grey).astype(np.int16)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    values, counts = np.unique(border, return_counts=True)
+    mode = int(values[counts.argmax()])
+    if np.abs(border - mode).__le__(tolerance).mean() < 0.25:
+        return np.zeros(grey.shape, dtype=bool)
+    candidate = (np.abs(grey - mode) <= tolerance).astype(np.uint8)
+    _, labels = cv2.connectedComponents(candidate, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    mask = np.isin(labels, edge[edge > 0]) & candidate.astype(bool)
+    k = max(1, round(grow * max(grey.shape)))
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)).astype(bool)
+
+
+def mask_saliency(values: np.ndarray, mask: np.ndarray, renormalize: bool = False) -> np.ndarray:
+    """``values`` (any resolution) with the canvas ``mask`` (the crop's resolution) set to
+    0; ``renormalize``: rescaled so the largest value left is 1 (Grad-CAM's 0..1)."""
+    if not mask.any():
+        return values
+    if mask.shape != values.shape[:2]:
+        mask = cv2.resize(mask.astype(np.float32), (values.shape[1], values.shape[0]),
+                          interpolation=cv2.INTER_AREA) > 0.5
+    out = np.where(mask, 0.0, values).astype(values.dtype)
+    top = float(out.max()) if out.size else 0.0
+    return out / top if renormalize and top > 0 else out
 
 
 def _strain(flow: np.ndarray) -> np.ndarray:
@@ -522,7 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", help="class whose Grad-CAM to draw (default: the predicted class)")
     ap.add_argument("--out", required=True, help="folder for the PNG files (created; must not hold pictures)")
     ap.add_argument("--overwrite", action="store_true", help="replace pictures already in --out")
+    add_figure_arguments(ap)
     a = ap.parse_args(argv)
+    with figure_output(a.format, a.dpi):
+        return _pictures(a, ap)
+
+
+def _pictures(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     wants_clips = bool(a.onset or a.batch or a.frames or a.images)
     if not wants_clips and not a.dataset:
         ap.error("give a clip (--onset/--apex, --images, --frames, a GIF, --batch) and/or --dataset")
@@ -533,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mefnet-pictures: {line}", file=sys.stderr, flush=True)
 
     try:
-        if out.exists() and any(out.rglob("*.png")) and not a.overwrite:
+        if out.exists() and any(p.suffix[1:] in FORMATS for p in out.rglob("*")) and not a.overwrite:
             raise FileExistsError(f"{out} already holds pictures; choose another --out or pass --overwrite")
         record: dict = {"model": str(a.model), "warnings": []}
         failed = 0

@@ -1,6 +1,7 @@
 """Training and inner-validation curves per experiment: ``mefnet-table --curves``.
 
-One PNG per experiment, ``curves_<experiment>.png``, read from the stored fold files:
+One figure per experiment, ``curves_<experiment>.png`` (or ``--format pdf|svg``), read from
+the stored fold files; it shows only what was logged:
 
 * left: the training loss per epoch of every fold (``logs/metrics.csv``, the run whose
   model predicted the test subject; under ``inner_val`` with ``refit: false`` that is the
@@ -8,8 +9,8 @@ One PNG per experiment, ``curves_<experiment>.png``, read from the stored fold f
 * right (``inner_val`` only): the inner-validation score the epoch was chosen by
   (``fold.json``: ``selection.curve`` and ``selection.metric``), median and band over the
   folds, with each fold's chosen epoch marked below the curve and the median chosen
-  epoch as a dashed line. Under ``fixed_epochs`` the panel says so, and the epoch used
-  (``trainer.max_epochs``) is marked on the loss panel.
+  epoch as a dashed line. Without inner validation (``fixed_epochs``) there is no such
+  panel: the figure is the loss panel alone, the epochs trained marked on it.
 
 Epochs are counted from 1 (after the first epoch), as ``selection.best_epoch`` counts them.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mefnet.report.table import FOLD_DONE, Run, fold_dir
+from mefnet.utils.quiet import plural
 
 FIGSIZE = (11.0, 4.2)
 DPI = 100
@@ -86,8 +88,10 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI)
-    left, right = fig.subplots(1, 2)
+    vals = [f["val"] for f in folds if f["val"]]
+    # Only what was logged: without inner validation the figure is the loss panel alone.
+    fig = Figure(figsize=FIGSIZE if vals else (FIGSIZE[0] / 2 + 0.5, FIGSIZE[1]), dpi=DPI)
+    left, right = fig.subplots(1, 2) if vals else (fig.subplots(1, 1), None)
     n = len(folds)
     losses = [f["loss"] for f in folds if f["loss"]]
     if losses:
@@ -103,7 +107,6 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
     left.grid(alpha=0.3)
     left.legend(fontsize=8, loc="upper right")
 
-    vals = [f["val"] for f in folds if f["val"]]
     if vals:
         metric = folds[0]["metric"]
         e, med, lo, hi = _band(vals)
@@ -118,18 +121,16 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
                   ylabel=metric)
         right.grid(alpha=0.3)
         right.legend(fontsize=8, loc="lower right")
-    else:
-        right.axis("off")
-        right.text(0.5, 0.5, "selection: fixed_epochs\n(no inner validation:\nthe epoch count is fixed)",
-                   ha="center", va="center", fontsize=11, transform=right.transAxes)
-    for ax in (left, right):
+    if not losses:  # nothing logged at all: say why instead of an empty frame
+        left.text(0.5, 0.5, "no training loss was logged\n(logger=none, or no metrics.csv)", ha="center",
+                  va="center", fontsize=10, transform=left.transAxes)
+    for ax in (left, right) if vals else (left,):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{name}: {n} folds", fontsize=12)
+    fig.suptitle(f"{name}: {plural(n, 'fold')}", fontsize=12)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    from mefnet.report.figures import save
+
+    return save(fig, path)
 
 
 def write_curves(groups: list[list[Run]], out_dir: str | Path) -> list[Path]:

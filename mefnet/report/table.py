@@ -14,6 +14,9 @@ every run by its ``experiment.json``, whatever the layout. From the runs'
 ``confusion_<experiment>.csv`` / ``.png``
     the confusion matrix summed over the experiment's seeds, counts and row-normalised.
 
+Runs of ``debug=`` (under ``<output folder>/debug/``) are left out, and named, unless the
+folder given is that ``debug/`` folder or inside it.
+
 Runs with the same ``experiment_name`` are the seeds of one experiment: their configs
 must agree apart from the seed (and from where data and outputs live, and how the run
 was executed); two runs with one name and different configs are an error. A run whose
@@ -59,6 +62,46 @@ from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
     run_rows,
     summarize,
 )
+from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
+from mefnet.utils.quiet import plural
+
+# --------------------------------------------------------------------------- finding
+
+#: Where ``debug=`` runs are written: ``<paths.output_dir>/debug/<experiment>/seed_<seed>``
+#: (conf/debug/default.yaml). They carry real experiment names, so a table of
+#: ``outputs/`` leaves them out (naming them); a table of that folder has them.
+DEBUG_FOLDER = "debug"
+
+
+def _debug_folder(run_dir: Path, record: dict) -> Path | None:
+    """The ``debug/`` folder holding ``run_dir`` when it is a ``debug=`` run, else None."""
+    config = record.get("config") or {}
+    out, exp = (config.get("paths") or {}).get("output_dir"), config.get("experiment_dir")
+    if not out or not exp:
+        return None
+    try:
+        rel = Path(exp).relative_to(out).parts
+    except ValueError:
+        return None
+    if len(rel) == 3 and rel[0] == DEBUG_FOLDER:  # debug/<experiment>/seed_<seed>
+        return run_dir.resolve().parents[1]
+    return None
+
+
+def table_runs(dirs: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The runs a table of ``dirs`` is made of, and the ``debug=`` runs it leaves out: those
+    found below a given folder that is not itself in their ``debug/`` folder."""
+    kept, debug = [], []
+    given = [Path(d).resolve() for d in dirs]
+    for d in find_runs(dirs):
+        folder = _debug_folder(d, read_experiment(d))
+        asked = folder is not None and any(g == folder or folder in g.parents for g in given)
+        (debug if folder is not None and not asked else kept).append(d)
+    if not kept and debug:
+        raise ReportError(f"{', '.join(map(str, dirs))} holds only debug= runs ({len(debug)}, under "
+                          f"{_debug_folder(debug[0], read_experiment(debug[0]))}); give that folder to tabulate them")
+    return kept, debug
+
 
 # --------------------------------------------------------------------------- writing
 
@@ -99,7 +142,7 @@ def to_markdown(rows: list[dict]) -> str:
             notes.append(f"WARNING: {r['experiment']} seed {m['seed']} is missing {len(m['folds'])} "
                          f"folds: {', '.join(m['folds'])}.")
         if not r.get("missing") and r["missing_folds"]:
-            notes.append(f"WARNING: {r['experiment']} is missing {r['missing_folds']} folds.")
+            notes.append(f"WARNING: {r['experiment']} is missing {plural(r['missing_folds'], 'fold')}.")
     return head + body + "\n".join(notes) + "\n"
 
 
@@ -133,7 +176,7 @@ def write_table(
     seeds, uf1, uar, accuracy (means), uf1_std, uar_std, accuracy_std (None for one seed),
     selection, confusion (summed over seeds), class_names, missing_folds, missing.
     """
-    records = [(d, read_experiment(d)) for d in find_runs(experiment_dirs)]
+    records = [(d, read_experiment(d)) for d in table_runs(experiment_dirs)[0]]
     if names:
         kept = [(d, r) for d, r in records if any(fnmatch.fnmatchcase(r["name"], p) for p in names)]
         if not kept:
@@ -216,7 +259,7 @@ def write_table(
     # next to the new table as if it were part of it: removed. Only files named by the
     # previous table.csv's rows are touched.
     for stem in earlier - used:
-        for suffix in (".csv", ".png"):
+        for suffix in (".csv", *(f".{f}" for f in FORMATS)):
             (out / f"confusion_{stem}{suffix}").unlink(missing_ok=True)
     return rows + au_rows
 
@@ -261,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="score the finished folds of unfinished runs, and name the missing ones")
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
-    ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix PNGs")
+    ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix figures")
+    add_figure_arguments(ap)
     ap.add_argument("--ensemble", action="store_true",
                     help="add a row per experiment with several seeds: the seeds' mean class probabilities")
     ap.add_argument("--latex", action="store_true", help="also write the table as LaTeX (table.tex, booktabs)")
@@ -275,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if not a.dirs and not a.compare:
         ap.error("give experiment folders (DIR ...) and/or --compare A B")
+    with figure_output(a.format, a.dpi):
+        _table(a)
+
+
+def _table(a: argparse.Namespace) -> None:
     try:
         if a.compare:
             from mefnet.report.compare import compare, write_comparison
@@ -293,7 +342,12 @@ def main(argv: list[str] | None = None) -> None:
         # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
         # action-unit experiments have their table in table.md and table_au.csv.
         emotion_rows = [r for r in rows if "uf1" in r]
-        runs = [read_run(d) for d in find_runs(a.dirs)]
+        kept, debug_runs = table_runs(a.dirs)
+        if debug_runs:
+            folders = sorted({str(Path(os.path.relpath(d)).parents[1]) for d in debug_runs})
+            print(f"mefnet-table: left out {len(debug_runs)} debug= run(s) under {', '.join(folders)} "
+                  f"(give that folder to tabulate them)", file=sys.stderr)
+        runs = [read_run(d) for d in kept]
         groups = [g for g in group_runs(runs) if g[0].record.get("task") != "au"
                   and g[0].name in {r["experiment"] for r in emotion_rows}]
         extra = write_paper_tables(groups, emotion_rows, out, latex=a.latex)
@@ -307,10 +361,11 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for m in r.get("missing", []):
             print(f"mefnet-table: {r['experiment']} seed {m['seed']} ({m['dir']}) is missing "
-                  f"{len(m['folds'])} folds: {', '.join(m['folds'])}", file=sys.stderr)
+                  f"{plural(len(m['folds']), 'fold')}: {', '.join(m['folds'])}", file=sys.stderr)
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
-    files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + ([] if a.no_figures else ["confusion_*.png"])
-    files += sorted({"curves_*.png" if p.name.startswith("curves_") else p.name for p in extra})
+    files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + \
+        ([] if a.no_figures else [f"confusion_*.{a.format}"])
+    files += sorted({f"curves_*{p.suffix}" if p.name.startswith("curves_") else p.name for p in extra})
     print(f"written to {out}: {', '.join(files)}")
 
 

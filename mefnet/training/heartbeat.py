@@ -25,7 +25,7 @@ from pathlib import Path
 
 import lightning as L
 
-from mefnet.utils.quiet import ensure_logging
+from mefnet.utils.quiet import ensure_logging, plural
 
 log = logging.getLogger("mefnet")
 
@@ -172,6 +172,6 @@ class GroupHeartbeat(L.Callback):
         folds = self.names[0] if len(self.names) == 1 else f"{self.names[0]} ... {self.names[-1]}"
         stage = f" ({self.stage})" if self.stage else ""
         score = "" if math.isnan(uf1) else f"  val uf1 {uf1:.3f} (mean)"
-        log.info("[%s] %d folds (%s)%s epoch %d/%d  loss %.3f (mean)%s", self.label, len(self.names), folds,
+        log.info("[%s] %s (%s)%s epoch %d/%d  loss %.3f (mean)%s", self.label, plural(len(self.names), "fold"), folds,
                  stage, epoch, total, loss, score)
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.utils.quiet import plural
+
 log = logging.getLogger("mefnet")
 
 # What shapes the pretrained weights besides pretrain.* and the seed: the network, its
@@ -67,7 +69,7 @@ def pretrained_path(cfg: DictConfig, class_names: list[str]) -> Path:
 def check_pretrain_config(cfg: DictConfig) -> None:
     """Refuse a ``pretrain`` block that cannot run, naming the key."""
     p = cfg.get("pretrain")
-    if p is None:
+    if not p:  # null, or {} (pretrain=none)
         return
     if not OmegaConf.is_dict(p) or "data" not in p or "index" not in p.data:
         raise ValueError("pretrain: expected a block with data (a dataset config, e.g. conf/dataset/synthetic.yaml) "
@@ -82,13 +84,17 @@ def check_pretrain_config(cfg: DictConfig) -> None:
                          "classes, not action units); this run has task=au")
 
 
-def pretrained_weights(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor] | None:
+def pretrained_weights(cfg: DictConfig, class_names: list[str], announce: bool = False) -> dict[str, torch.Tensor] | None:
     """The seed's pretrained backbone weights (computed and cached on first use); None
-    without ``pretrain``."""
-    if cfg.get("pretrain") is None:
+    without ``pretrain``. ``announce``: say so when cached weights are reused (the run's
+    one call before its folds; the folds' own calls stay quiet)."""
+    if not cfg.get("pretrain"):  # null, or {} (pretrain=none)
         return None
     check_pretrain_config(cfg)
     path = pretrained_path(cfg, class_names)
+    if path.is_file() and announce:
+        log.info("pretraining: the weights of this pretraining config and seed %s are cached, reused: %s",
+                 cfg.seed, path)
     if not path.is_file():
         from mefnet.experiment.store import atomic_path, exclusive
 
@@ -116,12 +122,31 @@ def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[st
 
     from mefnet.preprocessing.features import Preprocessing, build_features
 
+    announce_corpus(cfg)
     index = instantiate(cfg.pretrain.data.index)
     pre = OmegaConf.to_container(cfg.preprocessing, resolve=True)
     pre["face"] = cfg.pretrain.data.get("face", "none")
     pre["face_options"] = {}
+    log.info("pretraining corpus: %d synthetic clips of %d subjects (not the experiment's data); their input "
+             "maps are cached in %s for every later run", len(index), len(index.subjects), pre["cache_dir"])
     feats = build_features(index, Preprocessing.from_config(pre), pre["cache_dir"], n_jobs=int(pre.get("n_jobs", 1)))
     return feats, torch.tensor([c.label for c in index], dtype=torch.long), list(index.class_names)
+
+
+def announce_corpus(cfg: DictConfig) -> None:
+    """Say, before the wait, that the synthetic pretraining clips are being made, once, and
+    about how long it takes (the clips are kept under ``paths.data_dir`` for every later run
+    with the same ``pretrain.data``)."""
+    index = OmegaConf.to_container(cfg.pretrain.data.index, resolve=True)
+    if not str(index.get("_target_", "")).endswith(".load_synthetic"):
+        return
+    from mefnet.datasets.synthetic import generation_seconds, is_generated, synthetic_folder
+    from mefnet.report.progress import duration
+
+    spec, folder = synthetic_folder(**{k: v for k, v in index.items() if k != "_target_"})
+    if not is_generated(folder):
+        log.info("making %d synthetic pretraining clips, once: ~%s (kept in %s for every later run)",
+                 spec.num_clips, duration(generation_seconds(spec)), folder.resolve())
 
 
 def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor]:
@@ -153,8 +178,8 @@ def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor
         trainer = instantiate(cfg.trainer, logger=False, callbacks=[FiniteCheck("pretraining")],
                               max_epochs=int(cfg.pretrain.epochs), enable_checkpointing=False,
                               limit_val_batches=0, default_root_dir=str(Path(cfg.paths.cache_dir) / "pretrain"))
-        log.info("pretraining %s on %d synthetic clips for %d epochs (seed %s)", cfg.backbone.get("name", "the model"),
-                 len(y), int(cfg.pretrain.epochs), cfg.seed)
+        log.info("pretraining %s on %d synthetic clips for %s (seed %s)", cfg.backbone.get("name", "the model"),
+                 len(y), plural(int(cfg.pretrain.epochs), "epoch"), cfg.seed)
         with warnings.catch_warnings():  # no validation here: the pretraining has no held-out clips
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
             trainer.fit(module, train_dataloaders=loader)

@@ -11,7 +11,14 @@ Silenced, because mefnet says the same in one line of its own (or it is harmless
 * the Hydra joblib launcher's ``Joblib.Parallel(n_jobs=..., ...) is launching N jobs`` repr
   line: mefnet's sweeper logs how many fold jobs run and how many at a time;
 * Hydra's "<app> is powered by Hydra" banner in ``--help`` (``conf/train.yaml``,
-  ``hydra.help``).
+  ``hydra.help``);
+* under ``debug=overfit``, Lightning's "You requested to overfit but enabled train dataloader
+  shuffling" (the config asks for that one batch, unshuffled) and "Total length of
+  `DataLoader` across ranks is zero" (the loaders overfit_batches leaves empty).
+
+mefnet's own warnings (a skipped clip, flow maps of mixed sizes, ...) become one clean log
+line of the ``mefnet`` logger instead of Python's ``file:line: Warning`` form; of the skipped
+clips, the summary with every clip is logged, not each clip again.
 
 :func:`quiet` is idempotent and cheap; the commands and every fold worker call it.
 """
@@ -40,6 +47,31 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", ".*logs directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*A worker stopped while some jobs were given to the executor.*")
     logging.getLogger("hydra_plugins.hydra_joblib_launcher").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*requested to overfit but enabled train dataloader shuffling.*")
+    warnings.filterwarnings("ignore", ".*Total length of `DataLoader` across ranks is zero.*")
+    if not getattr(warnings.showwarning, "_mefnet", False):
+        warnings.showwarning = _warning_as_log_line(warnings.showwarning)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _warning_as_log_line(show):
+    """``warnings.showwarning`` that logs a warning raised in mefnet's code as one line."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        ours = category.__module__.startswith("mefnet.") or os.path.abspath(str(filename)).startswith(
+            _PACKAGE_DIR + os.sep)  # a warning's stacklevel may point at the caller of mefnet's code
+        if not ours:
+            return show(message, category, filename, lineno, file, line)
+        text = str(message)
+        if category.__name__ == "BadClipWarning" and ": skipping " in text.split("\n")[0]:
+            return None  # one skipped clip: the summary that follows lists every one
+        logging.getLogger("mefnet").warning("%s", text)
+        return None
+
+    showwarning._mefnet = True
+    return showwarning
 
 
 def ensure_logging() -> None:
