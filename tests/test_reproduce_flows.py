@@ -50,9 +50,10 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     # The recipe's pretraining on synthetic clips, and the row without it.
     assert recipe.pretrain.data.index.num_clips == 2000 and recipe.trainer.max_epochs == 29
     assert "pretrain" not in compose(dict(runs)["megc2019-am3f-no-pretrain"])
-    # The OFF-ApexNet anchor: its honest re-run's recipe at the affordable 800 epochs, named so.
-    off = compose(dict(runs)["megc2019-offapexnet-800ep"])
-    assert off.backbone._target_.endswith("OFFApexNet") and (off.trainer.max_epochs, off.optimizer.lr) == (800, 1e-4)
+    # The OFF-ApexNet anchor: its honest re-run's recipe at the affordable 300 epochs, named so.
+    off = compose(dict(runs)["megc2019-offapexnet-300ep"])
+    assert off.backbone._target_.endswith("OFFApexNet") and (off.trainer.max_epochs, off.optimizer.lr) == (300, 1e-4)
+    assert (off.data.batch_size, off.selection, off.loss._target_) == (256, "fixed_epochs", "mefnet.losses.CrossEntropyLoss")
     assert compose(["experiment=offapexnet_paper"]).trainer.max_epochs == 3000
     # The previous composite recipe, a named baseline row.
     previous = compose(dict(runs)["megc2019-am3f-previous-recipe"])
@@ -60,7 +61,7 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     assert previous.dataset.name == "flow_folder" and "pretrain" not in previous
     # The recipe is compared with each anchor and the previous recipe.
     assert spec.compare.reference == "megc2019-am3f" and list(spec.compare.anchors) == [
-        "megc2019-ststnet-paper", "megc2019-offapexnet-800ep", "megc2019-am3f-previous-recipe"]
+        "megc2019-ststnet-paper", "megc2019-offapexnet-300ep", "megc2019-am3f-previous-recipe"]
 
 
 def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):
