@@ -241,3 +241,19 @@ def test_the_set_table_writes_the_comparison_against_each_anchor(tmp_path):
     assert "| megc2019-ststnet-paper | 1, 2, 3 | " in md and "| megc2019-am3f-previous-recipe | 1, 2, 3 | " in md
     assert "Not compared: megc2019-offapexnet-300ep: not in the table" in md
     assert "McNemar" in md and (tmp_path / "set" / "table.md").is_file()
+
+
+def test_uninformative_probabilities_are_flattened_at_the_bound_and_the_note_says_so(tmp_path):
+    from mefnet.report.calibration import calibration_markdown
+
+    # Every clip predicted negative with the same confidence, whatever its label; each subject
+    # has one clip of each class, so no temperature does better than the uniform distribution.
+    clips = {f"smic/s0{j}": [(f"c{j}_{c}", c) for c in range(3)] for j in range(1, 5)}
+    probs = np.tile([0.6, 0.3, 0.1], (12, 1))
+    result = calibrate_run(read_run(write_run(tmp_path / "a", "exp", 1, probs, clips=clips)))
+    assert result.ece_after < result.ece_before
+    md = calibration_markdown([result])
+    assert all(t == pytest.approx(100.0, rel=1e-3) for t in result.temperatures.values())
+    assert "search's bound" in md
+    assert "search's bound" not in calibration_markdown([calibrate_run(read_run(
+        write_run(tmp_path / "b", "exp", 1, _probs(5, sharp=2.5), clips=CLIPS)))])

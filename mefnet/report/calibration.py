@@ -212,6 +212,10 @@ def calibration_markdown(results: list[RunCalibration]) -> str:
     note = ("\nTemperature scaling per fold, fitted on the out-of-fold predictions of that fold's training "
             "subjects only (never on the test subject's clips); ECE over 15 equal-width confidence bins, "
             "pooled over the folds of the seed; method and its limits: mefnet/report/calibration.py.\n")
+    lo, hi = (1 / math.exp(b) for b in reversed(LOG_BETA_RANGE))
+    if any(not lo * 1.001 < t < hi * 0.999 for c in results for t in c.temperatures.values()):
+        note += (f"A temperature at {lo:g} or {hi:g} is the search's bound: at {hi:g} the training subjects' "
+                 "probabilities carry no information about their labels, and scaling flattens them to uniform.\n")
     return head + body + note
 
 
