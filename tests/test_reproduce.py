@@ -59,7 +59,7 @@ def test_paper_set_has_the_hold_out_database_and_au_tables_and_the_au_one_needs_
     assert cfg.task.name == "au" and cfg.protocol.name == "lodo" and list(cfg.dataset.datasets) == [
         "casme2", "samm", "casme3"]
     assert cfg.dataset.index.action_units is True and cfg.dataset.index.protocol == "all"
-    held = compose(todo["megc2019-lodo-ststnet-ce"])
+    held = compose(todo["megc2019-lodo-ststnet"])
     assert held.protocol.name == "lodo" and held.dataset.name == "megc2019" and held.task.name == "emotion"
 
 

@@ -50,6 +50,18 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     # The recipe's pretraining on synthetic clips, and the row without it.
     assert recipe.pretrain.data.index.num_clips == 2000 and recipe.trainer.max_epochs == 29
     assert "pretrain" not in compose(dict(runs)["megc2019-am3f-no-pretrain"])
+    # The OFF-ApexNet anchor: its honest re-run's recipe at the affordable 300 epochs, named so.
+    off = compose(dict(runs)["megc2019-offapexnet-300ep"])
+    assert off.backbone._target_.endswith("OFFApexNet") and (off.trainer.max_epochs, off.optimizer.lr) == (300, 1e-4)
+    assert (off.data.batch_size, off.selection, off.loss._target_) == (256, "fixed_epochs", "mefnet.losses.CrossEntropyLoss")
+    assert compose(["experiment=offapexnet_paper"]).trainer.max_epochs == 3000
+    # The previous composite recipe, a named baseline row.
+    previous = compose(dict(runs)["megc2019-am3f-previous-recipe"])
+    assert (previous.selection, previous.trainer.max_epochs, previous.data.batch_size) == ("inner_val", 30, 64)
+    assert previous.dataset.name == "flow_folder" and "pretrain" not in previous
+    # The recipe is compared with each anchor and the previous recipe.
+    assert spec.compare.reference == "megc2019-am3f" and list(spec.compare.anchors) == [
+        "megc2019-ststnet-paper", "megc2019-offapexnet-300ep", "megc2019-am3f-previous-recipe"]
 
 
 def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):
@@ -62,14 +74,15 @@ def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypa
 
 
 @pytest.mark.slow
-def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path, monkeypatch):
+def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path, monkeypatch, capsys):
     root = make_flow_folder(tmp_path / "flows", {"smic": 2, "casme2": 2})
     for var in ROOTS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MEFNET_FLOW_ROOT", str(root))
     monkeypatch.setenv("MEFNET_OUTPUT_DIR", str(tmp_path / "outputs"))
     monkeypatch.delenv("MEFNET_REPRODUCE_SET", raising=False)
-    rep.main(["--only", "megc2019-am3f", "--n-jobs", "1", "trainer.max_epochs=2", "preprocessing.n_jobs=1",
+    rep.main(["--only", "megc2019-am3f", "megc2019-am3f-previous-recipe", "--n-jobs", "1", "trainer.max_epochs=2",
+              "inner_val.min_epochs=1", "preprocessing.n_jobs=1",
               "logger=none", "save_checkpoint=false", "save_model=false", f"paths.output_dir={tmp_path / 'outputs'}",
               f"paths.data_dir={tmp_path / 'data'}", "backbone.widths=[4,8]", *TINY_PRETRAIN])
     out = tmp_path / "outputs" / "reproduce" / "flows"
@@ -78,8 +91,18 @@ def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path
         ("megc2019-am3f", "all", "3"), ("megc2019-am3f", "smic", "3"), ("megc2019-am3f", "casme2", "3"),
         ("megc2019-am3f (ensemble of 3 seeds)", "all", "3"), ("megc2019-am3f (ensemble of 3 seeds)", "smic", "3"),
         ("megc2019-am3f (ensemble of 3 seeds)", "casme2", "3"),
+        ("megc2019-am3f-previous-recipe", "all", "1"), ("megc2019-am3f-previous-recipe", "smic", "1"),
+        ("megc2019-am3f-previous-recipe", "casme2", "1"),
     ]
     assert rows[0]["seed_list"] == "1 2 3" and rows[0]["uf1_std"] != "" and rows[3]["ensemble"] == "3"
+    assert all(r["uf1_ci_low"] != "" and float(r["uf1_ci_low"]) <= float(r["uf1"]) + 1e-4 for r in rows)
     assert "| megc2019-am3f (ensemble of 3 seeds) | CASME II |" in (out / "table.md").read_text()
+    # The recipe against each anchor: the previous recipe compared (seeds 1, 2, 3 each against
+    # its one run), the anchors not run here named.
+    printed = capsys.readouterr().out
+    assert "## Paired comparison of megc2019-am3f against each anchor" in printed
+    assert "| megc2019-am3f-previous-recipe | 1, 2, 3 | 24 | 4 |" in printed
+    assert "Not compared: megc2019-ststnet-paper: not in the table" in printed
+    assert (out / "comparisons.json").is_file()
     with pytest.raises(SystemExit, match="matches no experiment"):
         rep.main(["--only", "nonexistent", "trainer.max_epochs=1"])

@@ -165,15 +165,21 @@ class SetTable(Callback):
             chooses a set only when they are set.
         requires_for: ``{variable: [experiment names]}``: experiments that
             ``mefnet-reproduce`` leaves out, saying so, when that variable is unset.
+        compare: ``{reference: <experiment>, anchors: [<experiment>, ...]}``: after the
+            table, the paired comparison (UF1 difference, bootstrap interval over subjects,
+            McNemar) of the reference against each anchor, in ``comparisons.md`` / ``.json``
+            (:func:`mefnet.report.compare.write_anchor_comparisons`).
     """
 
     def __init__(self, name: str, out_dir: str, ensemble: bool = False, requires: list[str] | None = None,
-                 requires_for: dict[str, list[str]] | None = None) -> None:
+                 requires_for: dict[str, list[str]] | None = None, compare: dict | None = None) -> None:
         self.name = name
         self.out_dir = Path(out_dir)
         self.ensemble = bool(ensemble)
         self.requires = list(requires or [])
         self.requires_for = {str(k): list(v) for k, v in (requires_for or {}).items()}
+        self.compare = {"reference": str(compare["reference"]), "anchors": [str(a) for a in compare["anchors"]]} \
+            if compare else None
         self.dirs: list[str] = []
 
     @_guarded
@@ -196,3 +202,10 @@ class SetTable(Callback):
 
         write_table(self.dirs, self.out_dir, ensemble=self.ensemble)
         log.info("reproduce set '%s': table %s", self.name, self.out_dir / "table.md")
+        if self.compare:
+            from mefnet.report.compare import write_anchor_comparisons
+            from mefnet.report.table import find_runs, group_runs, read_run
+
+            groups = group_runs([read_run(d) for d in find_runs(self.dirs)])
+            path = write_anchor_comparisons(groups, self.compare["reference"], self.compare["anchors"], self.out_dir)[0]
+            log.info("reproduce set '%s': paired comparisons %s", self.name, path)

@@ -53,7 +53,7 @@ AUTOMATIC = ("paper", "flows")
 
 def load_set(name: str) -> DictConfig:
     """The set as its config declares it: ``name``, ``params``, ``runs`` (the sweeper's),
-    ``ensemble``, ``requires``, ``requires_for`` (its table callback's)."""
+    ``ensemble``, ``requires``, ``requires_for``, ``compare`` (its table callback's)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -73,6 +73,7 @@ def load_set(name: str) -> DictConfig:
         "ensemble": bool(table.get("ensemble", False)),
         "requires": list(table.get("requires") or []),
         "requires_for": table.get("requires_for") or {},
+        "compare": table.get("compare"),
     })
 
 
@@ -152,8 +153,12 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
     _run_train(overrides)
     hydra_callbacks.raise_failures()  # never print an older or partial table as this run's
     print((out / "table.md").read_text())  # emotion table, then the AU table when there is one
+    if spec.compare:
+        print((out / "comparisons.md").read_text())
     print(f"table: {out / 'table.md'} and {out / 'table.csv'} (per seed: table_seeds.csv)")
     print(f"confusion matrices: {out}/confusion_*.png (and .csv)")
+    if spec.compare:
+        print(f"paired comparisons: {out / 'comparisons.md'} (and .json)")
     print(f"fold outputs (predictions, fold.json, models, logs): {out.parent.parent}/<experiment>/seed_<seed>/")
     return out
 

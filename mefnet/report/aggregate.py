@@ -142,8 +142,14 @@ def _span(values: list[int]) -> int | str:
     return lo if lo == hi else f"{lo}-{hi}"
 
 
-def summarize(group: list[Run]) -> list[dict]:
-    """One experiment's rows: per part, mean and sample standard deviation over its seeds."""
+def summarize(group: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0) -> list[dict]:
+    """One experiment's rows: per part, mean and sample standard deviation over its seeds,
+    and the 95% percentile bootstrap interval over subjects of the mean pooled UF1
+    (``uf1_ci_low`` / ``uf1_ci_high``: :func:`mefnet.report.compare.uf1_interval`, with
+    ``bootstrap`` resamples, default 10000, drawn from ``bootstrap_seed``)."""
+    from mefnet.report.compare import DEFAULT_BOOTSTRAP, uf1_interval
+
+    n_boot = DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap
     scored = [r for r in group if r.predictions]
     if not scored:
         raise IncompleteExperimentError(
@@ -170,6 +176,9 @@ def summarize(group: list[Run]) -> list[dict]:
             row[k] = round(statistics.fmean(values), 4)
             row[f"{k}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
         k = len(rows[0]["class_names"])
+        preds = [[r for r in run.predictions if part == "all" or r["dataset"] == part] for run in scored]
+        low, high = uf1_interval([p for p in preds if p], k, n_boot, bootstrap_seed)
+        row["uf1_ci_low"], row["uf1_ci_high"] = (None, None) if low != low else (round(low, 4), round(high, 4))
         row["confusion"] = [[sum(r["confusion"][i][j] for r in rows) for j in range(k)] for i in range(k)]
         row["class_names"] = rows[0]["class_names"]
         row["selection"] = rows[0]["selection"]

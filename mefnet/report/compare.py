@@ -21,7 +21,14 @@ the difference. The exact two-sided p-value is ``min(1, 2 * P(X <= min(b, c)))``
 
 With several seeds, the seeds both experiments share are compared: the bootstrap
 statistic is the mean over those seeds of the UF1 difference (subjects resampled once
-for all seeds), and McNemar's test is reported per seed.
+for all seeds), and McNemar's test is reported per seed. An experiment with several seeds
+against one with a single run (a multi-seed recipe against a one-seed anchor row) pairs
+each of its seeds with that run.
+
+**The interval of one experiment's UF1** (the tables' ``UF1 95% CI`` column,
+:func:`uf1_interval`): the same resampling of subjects (the same resamples for the same
+seed), applied to one experiment's pooled UF1 (mean over its seeds); the interval is the
+2.5th and 97.5th percentile of the resampled UF1s.
 """
 
 from __future__ import annotations
@@ -130,11 +137,69 @@ def paired_bootstrap(true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, s
         return np.mean(diffs, axis=0)
 
     observed = float(statistic(np.ones((1, n_subjects)))[0])
+    return observed, statistic(subject_resamples(n_subjects, n_boot, seed))
+
+
+def subject_resamples(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(n_boot, n_subjects)`` multiplicities: row b counts how often each subject was drawn
+    in resample b (``n_subjects`` draws with replacement). Seeded, so deterministic; both
+    bootstraps of this module draw their resamples here."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
     weights = np.zeros((n_boot, n_subjects))
     np.add.at(weights, (np.repeat(np.arange(n_boot), n_subjects), draws.ravel()), 1)
-    return observed, statistic(weights)
+    return weights
+
+
+def subject_bootstrap(true: np.ndarray, pred: np.ndarray, subject: np.ndarray, k: int,
+                      n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(observed pooled UF1, the ``n_boot`` resampled UF1s) of one experiment, subjects resampled.
+
+    The single-experiment counterpart of :func:`paired_bootstrap`, with the same resamples
+    for the same ``seed``: ``true`` and ``pred`` are ``(seeds, clips)`` (or ``(clips,)``)
+    class indices, ``subject`` the ``(clips,)`` subject index of each clip; with several
+    seeds the statistic is the mean over seeds of the pooled UF1 (subjects resampled once
+    for all seeds).
+    """
+    true, pred = (np.atleast_2d(np.asarray(x, dtype=int)) for x in (true, pred))
+    subject = np.asarray(subject, dtype=int)
+    n_subjects = int(subject.max()) + 1
+    counts = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred, strict=True)]
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        return np.mean([_uf1_from_counts(weights @ tp, weights @ fp, weights @ fn) for tp, fp, fn in counts], axis=0)
+
+    observed = float(statistic(np.ones((1, n_subjects)))[0])
+    return observed, statistic(subject_resamples(n_subjects, n_boot, seed))
+
+
+def uf1_interval(runs: list[list[dict]], k: int, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval over subjects of an experiment's pooled UF1.
+
+    ``runs``: each seed's prediction rows (``dataset``, ``subject``, ``clip``, ``true``,
+    ``pred``), all for the same part of the table. Subjects are ``(dataset, subject)``;
+    every seed must hold the same clips (a subject a seed did not predict would weigh
+    nothing in that seed), which is what the table's rows are made of.
+    """
+    if len(runs) > 1:
+        clips = {(r["dataset"], r["subject"], r["clip"]) for r in runs[0]}
+        if any({(r["dataset"], r["subject"], r["clip"]) for r in rows} != clips for rows in runs[1:]):
+            # Seeds with different finished folds (allow_missing): the mean over seeds of
+            # their pooled UF1 has no one set of subjects to resample; each seed's interval
+            # would be a different quantity, so none is given.
+            return (float("nan"), float("nan"))
+    key = lambda r: (r["dataset"], r["subject"], r["clip"])  # noqa: E731
+    # Every seed in the first seed's clip order; subjects numbered as they first appear there.
+    ordered = [runs[0]] + [[{key(r): r for r in rows}[key(c)] for c in runs[0]] for rows in runs[1:]]
+    subjects = {s: i for i, s in enumerate(dict.fromkeys((r["dataset"], r["subject"]) for r in ordered[0]))}
+    subject = np.array([subjects[(r["dataset"], r["subject"])] for r in ordered[0]])
+    true = np.array([[r["true"] for r in rows] for rows in ordered])
+    pred = np.array([[r["pred"] for r in rows] for rows in ordered])
+    _, resampled = subject_bootstrap(true, pred, subject, k, n_boot, seed)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _aligned(run_a: Run, run_b: Run) -> tuple[list[tuple], dict, dict]:
@@ -170,12 +235,24 @@ def _experiment(path: str | Path) -> list[Run]:
 
 def compare(a: str | Path, b: str | Path, n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0) -> Comparison:
     """Paired bootstrap and McNemar's test of experiment folder ``a`` against ``b``."""
-    group_a, group_b = _experiment(a), _experiment(b)
+    return compare_groups(_experiment(a), _experiment(b), n_boot, bootstrap_seed)
+
+
+def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT_BOOTSTRAP,
+                   bootstrap_seed: int = 0) -> Comparison:
+    """:func:`compare` of two experiments given as their runs (the seeds of each, every fold
+    finished)."""
+    for run in (*group_a, *group_b):
+        if run.missing:
+            raise ReportError(f"{run.name} seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds; "
+                              "a paired comparison needs every fold")
     seeds_a, seeds_b = {r.seed: r for r in group_a}, {r.seed: r for r in group_b}
     shared = sorted(set(seeds_a) & set(seeds_b))
     if not shared:
-        if len(group_a) == 1 and len(group_b) == 1:
-            pairs = [(group_a[0], group_b[0])]
+        if len(group_b) == 1:
+            pairs = [(run, group_b[0]) for run in group_a]
+        elif len(group_a) == 1:
+            pairs = [(group_a[0], run) for run in group_b]
         else:
             raise ReportError(f"{group_a[0].name} (seeds {sorted(seeds_a)}) and {group_b[0].name} (seeds "
                               f"{sorted(seeds_b)}) share no seed; compare one run of each")
@@ -249,3 +326,62 @@ def write_comparison(c: Comparison, out_dir: str | Path) -> list[Path]:
     (out / "compare.md").write_text(to_markdown(c))
     (out / "compare.json").write_text(json.dumps(c.to_dict(), indent=2) + "\n")
     return [out / "compare.md", out / "compare.json"]
+
+
+def anchor_comparisons(groups: list[list[Run]], reference: str, anchors: list[str],
+                       n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0) -> tuple[list[Comparison], list[str]]:
+    """The paired comparison of experiment ``reference`` against each of ``anchors`` (names
+    in ``groups``, the table's experiments), and a line for each that could not be made
+    (an experiment absent from the table, or one with unfinished folds)."""
+    by_name = {g[0].name: g for g in groups}
+    if reference not in by_name:
+        return [], [f"{reference} is not in the table: no comparison against its anchors"]
+    out, skipped = [], []
+    for anchor in anchors:
+        if anchor not in by_name:
+            skipped.append(f"{anchor}: not in the table (not run in this set)")
+            continue
+        try:
+            out.append(compare_groups(by_name[reference], by_name[anchor], n_boot, bootstrap_seed))
+        except ReportError as e:
+            skipped.append(f"{anchor}: {e}")
+    return out, skipped
+
+
+def comparisons_markdown(comparisons: list[Comparison], skipped: list[str] | None = None) -> str:
+    """The comparisons of one reference against its anchors as one table, one row per anchor."""
+    if not comparisons and not skipped:
+        return ""
+    ref = comparisons[0].a if comparisons else ""
+    lines = [f"## Paired comparison{f' of {ref}' if ref else ''} against each anchor", ""]
+    if comparisons:
+        c0 = comparisons[0]
+        lines += [
+            "| against | seeds | clips | subjects | UF1 (A) | UF1 (B) | difference A - B | 95% CI | p (bootstrap) "
+            "| McNemar b / c (exact p) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in comparisons:
+            mc = "; ".join(f"seed {m.seed}: {m.b} / {m.c} ({m.p_exact:.4f})" for m in c.mcnemar)
+            lines.append(f"| {c.b} | {', '.join(map(str, c.seeds))} | {c.clips} | {c.subjects} | {c.uf1_a:.4f} | "
+                         f"{c.uf1_b:.4f} | {c.difference:+.4f} | [{c.ci_low:+.4f}, {c.ci_high:+.4f}] | "
+                         f"{c.p_bootstrap:.4f} | {mc} |")
+        lines += ["", f"A = {ref}. Paired bootstrap over subjects ({c0.n_boot} resamples, seed {c0.bootstrap_seed}) "
+                      "of the UF1 difference (the mean over A's seeds, each paired with B's run of the same seed, or "
+                      "with B's one run); McNemar's test per seed on per-clip correctness (b: right only under A, "
+                      "c: right only under B). Method: mefnet/report/compare.py."]
+    lines += [f"Not compared: {s}" for s in skipped or []]
+    return "\n".join(lines) + "\n"
+
+
+def write_anchor_comparisons(groups: list[list[Run]], reference: str, anchors: list[str], out_dir: str | Path,
+                             n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0) -> list[Path]:
+    """``comparisons.md`` / ``comparisons.json`` in ``out_dir``: :func:`anchor_comparisons`."""
+    comparisons, skipped = anchor_comparisons(groups, reference, anchors, n_boot, bootstrap_seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparisons.md").write_text(comparisons_markdown(comparisons, skipped))
+    (out / "comparisons.json").write_text(json.dumps({"reference": reference, "comparisons":
+                                                      [c.to_dict() for c in comparisons], "not_compared": skipped},
+                                                     indent=2) + "\n")
+    return [out / "comparisons.md", out / "comparisons.json"]

@@ -89,24 +89,26 @@ def ensemble_predictions(members: list[Run]) -> list[dict]:
     return rows
 
 
-def ensemble_rows(members: list[Run]) -> list[dict]:
-    """Table rows (all clips, then each source dataset) of the ensemble of ``members``."""
+def ensemble_rows(members: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0) -> list[dict]:
+    """Table rows (all clips, then each source dataset) of the ensemble of ``members``
+    (``bootstrap``, ``bootstrap_seed``: its UF1 interval, as :func:`summarize`'s)."""
     members = sorted(members, key=lambda r: r.seed)
     first = members[0]
     name = ensemble_name(first.name, len(members))
     pseudo = Run(first.dir, {**first.record, "name": name}, ensemble_predictions(members), [])
-    rows = summarize([pseudo])
+    rows = summarize([pseudo], bootstrap, bootstrap_seed)
     for row in rows:
         row.update(seeds=len(members), seed_list=[r.seed for r in members], per_seed=[], ensemble=len(members))
     return rows
 
 
-def with_ensembles(rows: list[dict], groups: list[list[Run]]) -> list[dict]:
+def with_ensembles(rows: list[dict], groups: list[list[Run]], bootstrap: int | None = None,
+                   bootstrap_seed: int = 0) -> list[dict]:
     """``rows`` (the experiments' mean ± std rows) with each multi-seed experiment's
     ensemble rows inserted after its own."""
     out = []
     for group in groups:
         out += [r for r in rows if r["experiment"] == group[0].name]
         if len(group) > 1:
-            out += ensemble_rows(group)
+            out += ensemble_rows(group, bootstrap, bootstrap_seed)
     return out

@@ -147,6 +147,11 @@ def _latex_score(row: dict, key: str) -> str:
     return f"{row[key]:.4f}" if std is None else f"${row[key]:.4f} \\pm {std:.4f}$"
 
 
+def _latex_ci(row: dict) -> str:
+    low, high = row.get("uf1_ci_low"), row.get("uf1_ci_high")
+    return "n/a" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
+
+
 def to_latex(rows: list[dict], caption: str = "", label: str = "tab:results") -> str:
     """The main table's rows (:func:`mefnet.report.table.write_table`) as a LaTeX table.
 
@@ -156,9 +161,9 @@ def to_latex(rows: list[dict], caption: str = "", label: str = "tab:results") ->
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        r"\begin{tabular}{llrrrccc}",
+        r"\begin{tabular}{llrrrcccc}",
         r"\toprule",
-        r"Experiment & Part & Clips & Folds & Seeds & UF1 & UAR & Accuracy \\",
+        r"Experiment & Part & Clips & Folds & Seeds & UF1 & UF1 95\% CI & UAR & Accuracy \\",
         r"\midrule",
     ]
     previous = None
@@ -169,14 +174,15 @@ def to_latex(rows: list[dict], caption: str = "", label: str = "tab:results") ->
         part = r.get("title") or ("all" if r["part"] == "all" else DATASET_TITLES.get(r["part"], r["part"]))
         lines.append(
             f"{name} & {latex_escape(part)} & {latex_escape(r['clips'])} & {latex_escape(r['folds'])} & "
-            f"{r.get('seeds', 1)} & {_latex_score(r, 'uf1')} & {_latex_score(r, 'uar')} & "
+            f"{r.get('seeds', 1)} & {_latex_score(r, 'uf1')} & {_latex_ci(r)} & {_latex_score(r, 'uar')} & "
             f"{_latex_score(r, 'accuracy')} \\\\"
         )
         previous = r["experiment"]
     selections = list(dict.fromkeys(r.get("selection", "") for r in rows if r.get("selection")))
     default_caption = (
         "UF1, UAR and accuracy pooled over all leave-one-subject-out folds of each run "
-        "(mean $\\pm$ sample standard deviation over seeds where there are several)."
+        "(mean $\\pm$ sample standard deviation over seeds where there are several); "
+        "UF1 95\\% CI: percentile bootstrap over subjects."
     )
     lines += [
         r"\bottomrule",

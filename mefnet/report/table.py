@@ -8,7 +8,11 @@ every run by its ``experiment.json``, whatever the layout. From the runs'
 ``table.md`` / ``table.csv``
     one row per experiment (and, for a multi-dataset run such as the MEGC2019
     composite, one row per source dataset): UF1, UAR and accuracy pooled over the folds
-    of each seed's run, then mean and sample standard deviation over the seeds.
+    of each seed's run, then mean and sample standard deviation over the seeds, and the
+    95% percentile bootstrap interval over subjects of that UF1 (``UF1 95% CI``; in
+    table.csv the last columns ``uf1_ci_low`` / ``uf1_ci_high``;
+    :func:`mefnet.report.compare.uf1_interval`: 10000 resamples from seed 0 unless
+    ``--bootstrap`` / ``--bootstrap-seed`` say otherwise).
 ``table_seeds.csv``
     the same scores for every seed (long form).
 ``confusion_<experiment>.csv`` / ``.png``
@@ -113,11 +117,11 @@ def _fmt(row: dict, key: str) -> str:
 
 def to_markdown(rows: list[dict]) -> str:
     """The table and its notes: how scores are pooled, each selection rule, what is missing."""
-    head = ("| experiment | part | clips | folds | seeds | UF1 | UAR | accuracy |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|\n")
+    head = ("| experiment | part | clips | folds | seeds | UF1 | UF1 95% CI | UAR | accuracy |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
         f"| {r['experiment']} | {r.get('title', r['part'])} | {r['clips']} | {r['folds']} | "
-        f"{r.get('seeds', 1)} | {_fmt(r, 'uf1')} | {_fmt(r, 'uar')} | {_fmt(r, 'accuracy')} |\n"
+        f"{r.get('seeds', 1)} | {_fmt(r, 'uf1')} | {_ci(r)} | {_fmt(r, 'uar')} | {_fmt(r, 'accuracy')} |\n"
         for r in rows
     )
     notes = [
@@ -126,6 +130,11 @@ def to_markdown(rows: list[dict]) -> str:
         "per dataset under protocol=lodo), "
         "never averaged per fold. With several seeds: mean ± sample standard deviation (n-1) of "
         "the seeds' pooled scores; clips and folds are per seed.",
+        "UF1 95% CI: percentile bootstrap over subjects (LOSO folds) of the row's UF1: subjects drawn with "
+        "replacement, their clips pooled, UF1 recomputed (with several seeds, the mean over seeds on the same "
+        "resampled subjects); the 2.5th and 97.5th percentile (mefnet/report/compare.py)."
+        + (" n/a: the seeds did not predict the same clips." if any(r.get("uf1_ci_low") is None for r in rows)
+           else ""),
     ]
     if any(r.get("ensemble") for r in rows):
         notes.append("Ensemble rows: each clip predicted by the mean of the seeds' stored class probabilities "
@@ -144,6 +153,11 @@ def to_markdown(rows: list[dict]) -> str:
         if not r.get("missing") and r["missing_folds"]:
             notes.append(f"WARNING: {r['experiment']} is missing {plural(r['missing_folds'], 'fold')}.")
     return head + body + "\n".join(notes) + "\n"
+
+
+def _ci(row: dict) -> str:
+    low, high = row.get("uf1_ci_low"), row.get("uf1_ci_high")
+    return "n/a" if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
 
 
 def _file_stem(name: str, used: set[str]) -> str:
@@ -166,15 +180,20 @@ def write_table(
     names: list[str] | None = None,
     figures: bool = True,
     ensemble: bool = False,
+    bootstrap: int | None = None,
+    bootstrap_seed: int = 0,
 ) -> list[dict]:
     """Build the table of every run in or below ``experiment_dirs``; write it into ``out_dir``.
 
     ``names``: glob patterns (``*ststnet*``); only experiments matching one are kept.
     ``ensemble``: after each experiment with several seeds, the rows of its seed ensemble
     (:mod:`mefnet.report.ensemble`).
+    ``bootstrap`` / ``bootstrap_seed``: resamples (default 10000) and seed of the UF1
+    intervals (:func:`mefnet.report.aggregate.summarize`).
     Returns one row per experiment and part, with keys experiment, part, clips, folds,
     seeds, uf1, uar, accuracy (means), uf1_std, uar_std, accuracy_std (None for one seed),
-    selection, confusion (summed over seeds), class_names, missing_folds, missing.
+    uf1_ci_low, uf1_ci_high (None where the seeds predicted different clips), selection,
+    confusion (summed over seeds), class_names, missing_folds, missing.
     """
     records = [(d, read_experiment(d)) for d in table_runs(experiment_dirs)[0]]
     if names:
@@ -194,11 +213,11 @@ def write_table(
     # Action-unit experiments (task=au) get their own table (mefnet.report.au_metrics).
     au_groups = [g for g in groups if g[0].record.get("task") == "au"]
     groups = [g for g in groups if g[0].record.get("task") != "au"]
-    rows = [row for g in groups for row in summarize(g)]
+    rows = [row for g in groups for row in summarize(g, bootstrap, bootstrap_seed)]
     if ensemble:
         from mefnet.report.ensemble import with_ensembles
 
-        rows = with_ensembles(rows, groups)
+        rows = with_ensembles(rows, groups, bootstrap, bootstrap_seed)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -213,7 +232,8 @@ def write_table(
     atomic_write(out / "table.md", (to_markdown(rows) if rows else "") + ("\n" if rows and au_rows else "")
                  + au_markdown(au_rows))
     cols = ["experiment", "part", "clips", "folds", "uf1", "uar", "accuracy", "uf1_std", "uar_std",
-            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection", "ensemble"]
+            "accuracy_std", "seeds", "seed_list", "missing_folds", "selection", "ensemble",
+            "uf1_ci_low", "uf1_ci_high"]
     with atomic_path(out / "table.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -221,7 +241,8 @@ def write_table(
             w.writerow([r["experiment"], r["part"], r["clips"], r["folds"], _num(r["uf1"], 4), _num(r["uar"], 4),
                         _num(r["accuracy"], 4), _num(r["uf1_std"], 4), _num(r["uar_std"], 4),
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
-                        r["missing_folds"], r["selection"], r.get("ensemble", "")])
+                        r["missing_folds"], r["selection"], r.get("ensemble", ""),
+                        _num(r.get("uf1_ci_low"), 4), _num(r.get("uf1_ci_high"), 4)])
     run_dir = {(r.name, r.seed): r.dir for g in groups for r in g}
     with atomic_path(out / "table_seeds.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
@@ -311,11 +332,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latex", action="store_true", help="also write the table as LaTeX (table.tex, booktabs)")
     ap.add_argument("--curves", action="store_true",
                     help="also write training / inner-validation curves per experiment (curves_<experiment>.png)")
+    ap.add_argument("--calibration", action="store_true",
+                    help="also write temperature scaling fitted per fold on the training subjects' out-of-fold "
+                         "predictions: ECE and NLL before / after (calibration.md, .csv, calibration_folds.csv) "
+                         "and reliability_<experiment> in --format")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
                     help="paired comparison of two experiment folders on the same clips: bootstrap over "
                          "subjects of the UF1 difference, McNemar's test (writes compare.md / .json)")
-    ap.add_argument("--bootstrap", type=int, default=10000, help="--compare: bootstrap resamples (default 10000)")
-    ap.add_argument("--bootstrap-seed", type=int, default=0, help="--compare: seed of the resampling (default 0)")
+    ap.add_argument("--bootstrap", type=int, default=10000,
+                    help="bootstrap resamples of the UF1 intervals and of --compare (default 10000)")
+    ap.add_argument("--bootstrap-seed", type=int, default=0,
+                    help="seed of the resampling of the UF1 intervals and of --compare (default 0)")
     a = ap.parse_args(argv)
     if not a.dirs and not a.compare:
         ap.error("give experiment folders (DIR ...) and/or --compare A B")
@@ -336,7 +363,8 @@ def _table(a: argparse.Namespace) -> None:
             if not a.dirs:
                 return
         out = Path(a.out) if a.out else default_out(a.dirs)
-        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble)
+        rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble,
+                           bootstrap=a.bootstrap, bootstrap_seed=a.bootstrap_seed)
         from mefnet.report.paper_tables import write_paper_tables
 
         # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
@@ -355,6 +383,11 @@ def _table(a: argparse.Namespace) -> None:
             from mefnet.report.curves import write_curves
 
             extra += write_curves(groups, out)
+        if a.calibration:
+            from mefnet.report.calibration import write_calibration
+
+            used: set[str] = set()
+            extra += write_calibration(groups, out, figures=not a.no_figures, stem=lambda n: _file_stem(n, used))
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None
     print((out / "table.md").read_text())
@@ -365,7 +398,8 @@ def _table(a: argparse.Namespace) -> None:
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
     files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + \
         ([] if a.no_figures else [f"confusion_*.{a.format}"])
-    files += sorted({f"curves_*{p.suffix}" if p.name.startswith("curves_") else p.name for p in extra})
+    files += sorted({f"curves_*{p.suffix}" if p.name.startswith("curves_") else f"reliability_*{p.suffix}"
+                     if p.name.startswith("reliability_") else p.name for p in extra})
     print(f"written to {out}: {', '.join(files)}")
 
 
