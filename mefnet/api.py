@@ -53,8 +53,9 @@ class Result:
     def read(cls, run_dir: str | Path) -> Result:
         import pandas as pd
 
+        from mefnet.report.aggregate import experiment_rows
         from mefnet.report.metrics import pooled_metrics
-        from mefnet.report.table import experiment_rows, read_predictions
+        from mefnet.runs.store import read_predictions
 
         record, rows = read_predictions(run_dir)
         names = list(record["class_names"])

@@ -13,7 +13,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mefnet.experiment.store import IncompleteExperimentError, RefusedRunError, ReportError
+    from mefnet.runs.store import IncompleteExperimentError, RefusedRunError, ReportError
     from mefnet.training.divergence import DivergedError
 
     return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RefusedRunError, DivergedError,

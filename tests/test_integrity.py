@@ -13,14 +13,10 @@ import pytest
 from hydra.utils import instantiate
 
 from mefnet.config import compose
-from mefnet.experiment.store import (
-    RefusedRunError,
-    ReportError,
-    experiment_differences,
-    read_experiment,
-)
 from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run
 from mefnet.report.table import write_table
+from mefnet.runs.identity import experiment_differences
+from mefnet.runs.store import RefusedRunError, ReportError, read_experiment
 from tests.helpers import tiny_overrides
 
 
@@ -212,7 +208,7 @@ def test_model_files_with_non_finite_weights_are_refused(tmp_path):
 
 def test_a_fold_held_by_another_process_is_skipped_naming_it_and_a_released_lock_is_taken(finished, tmp_path,
                                                                                          caplog):
-    from mefnet.experiment.store import fold_lock
+    from mefnet.runs.store import fold_lock
 
     exp, overrides = _copy(finished, tmp_path)
     (exp / "folds" / "synthetic" / "sub01" / "fold.json").unlink()  # reopen one fold
@@ -231,7 +227,8 @@ def test_claim_fold_gives_a_free_fold_once_and_leaves_a_finished_one_unlocked(tm
     """Both engines take each fold through claim_fold: a free fold is claimed with its lock
     held for the block; a second claim meanwhile is refused naming the holder; a fold
     whose fold.json says complete is refused and its lock not kept."""
-    from mefnet.experiment.store import claim_fold, fold_dir, fold_finished, fold_lock, write_json
+    from mefnet.runs.store import claim_fold, fold_dir, fold_finished, fold_lock
+    from mefnet.utils.files import write_json
 
     exp = tmp_path / "exp"
     with caplog.at_level("INFO", logger="mefnet"):

@@ -13,14 +13,10 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
+from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import (
-    IncompleteExperimentError,
-    ReportError,
-    experiment_rows,
-    main,
-    write_table,
-)
+from mefnet.report.table import main, write_table
+from mefnet.runs.store import IncompleteExperimentError, ReportError
 
 CLASSES = ["negative", "positive", "surprise"]
 RULE = "fixed_epochs: trained 3 epochs, the test subject predicted once after training"

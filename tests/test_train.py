@@ -15,8 +15,8 @@ from mefnet.config import compose
 from mefnet.datasets.clip_index import DatasetError
 from mefnet.experiment.train import _absolute_paths, run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import experiment_rows
 from tests.helpers import tiny_overrides
 
 
@@ -172,7 +172,7 @@ def test_an_unknown_fold_subject_is_a_clear_error(workdir):
 
 
 def test_table_refuses_missing_folds_unless_told(one_fold):
-    from mefnet.report.table import IncompleteExperimentError
+    from mefnet.runs.store import IncompleteExperimentError
 
     cfg, _ = one_fold
     with pytest.raises(IncompleteExperimentError, match="3 of 4 folds have no finished predictions"):

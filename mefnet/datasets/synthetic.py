@@ -68,7 +68,7 @@ import numpy as np
 
 from mefnet.datasets.action_units import parse_au_cell
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
-from mefnet.experiment.store import exclusive
+from mefnet.utils.locks import exclusive
 
 FORMAT_VERSION = 2  # 2: the sheet lists each clip's action units
 CLASS_NAMES = ("negative", "positive", "surprise")

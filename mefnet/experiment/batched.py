@@ -33,7 +33,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.store import fold_dir
+from mefnet.runs.store import fold_dir
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.divergence import (
     MemberFiniteCheck,
@@ -187,7 +187,7 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     it: a fold another process holds is skipped (said so), one finished meanwhile is left
     untouched.
     """
-    from mefnet.experiment.store import claim_fold
+    from mefnet.runs.store import claim_fold
 
     with ExitStack() as locks:
         todo = [(cfg, s) for cfg, s in jobs if locks.enter_context(claim_fold(cfg.experiment_dir, s))]
@@ -303,7 +303,6 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
     """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
     unfinished fold of all of them trained together by the batched engine in ``n_jobs``
     processes; then each experiment's table (as ``mefnet-train fold=all`` writes it)."""
-    from mefnet.experiment.store import finished_folds
     from mefnet.experiment.train import (
         _absolute_paths,
         _prepare_experiment,
@@ -311,6 +310,7 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
         log_progress,
     )
     from mefnet.preprocessing.features import Preprocessing, build_features
+    from mefnet.runs.store import finished_folds
 
     cfgs = [_absolute_paths(c) for c in cfgs]
     for c in cfgs[1:]:

@@ -34,8 +34,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.store import fold_records, write_json
 from mefnet.inference.checkpoint import FINAL_DIR
+from mefnet.runs.store import fold_records
+from mefnet.utils.files import write_json
 
 log = logging.getLogger("mefnet")
 

@@ -3,7 +3,7 @@ predict that one once, store the predictions and the fold's record.
 
 :func:`run_fold` is the unit of work that :mod:`mefnet.experiment.train` schedules (in
 turn, in processes, or as one job of a Hydra sweep); what it writes, and where, is
-defined by :mod:`mefnet.experiment.store`.
+defined by :mod:`mefnet.runs.store`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.splits import split_of
-from mefnet.experiment.store import (
-    FOLD_DONE,
-    PREDICTIONS,
-    claim_fold,
-    fold_dir,
-    pause_point,
-    write_json,
-    write_predictions,
-)
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.splits import split_of
+from mefnet.runs.store import FOLD_DONE, PREDICTIONS, claim_fold, fold_dir, write_predictions
 from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
@@ -43,7 +35,9 @@ from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.utils.files import write_json
 from mefnet.utils.quiet import quiet
+from mefnet.utils.testing_seam import pause_point
 
 log = logging.getLogger("mefnet")
 

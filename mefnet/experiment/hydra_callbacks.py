@@ -61,7 +61,7 @@ def raise_failures() -> None:
     if _failures:
         text = "; ".join(_failures)
         _failures.clear()
-        from mefnet.experiment.store import ReportError
+        from mefnet.runs.store import ReportError
 
         raise ReportError(f"the sweep's jobs ran, but its callbacks failed: {text}; no table of this run "
                           "can be trusted until the same command is run again (finished folds are kept)")
@@ -87,7 +87,7 @@ def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] 
 
 
 def _complete(exp_dir: Path) -> bool:
-    from mefnet.experiment.store import EXPERIMENT, finished_folds, read_experiment
+    from mefnet.runs.store import EXPERIMENT, finished_folds, read_experiment
 
     return (exp_dir / EXPERIMENT).is_file() and set(read_experiment(exp_dir)["folds"]) <= finished_folds(exp_dir)
 

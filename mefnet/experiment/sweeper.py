@@ -123,8 +123,8 @@ class LosoSweeperImpl(Sweeper):
 
     def expand(self, jobs: list[list[str]]) -> list[list[str]]:
         """Replace ``fold=each`` by one job per fold; check every job's config first."""
-        from mefnet.experiment.splits import split_of
         from mefnet.experiment.validate import check_train_config
+        from mefnet.runs.splits import split_of
         from mefnet.tasks import load_index
 
         indexes: dict[str, Any] = {}

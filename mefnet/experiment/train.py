@@ -2,7 +2,7 @@
 
 One experiment (one seed) is one directory,
 ``<paths.output_dir>/<experiment_name>/seed_<seed>/`` (its layout:
-:mod:`mefnet.experiment.store`). This module is the command and the fold loop; one fold's
+:mod:`mefnet.runs.store`). This module is the command and the fold loop; one fold's
 work is :func:`mefnet.experiment.fold.run_fold`.
 
 ``fold=all`` runs every subject in turn (``n_jobs`` processes; with ``engine=batched``
@@ -35,30 +35,26 @@ from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's wor
     versions,
 )
 from mefnet.experiment.search import holdout, objective, optimized_metric
-from mefnet.experiment.splits import split_of
-from mefnet.experiment.store import (
+from mefnet.experiment.validate import check_train_config
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.progress import duration, progress
+from mefnet.report.table import write_table
+from mefnet.runs.identity import clip_identity, comparable_config, experiment_differences
+from mefnet.runs.splits import split_of
+from mefnet.runs.store import (
     CLIPS,
     EXPERIMENT,
     FOLD_DONE,
     RefusedRunError,
-    atomic_path,
-    atomic_write,
-    clip_identity,
-    comparable_config,
-    experiment_differences,
     finished_folds,
     fold_clips,
     fold_dir,
     fold_problem,
     read_experiment,
-    write_json,
 )
-from mefnet.experiment.validate import check_train_config
-from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.report.progress import duration, progress
-from mefnet.report.table import write_table
 from mefnet.tasks import load_index, task_runner
 from mefnet.training.pretrain import pretrained_weights
+from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import plural, quiet
 
 log = logging.getLogger("mefnet")
@@ -75,7 +71,7 @@ def _absolute_paths(cfg: DictConfig) -> DictConfig:
 
 def config_fingerprint(cfg: DictConfig) -> str:
     """Hash of everything that shapes the results (not of which folds this run does, nor
-    of where it runs): the compared part of the config, as :mod:`mefnet.experiment.store`
+    of where it runs): the compared part of the config, as :mod:`mefnet.runs.identity`
     defines it."""
     c = comparable_config({"config": OmegaConf.to_container(cfg, resolve=True), "folds": [], "class_names": []})
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]

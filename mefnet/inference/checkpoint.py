@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mefnet.experiment.store import atomic_path
+from mefnet.utils.files import atomic_path
 
 FORMAT = "mefnet-model"
 FORMAT_VERSION = 1

@@ -31,9 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import COLUMNS, ClipIndex
-from mefnet.experiment.store import atomic_path
 from mefnet.preprocessing.cache import FlowCache
 from mefnet.preprocessing.features import FillReport, Preprocessing, fill_cache
+from mefnet.utils.files import atomic_path
 
 log = logging.getLogger("mefnet.cache")
 

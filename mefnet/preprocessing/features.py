@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, frame_path, list_frames
-from mefnet.experiment.store import pause_point
 from mefnet.preprocessing.cache import FlowCache, cache_key
 from mefnet.preprocessing.flow import (
     NORMALIZATIONS,
@@ -29,6 +28,7 @@ from mefnet.preprocessing.flow import (
     flow_maps,
     normalize_maps,
 )
+from mefnet.utils.testing_seam import pause_point
 
 if TYPE_CHECKING:
     import torch

@@ -11,17 +11,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from mefnet.experiment.splits import fold_datasets
-from mefnet.experiment.store import (  # noqa: F401  (comparable_config: re-exported)
-    IncompleteExperimentError,
-    ReportError,
-    Run,
-    comparable_config,
-    experiment_differences,
-    missing_message,
-    read_run,
-)
 from mefnet.report.metrics import pooled_metrics
+from mefnet.runs.identity import comparable_config, experiment_differences  # noqa: F401  (comparable_config: re-exported)
+from mefnet.runs.splits import fold_datasets
+from mefnet.runs.store import IncompleteExperimentError, ReportError, Run, missing_message, read_run  # noqa: F401  (comparable_config: re-exported)
 
 # How the parts of a composite are titled in table.md (table.csv keeps the dataset key).
 DATASET_TITLES = {
@@ -36,7 +29,7 @@ DATASET_TITLES = {
 
 def config_differences(a: Run, b: Run) -> list[str]:
     """Why two runs are not seeds of one experiment (empty: they are); see
-    :func:`mefnet.experiment.store.experiment_differences`."""
+    :func:`mefnet.runs.identity.experiment_differences`."""
     return experiment_differences(a.record, b.record, across_seeds=True)
 
 

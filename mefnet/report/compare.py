@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.report.table import ReportError, Run, find_runs, group_runs, read_run
+from mefnet.report.aggregate import group_runs
+from mefnet.runs.store import ReportError, Run, find_runs, read_run
 
 DEFAULT_BOOTSTRAP = 10000
 

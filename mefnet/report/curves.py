@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.report.table import FOLD_DONE, Run, fold_dir
+from mefnet.runs.store import FOLD_DONE, Run, fold_dir
 
 FIGSIZE = (11.0, 4.2)
 DPI = 100

@@ -15,7 +15,8 @@ import math
 import time
 from pathlib import Path
 
-from mefnet.experiment.store import (
+from mefnet.runs.heartbeat import RUNNING, read_running
+from mefnet.runs.store import (
     FOLD_DONE,
     FOLDS,
     ReportError,
@@ -23,7 +24,6 @@ from mefnet.experiment.store import (
     fold_records,
     read_experiment,
 )
-from mefnet.training.heartbeat import RUNNING, read_running
 
 
 def progress(exp_dir: str | Path, workers: int = 1) -> dict:

@@ -31,34 +31,20 @@ import re
 import sys
 from pathlib import Path
 
-from mefnet.experiment.store import (  # noqa: F401  (re-exported: the table's readers)
-    EXPERIMENT,
-    FOLD_DONE,
-    PREDICTIONS,
-    REQUIRED_COLUMNS,
-    IncompleteExperimentError,
-    ReportError,
-    Run,
-    atomic_path,
-    atomic_write,
-    find_runs,
-    finished_folds,
-    fold_dir,
-    missing_message,
-    read_experiment,
-    read_fold_predictions,
-    read_predictions,
-    read_run,
-)
-from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
+from mefnet.report.aggregate import (
     DATASET_TITLES,
-    comparable_config,
-    config_differences,
-    experiment_rows,
     group_runs,
-    run_rows,
     summarize,
 )
+from mefnet.runs.store import (
+    IncompleteExperimentError,
+    ReportError,
+    find_runs,
+    missing_message,
+    read_experiment,
+    read_run,
+)
+from mefnet.utils.files import atomic_path, atomic_write
 
 # --------------------------------------------------------------------------- writing
 

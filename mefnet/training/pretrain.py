@@ -90,7 +90,8 @@ def pretrained_weights(cfg: DictConfig, class_names: list[str]) -> dict[str, tor
     check_pretrain_config(cfg)
     path = pretrained_path(cfg, class_names)
     if not path.is_file():
-        from mefnet.experiment.store import atomic_path, exclusive
+        from mefnet.utils.files import atomic_path
+        from mefnet.utils.locks import exclusive
 
         with exclusive(path.with_suffix(".lock"), what=f"pretraining {path.name}"):
             if not path.is_file():  # another process may have finished it while this one waited
