@@ -61,8 +61,9 @@ def test_a_backbone_key_its_model_does_not_take_is_named_before_any_work():
     """experiment=megc2019_flows sets an AM3F-FlowNet key; with backbone=ststnet it is
     named, with the way to drop it, and dropping it works. Every backbone option and
     every experiment passes the check as shipped."""
+    from mefnet.config import ConfigError
     from mefnet.experiment.train import _absolute_paths
-    from mefnet.experiment.validate import ConfigError, check_train_config
+    from mefnet.experiment.validate import check_train_config
 
     swapped = ["experiment=megc2019_flows", "backbone=ststnet", "dataset=synthetic"]
     with pytest.raises(ConfigError, match=r"backbone\.msff_residual: STSTNet .*'~backbone\.msff_residual'"):

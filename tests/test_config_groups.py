@@ -18,9 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from mefnet.cli import retired_hint
-from mefnet.config import CONFIG_DIR, compose
+from mefnet.config import CONFIG_DIR, ConfigError, compose
 from mefnet.data.datamodule import MERDataModule
-from mefnet.experiment.validate import ConfigError, check_train_config
+from mefnet.experiment.validate import check_train_config
 from mefnet.runs.identity import experiment_differences
 from mefnet.runs.store import finished_folds
 from tests.helpers import TINY_SYNTHETIC, tiny_overrides

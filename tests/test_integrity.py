@@ -279,7 +279,7 @@ def test_two_first_time_generations_of_one_synthetic_set_do_not_collide(tmp_path
     ("selection=inner_val inner_val.val_fraction=1.5", "inner_val.val_fraction: 1.5 is out of range"),
 ])
 def test_config_values_are_checked_before_any_work_naming_the_key(tmp_path, override, message):
-    from mefnet.experiment.validate import ConfigError
+    from mefnet.config import ConfigError
 
     cfg = compose(tiny_overrides(tmp_path, "checked", *override.split()))
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import ConfigError, compose
 from mefnet.experiment.fold import _datamodule, build_module
 from mefnet.experiment.train import _absolute_paths, run
-from mefnet.experiment.validate import ConfigError, check_train_config
+from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.runs.identity import comparable_config
 from mefnet.training.pretrain import pretrain_key, pretrained_path, pretrained_weights

@@ -14,11 +14,11 @@ from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.composite import join_indices
 from mefnet.experiment.train import _absolute_paths, run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.report.au_metrics import au_scores
 from mefnet.report.table import write_table
 from mefnet.runs.splits import Split, fold_contains
 from mefnet.runs.store import ReportError
 from mefnet.tasks import load_index
+from mefnet.tasks.au import au_scores
 from tests.helpers import TINY_SYNTHETIC
 
 PARTS = ("synth_a", "synth_b", "synth_c")

@@ -74,8 +74,8 @@ def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Te
     from mefnet.experiment.fold import _close_loggers, _fit, versions
     from mefnet.inference.checkpoint import MODEL_FILE, save_model
     from mefnet.preprocessing.features import Preprocessing
-    from mefnet.tasks import task_runner
     from mefnet.training.divergence import check_finite_weights
+    from mefnet.training.task_runner import task_runner
 
     out = final_dir(experiment_dir)
     if (out / FINAL_RECORD).is_file():

@@ -28,13 +28,13 @@ from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.runs.splits import split_of
 from mefnet.runs.store import FOLD_DONE, PREDICTIONS, claim_fold, fold_dir, write_predictions
-from mefnet.tasks import TaskRunner, task_runner
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.training.task_runner import TaskRunner, task_runner
 from mefnet.utils.files import write_json
 from mefnet.utils.quiet import quiet
 from mefnet.utils.testing_seam import pause_point
@@ -194,7 +194,7 @@ def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = N
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
                    min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
     if task.name == "au":
-        from mefnet.tasks.au import AUInnerValidation
+        from mefnet.training.au import AUInnerValidation
 
         return AUInnerValidation(task.num_outputs, **options)
     return InnerValidation(index.num_classes, **options)
@@ -290,7 +290,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
     task's fixed value when None)."""
     task = task or task_runner(cfg, index)
     if task.name == "au":
-        from mefnet.report.au_metrics import write_au_predictions
+        from mefnet.runs.store import write_au_predictions
 
         thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
         preds = (probs >= torch.tensor(thresholds)).int()

@@ -24,7 +24,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.config import CONFIG_DIR
+from mefnet.config import CONFIG_DIR, register_resolvers
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's work lives there)
     _quiet_lightning,
@@ -52,10 +52,16 @@ from mefnet.runs.store import (
     fold_problem,
     read_experiment,
 )
-from mefnet.tasks import load_index, task_runner
+from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
+from mefnet.training.task_runner import task_runner
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import plural, quiet
+
+# mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
+# launchers import it in every job process (joblib, submitit) and resolve the run
+# directory (${mefnet.name:...}) there before the task function runs.
+register_resolvers()
 
 log = logging.getLogger("mefnet")
 

@@ -29,7 +29,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.config import CONFIG_DIR
+from mefnet.config import CONFIG_DIR, register_resolvers
 from mefnet.datasets.clip_index import COLUMNS, ClipIndex
 from mefnet.preprocessing.cache import FlowCache
 from mefnet.preprocessing.features import FillReport, Preprocessing, fill_cache
@@ -89,6 +89,7 @@ def main() -> None:
     """Console entry point (``mefnet-cache``)."""
     from mefnet.cli import cli
 
+    register_resolvers()
     cli("mefnet-cache", _main)
 
 

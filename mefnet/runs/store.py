@@ -200,11 +200,49 @@ def fold_clips(clips: dict[str, list[str]], fold_key: str) -> list[str]:
     return out
 
 
+def write_au_predictions(path: Path, rows: list[tuple], names: list[str], y_true, y_pred, probs,
+                         thresholds: list[float]) -> None:
+    """``predictions.csv`` of an AU fold: dataset, subject, clip, true (normalised AUs of the
+    set), pred (likewise), then true_/pred_/prob_<AU> and the thresholds used (thr_<AU>)."""
+    fields = ["dataset", "subject", "clip", "true", "pred",
+              *[f"true_{n}" for n in names], *[f"pred_{n}" for n in names],
+              *[f"prob_{n}" for n in names], *[f"thr_{n}" for n in names]]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for (dataset, subject, clip), t, p, pr in zip(rows, y_true, y_pred, probs, strict=True):
+            w.writerow([dataset, subject, clip, _aus(names, t), _aus(names, p), *map(int, t), *map(int, p),
+                        *[f"{x:.6f}" for x in pr], *[f"{x:.2f}" for x in thresholds]])
+    tmp.replace(path)
+
+
+def _aus(names: list[str], row) -> str:
+    return "+".join(n.removeprefix("AU") for n, v in zip(names, row, strict=True) if int(v))
+
+
+def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
+    """The rows of an AU fold's ``predictions.csv``, with ``y_true`` and ``y_pred`` 0/1 lists."""
+    with Path(path).open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        need = [f"true_{n}" for n in names] + [f"pred_{n}" for n in names]
+        absent = [c for c in ("dataset", "subject", "clip", *need) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing column(s) {absent} of an AU predictions file")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            try:
+                r["y_true"] = [int(r[f"true_{n}"]) for n in names]
+                r["y_pred"] = [int(r[f"pred_{n}"]) for n in names]
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: AU columns must be 0 or 1") from None
+            rows.append(r)
+    return rows
+
+
 def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str]) -> list[dict]:
     """The rows of one action-unit fold's predictions.csv (multi-label: a 0/1 column per AU
     for the truth and the prediction), each checked against its fold."""
-    from mefnet.report.au_metrics import read_au_predictions
-
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
     try:
