@@ -49,8 +49,11 @@ test-all: $(STAMP)
 check-readme: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_reproduce_slow.py
 
+# ruff, then the layer contracts of pyproject.toml ([tool.importlinter]): no subpackage
+# imports one above it.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mefnet tests benchmarks
+	$(VENV)/bin/lint-imports
 
 reproduce-table: $(STAMP)
 	$(PY) -m mefnet.experiment.reproduce $(ARGS)

@@ -1,8 +1,7 @@
 """Where mefnet's Hydra configs are, composing them outside the command line, and the
 config's own resolvers and error type.
 
-The floor of every entry point: it imports nothing else of mefnet (only ``mefnet`` itself,
-for its location). The resolvers are registered by the entry points
+The floor of every entry point: it imports nothing else of mefnet. The resolvers are registered by the entry points
 (:func:`register_resolvers`: ``mefnet-train``'s module, ``mefnet-cache``, :func:`compose`),
 not when this module is imported.
 """
@@ -12,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-
-import mefnet
 
 # A plain folder name: letters, digits and . _ - + = , @ (not "." or ".."), so that
 # ``<paths.output_dir>/<experiment_name>`` stays inside the output folder.
@@ -27,7 +24,7 @@ class ConfigError(ValueError):
 def _find_config_dir() -> str:
     # An installed wheel ships conf/ as the package data mefnet/conf; a source checkout
     # (editable install) has it beside the package.
-    pkg = Path(mefnet.__file__).resolve().parent
+    pkg = Path(__file__).resolve().parent
     for candidate in (pkg / "conf", pkg.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)

@@ -17,12 +17,12 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from mefnet.cli import retired_hint
 from mefnet.config import CONFIG_DIR, ConfigError, compose
 from mefnet.data.datamodule import MERDataModule
 from mefnet.experiment.validate import check_train_config
 from mefnet.runs.identity import experiment_differences
 from mefnet.runs.store import finished_folds
+from mefnet.utils.cli import retired_hint
 from tests.helpers import TINY_SYNTHETIC, tiny_overrides
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiment_tiny_synthetic_2026-11.json"

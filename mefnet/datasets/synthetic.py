@@ -524,6 +524,6 @@ def main(argv: list[str] | None = None) -> None:
         generate(spec, a.root)
         print(read_synthetic(a.root, spec.class_names).summary())
 
-    from mefnet.cli import cli
+    from mefnet.utils.cli import cli
 
     cli("mefnet-synth", make, argv_debug=False)

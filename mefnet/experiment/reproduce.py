@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [*a.overrides, *[o for o in (a.only or []) if "=" in o]]
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     start = time.perf_counter()
-    from mefnet.cli import cli
+    from mefnet.utils.cli import cli
 
     cli("reproduce-table", lambda: reproduce(a.set, extra=overrides, n_jobs=a.n_jobs, only=only or None),
         argv_debug=False)

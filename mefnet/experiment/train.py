@@ -314,8 +314,8 @@ def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
-    from mefnet.cli import cli
     from mefnet.experiment import hydra_callbacks
+    from mefnet.utils.cli import cli
 
     def entry() -> None:
         hydra_callbacks._failures.clear()

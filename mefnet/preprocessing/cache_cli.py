@@ -87,7 +87,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``mefnet-cache``)."""
-    from mefnet.cli import cli
+    from mefnet.utils.cli import cli
 
     register_resolvers()
     cli("mefnet-cache", _main)

@@ -70,7 +70,8 @@ def clip_identity(index) -> dict[str, dict]:
     Content, not name or time: a dataset that moved keeps its identity, an edited frame
     does not.
     """
-    from mefnet.preprocessing.features import clip_inputs  # here: features imports this module
+    # lazy: heavy dependency (OpenCV, which the readers of runs, e.g. mefnet-table, do without)
+    from mefnet.preprocessing.features import clip_inputs
 
     out = {}
     for c in index:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mefnet.runs.identity import listed
 from mefnet.runs.splits import fold_contains
+from mefnet.utils.cli import UserError
 from mefnet.utils.files import atomic_path
 from mefnet.utils.locks import LockBusyError, exclusive
 
@@ -46,11 +47,11 @@ class ReportError(ValueError):
     """Stored files that cannot be used: malformed, or runs that do not belong together."""
 
 
-class IncompleteExperimentError(RuntimeError):
+class IncompleteExperimentError(UserError, RuntimeError):
     """Some folds of an experiment have no finished predictions."""
 
 
-class RefusedRunError(RuntimeError):
+class RefusedRunError(UserError, RuntimeError):
     """A run refused before it changed anything: its directory holds another experiment,
     or a fold of it is being computed by another process."""
 
