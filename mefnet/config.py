@@ -98,6 +98,18 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     return OmegaConf.create(out)
 
 
+def absolute_paths(cfg):
+    """Resolve every interpolation and make paths absolute (fold workers start elsewhere)."""
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("output_dir", "data_dir", "cache_dir"):
+        resolved["paths"][key] = str(Path(resolved["paths"][key]).expanduser().resolve())
+    resolved["experiment_dir"] = str(Path(resolved["experiment_dir"]).expanduser().resolve())
+    resolved["preprocessing"]["cache_dir"] = str(Path(resolved["preprocessing"]["cache_dir"]).resolve())
+    return OmegaConf.create(resolved)
+
+
 def instantiate_option(node, **kwargs):
     """Instantiate a backbone or loss config (``conf/backbone``, ``conf/loss``).
 

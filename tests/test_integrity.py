@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from mefnet.config import compose
-from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run
+from mefnet.config import absolute_paths, compose
+from mefnet.experiment.train import _prepare_experiment, run
 from mefnet.report.table import write_table
 from mefnet.runs.identity import experiment_differences
 from mefnet.runs.store import RefusedRunError, ReportError, read_experiment
@@ -36,7 +36,7 @@ def _copy(finished: Path, tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 def _cfg_index(overrides: list[str]):
-    cfg = _absolute_paths(compose(overrides))
+    cfg = absolute_paths(compose(overrides))
     return cfg, instantiate(cfg.dataset.index)
 
 

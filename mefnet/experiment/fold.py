@@ -20,14 +20,24 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import mefnet
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.report.tracking import wandb_run_settings
 from mefnet.runs.splits import split_of
-from mefnet.runs.store import FOLD_DONE, PREDICTIONS, claim_fold, fold_dir, write_predictions
+from mefnet.runs.store import (
+    FOLD_DONE,
+    PREDICTIONS,
+    claim_fold,
+    fold_dir,
+    write_au_predictions,
+    write_predictions,
+)
+from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.heartbeat import Heartbeat
@@ -59,7 +69,6 @@ def versions() -> dict:
     import cv2
     import numpy
 
-    import mefnet
 
     commit = ""
     try:
@@ -109,8 +118,6 @@ def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str
         if name and "CSVLogger" in str(lg.get("_target_", "")):
             extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
-            from mefnet.report.tracking import wandb_run_settings
-
             extra.update(wandb_run_settings(cfg, subject_key, name))
             logger = instantiate(lg, **extra)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -194,8 +201,6 @@ def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = N
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
                    min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
     if task.name == "au":
-        from mefnet.training.au import AUInnerValidation
-
         return AUInnerValidation(task.num_outputs, **options)
     return InnerValidation(index.num_classes, **options)
 
@@ -290,8 +295,6 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
     task's fixed value when None)."""
     task = task or task_runner(cfg, index)
     if task.name == "au":
-        from mefnet.runs.store import write_au_predictions
-
         thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
         preds = (probs >= torch.tensor(thresholds)).int()
         # Labels are read only now, after prediction, for the file.

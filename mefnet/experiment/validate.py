@@ -10,6 +10,7 @@ import math
 from omegaconf import DictConfig
 
 from mefnet.config import ConfigError, check_experiment_name
+from mefnet.training.pretrain import check_pretrain_config
 
 
 def _get(cfg: DictConfig, key: str):
@@ -127,7 +128,6 @@ def check_train_config(cfg: DictConfig) -> None:
         metric = _get(cfg, "inner_val.metric")
         if metric not in ("uf1", "uar", "accuracy", "loss"):
             raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")
-    from mefnet.training.pretrain import check_pretrain_config
 
     try:
         check_pretrain_config(cfg)

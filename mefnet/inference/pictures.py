@@ -46,6 +46,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mefnet.datasets.clip_index import DatasetError
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model, model_files
 from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain_ensemble
 from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
@@ -55,6 +56,8 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
+from mefnet.preprocessing.features import build_features, clip_inputs, read_image
+from mefnet.preprocessing.flow import optical_strain
 from mefnet.utils.quiet import plural
 
 DPI = 100
@@ -372,8 +375,6 @@ def clip_pictures(prepared: PreparedClip, model: LoadedModel | list[LoadedModel]
 
 
 def _strain(flow: np.ndarray) -> np.ndarray:
-    from mefnet.preprocessing.flow import optical_strain
-
     return optical_strain(flow[..., 0], flow[..., 1])
 
 
@@ -404,9 +405,6 @@ def mean_face(index, rows: list[int], prep, size: int = 112, max_clips: int = 32
     """The mean grey apex face of up to ``max_clips`` of the clips ``rows`` (evenly spread),
     cropped as in training and resized to ``size`` x ``size``: the underlay of the per-class
     pictures. None for clips without frames (flow folders) or when no frame can be read."""
-    from mefnet.datasets.clip_index import DatasetError
-    from mefnet.preprocessing.features import clip_inputs, read_image
-
     chosen = sorted(set(rows))
     if len(chosen) > max_clips:
         chosen = [chosen[int(k)] for k in np.linspace(0, len(chosen) - 1, max_clips)]
@@ -437,8 +435,6 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
     several seeds each clip is counted once per seed, or only ``seed``) or one model file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
     training clips included).
     """
-    from mefnet.preprocessing.features import build_features
-
     # The fold models, never the final one: each explains only the subject it never saw.
     models = [load_model(p) for p in model_files(model_path, seed, final=False)]
     config = models[0].config

@@ -33,6 +33,7 @@ from mefnet.config import CONFIG_DIR, register_resolvers
 from mefnet.datasets.clip_index import COLUMNS, ClipIndex
 from mefnet.preprocessing.cache import FlowCache
 from mefnet.preprocessing.features import FillReport, Preprocessing, fill_cache
+from mefnet.utils.cli import cli
 from mefnet.utils.files import atomic_path
 
 log = logging.getLogger("mefnet.cache")
@@ -87,8 +88,6 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``mefnet-cache``)."""
-    from mefnet.utils.cli import cli
-
     register_resolvers()
     cli("mefnet-cache", _main)
 

@@ -36,6 +36,12 @@ from mefnet.report.aggregate import (
     group_runs,
     summarize,
 )
+from mefnet.report.compare import compare, write_comparison
+from mefnet.report.compare import to_markdown as compare_markdown
+from mefnet.report.curves import write_curves
+from mefnet.report.ensemble import with_ensembles
+from mefnet.report.figures import plot_confusion
+from mefnet.report.paper_tables import write_paper_tables
 from mefnet.runs.store import (
     IncompleteExperimentError,
     ReportError,
@@ -139,14 +145,13 @@ def write_table(
     groups = [g for g in groups if g[0].record.get("task") != "au"]
     rows = [row for g in groups for row in summarize(g)]
     if ensemble:
-        from mefnet.report.ensemble import with_ensembles
-
         rows = with_ensembles(rows, groups)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    # lazy: heavy dependency (torch, through the AU task's scores), needed for AU runs only
     from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
 
     au_rows = [row for g in au_groups for row in summarize_au(g, DATASET_TITLES)]
@@ -188,8 +193,6 @@ def write_table(
             for name, counts in zip(r["class_names"], r["confusion"], strict=True):
                 w.writerow([name, *counts])
         if figures:
-            from mefnet.report.figures import plot_confusion
-
             seeds = r["seed_list"]
             if len(seeds) == 1:
                 title, label = f"{r['experiment']}: seed {seeds[0]}, {r['clips']} clips", "counts"
@@ -261,9 +264,6 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("give experiment folders (DIR ...) and/or --compare A B")
     try:
         if a.compare:
-            from mefnet.report.compare import compare, write_comparison
-            from mefnet.report.compare import to_markdown as compare_markdown
-
             out = Path(a.out) if a.out else default_out(list(a.compare)).with_name("compare")
             result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed)
             print(compare_markdown(result))
@@ -272,7 +272,6 @@ def main(argv: list[str] | None = None) -> None:
                 return
         out = Path(a.out) if a.out else default_out(a.dirs)
         rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble)
-        from mefnet.report.paper_tables import write_paper_tables
 
         # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
         # action-unit experiments have their table in table.md and table_au.csv.
@@ -282,8 +281,6 @@ def main(argv: list[str] | None = None) -> None:
                   and g[0].name in {r["experiment"] for r in emotion_rows}]
         extra = write_paper_tables(groups, emotion_rows, out, latex=a.latex)
         if a.curves:
-            from mefnet.report.curves import write_curves
-
             extra += write_curves(groups, out)
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:
         raise SystemExit(f"mefnet-table: {e}") from None

@@ -29,6 +29,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.config import instantiate_option
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.tasks.au import is_au
+from mefnet.training.divergence import FiniteCheck
+from mefnet.training.module import MERModule
+from mefnet.utils.files import atomic_path
+from mefnet.utils.locks import exclusive
+
 log = logging.getLogger("mefnet")
 
 # What shapes the pretrained weights besides pretrain.* and the seed: the network, its
@@ -75,7 +83,6 @@ def check_pretrain_config(cfg: DictConfig) -> None:
     epochs = p.get("epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"pretrain.epochs: expected a whole number of epochs >= 1, got {epochs!r}")
-    from mefnet.tasks.au import is_au
 
     if is_au(cfg):
         raise ValueError("pretrain: only task=emotion can be pretrained (the synthetic clips carry emotion "
@@ -90,9 +97,6 @@ def pretrained_weights(cfg: DictConfig, class_names: list[str]) -> dict[str, tor
     check_pretrain_config(cfg)
     path = pretrained_path(cfg, class_names)
     if not path.is_file():
-        from mefnet.utils.files import atomic_path
-        from mefnet.utils.locks import exclusive
-
         with exclusive(path.with_suffix(".lock"), what=f"pretraining {path.name}"):
             if not path.is_file():  # another process may have finished it while this one waited
                 start = time.perf_counter()
@@ -115,7 +119,6 @@ def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[st
     (its face method replaced by the pretraining dataset's)."""
     from hydra.utils import instantiate
 
-    from mefnet.preprocessing.features import Preprocessing, build_features
 
     index = instantiate(cfg.pretrain.data.index)
     pre = OmegaConf.to_container(cfg.preprocessing, resolve=True)
@@ -130,9 +133,6 @@ def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor
     from hydra.utils import instantiate
     from torch.utils.data import DataLoader, TensorDataset
 
-    from mefnet.config import instantiate_option
-    from mefnet.training.divergence import FiniteCheck
-    from mefnet.training.module import MERModule
 
     x, y, synthetic_classes = synthetic_maps(cfg)
     if synthetic_classes != list(class_names):

@@ -136,10 +136,10 @@ def _paths(base: Path) -> list[str]:
 
 
 def _run(overrides: list[str]):
-    from mefnet.config import compose
-    from mefnet.experiment.train import _absolute_paths, run
+    from mefnet.config import absolute_paths, compose
+    from mefnet.experiment.train import run
 
-    cfg = _absolute_paths(compose(overrides))
+    cfg = absolute_paths(compose(overrides))
     run(cfg)
     return Path(cfg.experiment_dir)
 
