@@ -19,7 +19,10 @@ STAMP := $(VENV)/.installed
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install test test-slow test-all lint reproduce-table check-readme clean
+# Test tiers: test-unit (the tests that train nothing and read no real third-party data,
+# under a minute; tests/conftest.py marks them), test (every test but the slow ones: what
+# CI runs first), test-slow (the long end-to-end runs), test-all (both).
+.PHONY: install test test-unit test-slow test-all lint reproduce-table check-readme clean
 
 install: $(STAMP)
 
@@ -35,6 +38,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "unit and not slow and not realdata"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
