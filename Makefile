@@ -19,7 +19,10 @@ STAMP := $(VENV)/.installed
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install test test-slow test-all lint docs reproduce-table check-readme clean
+# Test tiers: test-unit (the tests that train nothing and read no real third-party data,
+# under a minute; tests/conftest.py marks them), test (every test but the slow ones: what
+# CI runs first), test-slow (the long end-to-end runs), test-all (both).
+.PHONY: install test test-unit test-slow test-all lint docs reproduce-table check-readme clean
 
 install: $(STAMP)
 
@@ -36,6 +39,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "unit and not slow and not realdata"
+
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
@@ -49,8 +55,11 @@ test-all: $(STAMP)
 check-readme: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_reproduce_slow.py
 
+# ruff, then the layer contracts of pyproject.toml ([tool.importlinter]): no subpackage
+# imports one above it.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mefnet tests benchmarks tools
+	$(VENV)/bin/lint-imports
 
 # The documentation site into site/ (not tracked): the docs extra (MkDocs, Material,
 # mkdocstrings) joins the same .venv at the versions of constraints.txt, then a strict

@@ -14,7 +14,7 @@ processes, exactly as ``mefnet-train fold=all n_jobs=N engine=E`` does; its wall
 includes everything (process start, model building, training, prediction, writing files,
 table). With ``S`` seeds, ``S`` such experiments run (seeds 1..S): one after the other for
 ``per_fold``, all their folds together for ``batched``
-(:func:`mefnet.experiment.batched.run_experiments`).
+(:func:`mefnet.experiment.train.run_experiments`).
 
 The last column compares with STSTNet's own 2019 training script (christy1206/STSTNet,
 ``main.py``), which takes 52 s a fold on the 2-core reference machine, 58.7 min for 68
@@ -39,9 +39,8 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
-from mefnet.config import compose
-from mefnet.experiment.batched import run_experiments
-from mefnet.experiment.train import _absolute_paths, run
+from mefnet.config import absolute_paths, compose
+from mefnet.experiment.train import run, run_experiments
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.pretrain import pretrained_weights
 
@@ -102,7 +101,7 @@ def main() -> None:
     recipe = [*composite_recipe(a.recipe), *a.overrides]
     common = [*COMPOSITE, f"paths.output_dir={work / 'out'}", f"paths.data_dir={work / 'data'}", *recipe]
 
-    cfg = _absolute_paths(compose([*common, "experiment_name=prefill"]))
+    cfg = absolute_paths(compose([*common, "experiment_name=prefill"]))
     t = time.perf_counter()
     index = instantiate(cfg.dataset.index)
     build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir, n_jobs=2)
@@ -117,7 +116,7 @@ def main() -> None:
     if cfg.get("pretrain") is not None:  # the recipe's pretraining: once per network and seed, cached
         for backbone in a.backbones:
             for s in range(1, max(a.seeds) + 1):
-                c = _absolute_paths(compose([*common, *swap(backbone), f"seed={s}", "experiment_name=prefill"]))
+                c = absolute_paths(compose([*common, *swap(backbone), f"seed={s}", "experiment_name=prefill"]))
                 t = time.perf_counter()
                 pretrained_weights(c, list(index.class_names))
                 print(f"pretraining {backbone}, seed {s}: {time.perf_counter() - t:.0f} s (synthetic clips made on "

@@ -27,9 +27,9 @@ from pathlib import Path
 from bench_loso import COMPOSITE, RECIPE, composite_recipe, load_average
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import absolute_paths, compose
 from mefnet.experiment.batched import run_batched
-from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run_fold
+from mefnet.experiment.train import _prepare_experiment, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.pretrain import pretrained_weights
 
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"process start + imports: {time.perf_counter() - t:.1f} s")
     for engine in a.engines:
         vec = [f"++vectorize={str(engine == 'batched-vmap').lower()}"] if engine != "per_fold" else []
-        cfg = _absolute_paths(compose([*common, *vec, f"experiment_name=profile-{a.backbone}-{engine}"]))
+        cfg = absolute_paths(compose([*common, *vec, f"experiment_name=profile-{a.backbone}-{engine}"]))
         index = instantiate(cfg.dataset.index)
         feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
                                n_jobs=2)

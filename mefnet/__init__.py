@@ -13,7 +13,7 @@ __all__ = ["Experiment", "Result", "__version__"]
 
 
 def __getattr__(name: str):
-    # Imported on first use, so `import mefnet` stays light (no torch, no Hydra).
+    # lazy: imported on first use, so `import mefnet` stays free of torch and Hydra.
     if name in ("Experiment", "Result"):
         from mefnet import api
 

@@ -26,6 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mefnet.config import compose
+from mefnet.experiment.train import run
+from mefnet.report.aggregate import experiment_rows
+from mefnet.report.metrics import pooled_metrics
+from mefnet.runs.store import read_predictions
+
 
 def _setup_logging() -> None:
     """mefnet's progress lines on stderr, unless the caller already configured logging."""
@@ -53,8 +59,6 @@ class Result:
     def read(cls, run_dir: str | Path) -> Result:
         import pandas as pd
 
-        from mefnet.report.metrics import pooled_metrics
-        from mefnet.report.table import experiment_rows, read_predictions
 
         record, rows = read_predictions(run_dir)
         names = list(record["class_names"])
@@ -74,8 +78,6 @@ class Experiment:
     """One LOSO experiment built from ``mefnet-train`` overrides (or a composed config)."""
 
     def __init__(self, overrides: Sequence[str] | None = None, *, config: Any = None) -> None:
-        from mefnet.config import compose
-
         self.overrides = list(overrides or [])
         self.config = config if config is not None else compose(self.overrides)
 
@@ -103,8 +105,6 @@ class Experiment:
 
         Refuses (like ``mefnet-train``) a different config under a name that already exists.
         """
-        from mefnet.experiment.train import run
-
         _setup_logging()
         if str(self.config.fold) != "all":
             raise ValueError(f"Experiment.run() runs every fold; fold={self.config.fold} is for mefnet-train")
@@ -118,7 +118,6 @@ class Experiment:
         then uses it by default. Left untouched when it exists."""
         from omegaconf import OmegaConf
 
-        from mefnet.experiment.train import run
 
         _setup_logging()
         cfg = self.config.copy()

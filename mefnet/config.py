@@ -1,16 +1,32 @@
-"""Where mefnet's Hydra configs are, and composing them outside the command line."""
+"""Where mefnet's Hydra configs are, composing them outside the command line, and the
+config's own resolvers and error type.
+
+The floor of every entry point: it imports nothing else of mefnet. The resolvers are registered by the entry points
+(:func:`register_resolvers`: ``mefnet-train``'s module, ``mefnet-cache``, :func:`compose`),
+not when this module is imported.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
-import mefnet
+from mefnet.utils.cli import open_map_overrides
+
+# A plain folder name: letters, digits and . _ - + = , @ (not "." or ".."), so that
+# ``<paths.output_dir>/<experiment_name>`` stays inside the output folder.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_\-+=,@.]+$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and what it accepts."""
 
 
 def _find_config_dir() -> str:
     # An installed wheel ships conf/ as the package data mefnet/conf; a source checkout
     # (editable install) has it beside the package.
-    pkg = Path(mefnet.__file__).resolve().parent
+    pkg = Path(__file__).resolve().parent
     for candidate in (pkg / "conf", pkg.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
@@ -20,12 +36,23 @@ def _find_config_dir() -> str:
 CONFIG_DIR = _find_config_dir()
 
 
-def _plain_name(name):
-    """``${mefnet.name:${experiment_name}}``: the name, refused unless it is a plain folder
-    name; resolved by Hydra before it creates the run directory, so a bad name writes nothing."""
-    from mefnet.experiment.validate import check_experiment_name
+def check_experiment_name(name) -> str:
+    """``experiment_name`` must be a plain folder name: no path separators, not empty, not ``..``.
 
-    return check_experiment_name(name)
+    Also the ``${mefnet.name:${experiment_name}}`` resolver: resolved by Hydra before it
+    creates the run directory, so a bad name writes nothing."""
+    name = "" if name is None else str(name)
+    if not name or name in (".", "..") or not _PLAIN_NAME.match(name):
+        raise ConfigError(
+            f"experiment_name: {name!r} is not a plain name; use letters, digits and . _ - + = , @ "
+            "(no path separators, not empty, not '..'): it names a folder inside paths.output_dir"
+        )
+    return name
+
+
+def params_hash(text: str) -> str:
+    """Short stable hash naming a trial by its overrides (the ``mefnet_hash`` resolver)."""
+    return hashlib.sha256(str(text).encode()).hexdigest()[:10]
 
 
 def _recipe_name(name, dataset, recipe_dataset):
@@ -38,17 +65,14 @@ def _recipe_name(name, dataset, recipe_dataset):
 def register_resolvers() -> None:
     """``${mefnet.name:...}`` (a checked experiment name), ``${mefnet_hash:text}`` (a short
     stable hash naming each recipe-search trial by its overrides, conf/hparams_search/) and
-    ``${mefnet.recipe:...}`` (a recipe's run name naming other data, :func:`_recipe_name`)."""
+    ``${mefnet.recipe:...}`` (a recipe's run name naming other data, :func:`_recipe_name`).
+
+    Called by each entry point before it composes a config; idempotent."""
     from omegaconf import OmegaConf
 
-    from mefnet.experiment.search import params_hash
-
-    OmegaConf.register_new_resolver("mefnet.name", _plain_name, replace=True)
+    OmegaConf.register_new_resolver("mefnet.name", check_experiment_name, replace=True)
     OmegaConf.register_new_resolver("mefnet_hash", params_hash, replace=True)
     OmegaConf.register_new_resolver("mefnet.recipe", _recipe_name, replace=True)
-
-
-register_resolvers()
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train"):
@@ -63,8 +87,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    from mefnet.cli import open_map_overrides
-
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name=config_name, overrides=open_map_overrides(list(overrides or [])),
@@ -85,6 +108,18 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
             value = full[key]
             out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
     return OmegaConf.create(out)
+
+
+def absolute_paths(cfg):
+    """Resolve every interpolation and make paths absolute (fold workers start elsewhere)."""
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("output_dir", "data_dir", "cache_dir"):
+        resolved["paths"][key] = str(Path(resolved["paths"][key]).expanduser().resolve())
+    resolved["experiment_dir"] = str(Path(resolved["experiment_dir"]).expanduser().resolve())
+    resolved["preprocessing"]["cache_dir"] = str(Path(resolved["preprocessing"]["cache_dir"]).resolve())
+    return OmegaConf.create(resolved)
 
 
 def instantiate_option(node, **kwargs):

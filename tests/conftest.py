@@ -36,3 +36,40 @@ def annotations(realdata: Path) -> Path:
     if not path.is_dir():
         missing_realdata(f"{path} is absent")
     return path
+
+
+# -- test tiers --------------------------------------------------------------------------------
+# The modules whose tests train a model (a Lightning fit, a run, a pretraining): marked
+# `train`. Every other test is marked `unit`: it trains nothing, and the unit tier
+# (`make test-unit`: unit tests that are neither slow nor read the real third-party data,
+# under a minute) runs them alone. A unit test that starts a Lightning
+# fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
+TRAINING_MODULES = frozenset({
+    "test_api", "test_api_notebook", "test_averaging", "test_batched", "test_benchmarks", "test_cli",
+    "test_config_groups", "test_datasets_frames_csv", "test_ensemble", "test_experiment_folders", "test_export",
+    "test_face", "test_final_model", "test_flow_cache", "test_golden", "test_integrity", "test_notebooks",
+    "test_paper_reports", "test_pictures", "test_predict", "test_pretrain", "test_progress_quiet",
+    "test_protocols_tasks", "test_readme_examples", "test_reproduce", "test_reproduce_flows",
+    "test_reproduce_slow", "test_search", "test_ststnet_paper", "test_sweep", "test_table", "test_train",
+})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        item.add_marker(pytest.mark.train if module in TRAINING_MODULES else pytest.mark.unit)
+        if "realdata" in getattr(item, "fixturenames", ()):  # reads ../shared/realdata: not in the unit tier
+            item.add_marker(pytest.mark.realdata)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_train_nothing(request, monkeypatch):
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import lightning
+
+    def refused(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} trains a model (Lightning fit) but is in the unit tier; add its module "
+                    "to TRAINING_MODULES in tests/conftest.py")
+
+    monkeypatch.setattr(lightning.Trainer, "fit", refused)

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mefnet.datasets.apex import midpoint_apex, motion_from_onset, read_apex_file, spot_apex
 from mefnet.datasets.clip_index import DatasetError, list_frames
-from mefnet.preprocessing.apex import midpoint_apex, motion_from_onset, read_apex_file, spot_apex
 
 
 def moving_clip(folder: Path, strengths: dict[int, int]) -> dict[int, Path]:

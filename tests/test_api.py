@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import experiment_rows
 from tests.helpers import tiny_overrides
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mefnet.report.au_metrics import au_scores
+from mefnet.tasks.au import au_scores
 
 NAMES = ["AU1", "AU4", "AU12", "AU15"]
 # Two folds of three clips. AU12 is absent from fold 1's ground truth, AU15 from both.

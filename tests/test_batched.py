@@ -19,9 +19,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from mefnet.config import CONFIG_DIR, compose
+from mefnet.config import CONFIG_DIR, absolute_paths, compose
 from mefnet.experiment.batched import run_batched
-from mefnet.experiment.train import _absolute_paths, run
+from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.batched import _Template
 from tests.helpers import TINY_PRETRAIN, tiny_overrides
@@ -145,7 +145,7 @@ def test_batched_equals_per_fold(workdir, vmapped, flat_steps, case):
 def test_a_seed_ensemble_in_one_fit_equals_its_seeds_run_apart(workdir):
     """Folds x seeds as members of one fit: each seed's folds as in a run of that seed
     alone (and with n_jobs=2, two batched processes give the same predictions)."""
-    cfgs = [_absolute_paths(compose(tiny_overrides(workdir, "ens", "engine=batched", VMAP, f"seed={s}"))) for s in (1, 2)]
+    cfgs = [absolute_paths(compose(tiny_overrides(workdir, "ens", "engine=batched", VMAP, f"seed={s}"))) for s in (1, 2)]
     index = instantiate(cfgs[0].dataset.index)
     features = build_features(index, Preprocessing.from_config(cfgs[0].preprocessing), cfgs[0].preprocessing.cache_dir)
     for cfg in cfgs:  # experiment.json, as run() writes it
@@ -177,14 +177,14 @@ def test_batched_test_subject_labels_cannot_influence_its_predictions(workdir, s
     label. The other members train on that subject (it is in their training folds), in the
     same fit, with the same optimizer; the test subject's own predictions must not move."""
     extra = INNER_VAL if selection == "inner_val" else [BATCH]
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"leak-{selection}", "engine=batched", VMAP, *extra)))
+    cfg = absolute_paths(compose(tiny_overrides(workdir, f"leak-{selection}", "engine=batched", VMAP, *extra)))
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     test_subject = index.subjects[1]
     honest = run_batched([(cfg, s) for s in index.subjects], index, features)
     wrong = index.with_clips([replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
                               if c.subject_key == test_subject else c for c in index])
-    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, f"leak-wrong-{selection}", "engine=batched", VMAP,
+    cfg2 = absolute_paths(compose(tiny_overrides(workdir, f"leak-wrong-{selection}", "engine=batched", VMAP,
                                                   *extra)))
     tampered = run_batched([(cfg2, s) for s in wrong.subjects], wrong, features)
 

@@ -80,7 +80,7 @@ def test_a_command_run_in_process_leaves_hydra_full_error_as_it_was(monkeypatch)
     would print tracebacks instead of one-line messages)."""
     import os
 
-    from mefnet.cli import cli
+    from mefnet.utils.cli import cli
 
     def bad():
         raise ValueError("data.batch_size: 0 must be >= 1")

@@ -61,18 +61,18 @@ def test_a_backbone_key_its_model_does_not_take_is_named_before_any_work():
     """experiment=megc2019_flows sets an AM3F-FlowNet key; with backbone=ststnet it is
     named, with the way to drop it, and dropping it works. Every backbone option and
     every experiment passes the check as shipped."""
-    from mefnet.experiment.train import _absolute_paths
-    from mefnet.experiment.validate import ConfigError, check_train_config
+    from mefnet.config import ConfigError, absolute_paths
+    from mefnet.experiment.validate import check_train_config
 
     swapped = ["experiment=megc2019_flows", "backbone=ststnet", "dataset=synthetic"]
     with pytest.raises(ConfigError, match=r"backbone\.msff_residual: STSTNet .*'~backbone\.msff_residual'"):
-        check_train_config(_absolute_paths(compose(swapped)))
-    cfg = _absolute_paths(compose([*swapped, "~backbone.msff_residual"]))
+        check_train_config(absolute_paths(compose(swapped)))
+    cfg = absolute_paths(compose([*swapped, "~backbone.msff_residual"]))
     check_train_config(cfg)
     assert "msff_residual" not in cfg.backbone
     with pytest.raises(ConfigError, match=r"backbone\.widht: AM3FFlowNet"):
-        check_train_config(_absolute_paths(compose(["backbone=am3f", "+backbone.widht=3"])))
+        check_train_config(absolute_paths(compose(["backbone=am3f", "+backbone.widht=3"])))
     for option in _options("backbone"):
-        check_train_config(_absolute_paths(compose([f"backbone={option}"])))
+        check_train_config(absolute_paths(compose([f"backbone={option}"])))
     for option in _options("experiment"):
-        check_train_config(_absolute_paths(compose([f"experiment={option}"])))
+        check_train_config(absolute_paths(compose([f"experiment={option}"])))

@@ -17,11 +17,12 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from mefnet.cli import retired_hint
-from mefnet.config import CONFIG_DIR, compose
+from mefnet.config import CONFIG_DIR, ConfigError, compose
 from mefnet.data.datamodule import MERDataModule
-from mefnet.experiment.store import experiment_differences, finished_folds
-from mefnet.experiment.validate import ConfigError, check_train_config
+from mefnet.experiment.validate import check_train_config
+from mefnet.runs.identity import experiment_differences
+from mefnet.runs.store import finished_folds
+from mefnet.utils.cli import retired_hint
 from tests.helpers import TINY_SYNTHETIC, tiny_overrides
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiment_tiny_synthetic_2026-11.json"
@@ -121,9 +122,10 @@ def test_the_command_line_wins_over_an_experiments_choice():
 
 
 def _record(cfg) -> dict:
-    from mefnet.experiment.train import _absolute_paths, config_fingerprint
+    from mefnet.config import absolute_paths
+    from mefnet.experiment.train import config_fingerprint
 
-    cfg = _absolute_paths(cfg)
+    cfg = absolute_paths(cfg)
     return {"fingerprint": config_fingerprint(cfg), "folds": [f"synthetic/sub0{i}" for i in range(1, 5)],
             "class_names": ["negative", "positive", "surprise"], "config": OmegaConf.to_container(cfg, resolve=True)}
 
@@ -221,7 +223,7 @@ def test_the_runner_computes_the_maps_once_per_run_not_per_fold(tmp_path, monkey
                                  "inner_val.min_epochs=1", "inner_val.every_n_epochs=1", "inner_val.smooth=1"))
     train.run(cfg)
     assert calls == {"run": 1, "datamodule": 0}
-    assert len(finished_folds(Path(train._absolute_paths(cfg).experiment_dir))) == 4
+    assert len(finished_folds(Path(train.absolute_paths(cfg).experiment_dir))) == 4
 
 
 # --------------------------------------------------------------------------- debug
@@ -232,14 +234,15 @@ DEBUG_DATA = [o for o in TINY_SYNTHETIC if not o.startswith(("trainer.max_epochs
 
 
 def _debug_run(tmp_path, option, *extra):
-    from mefnet.experiment.train import _absolute_paths, run
+    from mefnet.config import absolute_paths
+    from mefnet.experiment.train import run
 
     cfg = compose([*DEBUG_DATA, f"paths.data_dir={tmp_path / 'data'}", f"debug={option}",
                    f"paths.output_dir={tmp_path / 'out'}", "experiment_name=dbg", *extra])
     trainer = instantiate(cfg.trainer)  # the debug keys are real Trainer arguments
     assert isinstance(trainer, L.Trainer)
     rows = run(cfg)
-    return _absolute_paths(cfg), rows
+    return absolute_paths(cfg), rows
 
 
 @pytest.mark.parametrize("option", ["default", "fdr"])
@@ -272,14 +275,15 @@ def test_debug_overfit_fits_one_batch(tmp_path):
 
 
 def test_debug_tiny_runs_one_fold_of_tiny_synthetic_data(tmp_path):
-    from mefnet.experiment.train import _absolute_paths, run
+    from mefnet.config import absolute_paths
+    from mefnet.experiment.train import run
 
     cfg = compose([f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path / 'out'}",
                    "debug=tiny", "experiment_name=tiny"])
     assert cfg.dataset.index.num_subjects == 4 and cfg.fold == "sub01"
     assert instantiate(cfg.trainer).max_epochs == 2
     assert run(cfg) is None  # one fold: no table
-    exp = Path(_absolute_paths(cfg).experiment_dir)
+    exp = Path(absolute_paths(cfg).experiment_dir)
     assert exp == (tmp_path / "out" / "debug" / "tiny" / "seed_42").resolve()
     assert finished_folds(exp) == {"synthetic/sub01"}
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import ReportError, main, write_table
+from mefnet.report.table import main, write_table
+from mefnet.runs.store import ReportError
 
 CLASSES = ["negative", "positive", "surprise"]
 # Two source datasets, so the ensemble gets part rows too.

@@ -8,10 +8,10 @@ import pytest
 
 from mefnet.config import compose
 from mefnet.experiment.final import FINAL_RECORD, final_dir, final_epochs
-from mefnet.experiment.store import finished_folds
 from mefnet.experiment.train import run
 from mefnet.inference.checkpoint import load_model, model_files
 from mefnet.inference.predict import Predictor
+from mefnet.runs.store import finished_folds
 from tests.helpers import tiny_overrides
 
 

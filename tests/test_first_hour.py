@@ -109,8 +109,8 @@ def test_a_class_map_is_given_on_the_command_line_as_written_in_the_docs(tmp_pat
 
 
 def test_map_overrides_reach_hydra_as_merges_and_others_are_left_alone():
-    from mefnet.cli import open_map_overrides
     from mefnet.config import compose
+    from mefnet.utils.cli import open_map_overrides
 
     given = ["dataset.index.class_map={a: b}", "dataset.index.parts.mine={root: /r}", "+x.class_map={a: b}",
              "dataset.index.root=/r", "preprocessing.face_options={margin: 0.2}", "dataset.index.clas_map={a: b}"]

@@ -12,15 +12,11 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from mefnet.config import compose
-from mefnet.experiment.store import (
-    RefusedRunError,
-    ReportError,
-    experiment_differences,
-    read_experiment,
-)
-from mefnet.experiment.train import _absolute_paths, _prepare_experiment, run
+from mefnet.config import absolute_paths, compose
+from mefnet.experiment.train import _prepare_experiment, run
 from mefnet.report.table import write_table
+from mefnet.runs.identity import experiment_differences
+from mefnet.runs.store import RefusedRunError, ReportError, read_experiment
 from tests.helpers import tiny_overrides
 
 
@@ -40,7 +36,7 @@ def _copy(finished: Path, tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 def _cfg_index(overrides: list[str]):
-    cfg = _absolute_paths(compose(overrides))
+    cfg = absolute_paths(compose(overrides))
     return cfg, instantiate(cfg.dataset.index)
 
 
@@ -212,7 +208,7 @@ def test_model_files_with_non_finite_weights_are_refused(tmp_path):
 
 def test_a_fold_held_by_another_process_is_skipped_naming_it_and_a_released_lock_is_taken(finished, tmp_path,
                                                                                          caplog):
-    from mefnet.experiment.store import fold_lock
+    from mefnet.runs.store import fold_lock
 
     exp, overrides = _copy(finished, tmp_path)
     (exp / "folds" / "synthetic" / "sub01" / "fold.json").unlink()  # reopen one fold
@@ -231,7 +227,8 @@ def test_claim_fold_gives_a_free_fold_once_and_leaves_a_finished_one_unlocked(tm
     """Both engines take each fold through claim_fold: a free fold is claimed with its lock
     held for the block; a second claim meanwhile is refused naming the holder; a fold
     whose fold.json says complete is refused and its lock not kept."""
-    from mefnet.experiment.store import claim_fold, fold_dir, fold_finished, fold_lock, write_json
+    from mefnet.runs.store import claim_fold, fold_dir, fold_finished, fold_lock
+    from mefnet.utils.files import write_json
 
     exp = tmp_path / "exp"
     with caplog.at_level("INFO", logger="mefnet"):
@@ -282,7 +279,7 @@ def test_two_first_time_generations_of_one_synthetic_set_do_not_collide(tmp_path
     ("selection=inner_val inner_val.val_fraction=1.5", "inner_val.val_fraction: 1.5 is out of range"),
 ])
 def test_config_values_are_checked_before_any_work_naming_the_key(tmp_path, override, message):
-    from mefnet.experiment.validate import ConfigError
+    from mefnet.config import ConfigError
 
     cfg = compose(tiny_overrides(tmp_path, "checked", *override.split()))
     with pytest.raises(ConfigError, match=re.escape(message)):

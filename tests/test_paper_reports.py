@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mefnet.report.aggregate import group_runs
 from mefnet.report.compare import compare, mcnemar, paired_bootstrap
 from mefnet.report.curves import write_curves
 from mefnet.report.paper_tables import per_class_rows, per_subject_rows, to_latex
-from mefnet.report.table import find_runs, group_runs, main, read_run, write_table
+from mefnet.report.table import main, write_table
+from mefnet.runs.store import find_runs, read_run
 
 CLASSES = ["negative", "positive"]
 

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from mefnet.config import compose
+from mefnet.datasets.apex import spot_apex
 from mefnet.experiment.train import run
 from mefnet.inference.checkpoint import (
     FORMAT,
@@ -28,7 +29,6 @@ from mefnet.inference.checkpoint import (
 )
 from mefnet.inference.inputs import ClipSpec
 from mefnet.inference.predict import Predictor, main
-from mefnet.preprocessing.apex import spot_apex
 from mefnet.preprocessing.features import build_features
 from tests.conftest import missing_realdata
 from tests.helpers import tiny_overrides, trained_am3f

@@ -10,19 +10,19 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import ConfigError, absolute_paths, compose
 from mefnet.experiment.fold import _datamodule, build_module
-from mefnet.experiment.store import comparable_config
-from mefnet.experiment.train import _absolute_paths, run
-from mefnet.experiment.validate import ConfigError, check_train_config
+from mefnet.experiment.train import run
+from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.runs.identity import comparable_config
 from mefnet.training.pretrain import pretrain_key, pretrained_path, pretrained_weights
 from tests.helpers import TINY_PRETRAIN, tiny_overrides
 
 
 def _cfg(tmp: Path, *extra: str, pretrain: bool = True):
     pre = TINY_PRETRAIN if pretrain else []
-    return _absolute_paths(compose(tiny_overrides(tmp, "pre", "backbone=am3f", *pre, *extra)))
+    return absolute_paths(compose(tiny_overrides(tmp, "pre", "backbone=am3f", *pre, *extra)))
 
 
 def _same(a: dict, b: dict) -> bool:

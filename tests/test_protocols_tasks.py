@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from mefnet.config import compose
+from mefnet.config import absolute_paths, compose
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.composite import join_indices
-from mefnet.experiment.splits import Split, fold_contains
-from mefnet.experiment.store import ReportError
-from mefnet.experiment.train import _absolute_paths, run, run_fold
+from mefnet.experiment.train import run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.report.au_metrics import au_scores
 from mefnet.report.table import write_table
+from mefnet.runs.splits import Split, fold_contains
+from mefnet.runs.store import ReportError
 from mefnet.tasks import load_index
+from mefnet.tasks.au import au_scores
 from tests.helpers import TINY_SYNTHETIC
 
 PARTS = ("synth_a", "synth_b", "synth_c")
@@ -127,7 +127,7 @@ def test_test_clip_labels_cannot_influence_predictions(workdir, protocol, task, 
         if task == "au":
             extra += ["task.threshold=inner_val"]
     name = f"leak-{protocol}-{task}-{selection}"
-    cfg = _absolute_paths(compose(multi_overrides(workdir, name, *extra)))
+    cfg = absolute_paths(compose(multi_overrides(workdir, name, *extra)))
     index = load_index(cfg)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     fold = "lodo/synth_b" if protocol == "lodo" else "holdout/synth_c"
@@ -136,7 +136,7 @@ def test_test_clip_labels_cannot_influence_predictions(workdir, protocol, task, 
     # Every test clip gets a wrong label (emotion) or wrong action units (AU); nothing else changes.
     wrong = [replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3], aus="5+7")
              if c.dataset == tested else c for c in index]
-    cfg2 = _absolute_paths(compose(multi_overrides(workdir, name + "-wrong", *extra)))
+    cfg2 = absolute_paths(compose(multi_overrides(workdir, name + "-wrong", *extra)))
     tampered = run_fold(cfg2, index.with_clips(wrong), features, fold)
     a = _read(Path(cfg.experiment_dir) / "folds" / fold / "predictions.csv")
     b = _read(Path(cfg2.experiment_dir) / "folds" / fold / "predictions.csv")
@@ -156,7 +156,7 @@ def test_test_clip_labels_cannot_influence_predictions(workdir, protocol, task, 
 def test_au_lodo_runs_end_to_end_and_the_table_pools_the_folds(workdir):
     cfg = compose(multi_overrides(workdir, "au-lodo", "task=au", "protocol=lodo"))
     rows = run(cfg)
-    exp = Path(_absolute_paths(cfg).experiment_dir)
+    exp = Path(absolute_paths(cfg).experiment_dir)
     record = json.loads((exp / "experiment.json").read_text())
     assert record["task"] == "au" and record["folds"] == [f"lodo/{p}" for p in PARTS]
     assert record["protocol"] == "leave-one-dataset-out"
@@ -186,7 +186,7 @@ def test_au_lodo_completeness_check_resumes_intact_folds_and_recomputes_a_damage
     """The per-fold completeness check reads lodo/<dataset> folds and AU prediction files."""
     cfg = compose(multi_overrides(workdir, "au-lodo", "task=au", "protocol=lodo"))
     rows = run(cfg)  # computes, or resumes the end-to-end test's run
-    exp = Path(_absolute_paths(cfg).experiment_dir)
+    exp = Path(absolute_paths(cfg).experiment_dir)
     marks = {p: (exp / "folds" / "lodo" / p / "fold.json").stat().st_mtime_ns for p in PARTS}
     assert [(r["part"], r["macro_f1"]) for r in run(cfg)] == [(r["part"], r["macro_f1"]) for r in rows]
     assert {p: (exp / "folds" / "lodo" / p / "fold.json").stat().st_mtime_ns for p in PARTS} == marks
@@ -207,7 +207,7 @@ def test_emotion_holdout_runs_one_fold_and_a_rerun_resumes(workdir):
     over = multi_overrides(workdir, "holdout", "protocol=holdout", "protocol.train=[synth_a]",
                            "protocol.test=[synth_b,synth_c]")
     rows = run(compose(over))
-    exp = Path(_absolute_paths(compose(over)).experiment_dir)
+    exp = Path(absolute_paths(compose(over)).experiment_dir)
     assert json.loads((exp / "experiment.json").read_text())["folds"] == ["holdout/synth_b+synth_c"]
     assert [(r["part"], r["clips"], r["folds"]) for r in rows] == [("all", 24, 1), ("synth_b", 12, 1),
                                                                    ("synth_c", 12, 1)]

@@ -34,9 +34,10 @@ def test_raw_frames_and_flow_folder_experiments_share_the_training_config():
 def test_the_flow_folder_experiment_composes_as_before_the_recipe_had_its_own_file():
     """The fingerprint (every key that shapes results) of experiment=megc2019_flows as it
     composed at 60009c7, before conf/recipe/: the README's figures were made with it."""
-    from mefnet.experiment.train import _absolute_paths, config_fingerprint
+    from mefnet.config import absolute_paths
+    from mefnet.experiment.train import config_fingerprint
 
-    assert config_fingerprint(_absolute_paths(compose(["experiment=megc2019_flows"]))) == "16e2b7ef9a0c707c"
+    assert config_fingerprint(absolute_paths(compose(["experiment=megc2019_flows"]))) == "16e2b7ef9a0c707c"
     cfg = compose(["experiment=megc2019_flows"])
     assert (cfg.selection, cfg.trainer.max_epochs, cfg.data.batch_size, cfg.test_time_mirror) == (
         "fixed_epochs", 29, 32, True)

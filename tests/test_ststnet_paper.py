@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mefnet.config import compose
+from mefnet.config import absolute_paths, compose
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.flow_folder import load_flow_folder
-from mefnet.experiment.train import _absolute_paths, run
+from mefnet.experiment.train import run
 from mefnet.models.ststnet import STSTNet
 from mefnet.preprocessing.features import Preprocessing, build_features
 from tests.flow_trees import make_flow_folder
@@ -101,7 +101,7 @@ def test_ststnet_dropout_per_branch_keeps_the_parameters_and_eval_output():
 
 
 def test_an_ststnet_paper_fold_trains_and_predicts(flows, tmp_path):
-    cfg = _absolute_paths(compose([
+    cfg = absolute_paths(compose([
         "experiment=ststnet_paper", "dataset=flow_folder", f"dataset.index.root={flows}", "trainer.max_epochs=3",
         f"paths.output_dir={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
         "save_checkpoint=false", "fold=smic/s01", "preprocessing.n_jobs=1",
@@ -117,7 +117,7 @@ def test_an_ststnet_paper_fold_trains_and_predicts(flows, tmp_path):
 @pytest.mark.parametrize("bad", [["backbone=am3f", "~backbone.dropout_position"], ["augment=hflip"],
                                  ["test_time_mirror=true"]])
 def test_options_that_would_misread_the_maps_are_refused(flows, tmp_path, bad):
-    cfg = _absolute_paths(compose([
+    cfg = absolute_paths(compose([
         "experiment=ststnet_paper", "dataset=flow_folder", f"dataset.index.root={flows}", "trainer.max_epochs=1",
         f"paths.output_dir={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'data'}", "logger=none",
         "save_checkpoint=false", "fold=smic/s01", "preprocessing.n_jobs=1", *bad,

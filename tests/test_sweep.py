@@ -241,7 +241,7 @@ def test_a_table_callback_that_fails_fails_the_command(tmp_path):
 
 def test_callback_failures_are_raised_once_and_named():
     from mefnet.experiment import hydra_callbacks
-    from mefnet.experiment.store import ReportError
+    from mefnet.runs.store import ReportError
 
     hydra_callbacks._failures.clear()
     table = hydra_callbacks.SetTable(name="x", out_dir="/nonexistent/never")

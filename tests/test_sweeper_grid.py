@@ -10,8 +10,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
 from mefnet.config import CONFIG_DIR, compose
-from mefnet.experiment.store import comparable_config, experiment_differences
 from mefnet.experiment.sweeper import grid
+from mefnet.runs.identity import comparable_config, experiment_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,14 +13,10 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
+from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import (
-    IncompleteExperimentError,
-    ReportError,
-    experiment_rows,
-    main,
-    write_table,
-)
+from mefnet.report.table import main, write_table
+from mefnet.runs.store import IncompleteExperimentError, ReportError
 
 CLASSES = ["negative", "positive", "surprise"]
 RULE = "fixed_epochs: trained 3 epochs, the test subject predicted once after training"
@@ -259,7 +255,8 @@ def test_the_table_equals_a_recomputation_from_the_predictions_files(tmp_path):
 def test_confusion_png_has_the_expected_size_and_is_not_blank(tmp_path):
     import matplotlib.image as mpimg
 
-    from mefnet.report.figures import DPI, FIGSIZE
+    from mefnet.report.figures import FIGSIZE
+    from mefnet.utils.figure_output import DPI
 
     for seed in (0, 1, 2):
         make_run(tmp_path / "e" / f"seed_{seed}", "exp", seed, _folds(PREDS[seed]))

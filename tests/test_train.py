@@ -11,12 +11,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from mefnet.config import compose
+from mefnet.config import absolute_paths, compose
 from mefnet.datasets.clip_index import DatasetError
-from mefnet.experiment.train import _absolute_paths, run, run_fold
+from mefnet.experiment.train import run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import experiment_rows
 from tests.helpers import tiny_overrides
 
 
@@ -97,7 +97,7 @@ INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min
 @pytest.mark.parametrize("selection", ["fixed_epochs", "inner_val"])
 def test_test_subject_labels_cannot_influence_its_predictions(workdir, selection):
     extra = INNER_VAL if selection == "inner_val" else []
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-{selection}", *extra)))
+    cfg = absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-{selection}", *extra)))
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     test_subject = index.subjects[1]
@@ -106,7 +106,7 @@ def test_test_subject_labels_cannot_influence_its_predictions(workdir, selection
     # Every test-subject clip gets a wrong label; nothing else changes.
     wrong = [replace(c, label=(c.label + 1) % 3, label_name=index.class_names[(c.label + 1) % 3])
              if c.subject_key == test_subject else c for c in index]
-    cfg2 = _absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-wrong-labels-{selection}", *extra)))
+    cfg2 = absolute_paths(compose(tiny_overrides(workdir, f"leak-guard-wrong-labels-{selection}", *extra)))
     run_fold(cfg2, index.with_clips(wrong), features, test_subject)
     tampered = _read(Path(cfg2.experiment_dir) / "folds" / test_subject / "predictions.csv")
     honest_rows = _read(Path(cfg.experiment_dir) / "folds" / test_subject / "predictions.csv")
@@ -121,7 +121,7 @@ def test_test_subject_labels_cannot_influence_its_predictions(workdir, selection
 def test_inner_validation_draws_training_subjects_only_seeded_per_fold(workdir):
     from mefnet.training.selection import choose_val_subjects
 
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, "draws", "dataset.index.num_subjects=10",
+    cfg = absolute_paths(compose(tiny_overrides(workdir, "draws", "dataset.index.num_subjects=10",
                                                  "dataset.index.num_clips=60")))
     index = instantiate(cfg.dataset.index)
     draws = {s: choose_val_subjects(index, s, 0.25, seed=7) for s in index.subjects}
@@ -138,7 +138,7 @@ def test_inner_validation_draws_training_subjects_only_seeded_per_fold(workdir):
 
 @pytest.mark.parametrize("refit", ["true", "false"])
 def test_inner_validation_picks_an_epoch_and_records_it(workdir, refit):
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}", *INNER_VAL, "trainer.max_epochs=4",
+    cfg = absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}", *INNER_VAL, "trainer.max_epochs=4",
                                                  f"inner_val.refit={refit}", "fold=sub03")))
     run(cfg)
     fold = Path(cfg.experiment_dir) / "folds" / "synthetic" / "sub03"
@@ -151,7 +151,7 @@ def test_inner_validation_picks_an_epoch_and_records_it(workdir, refit):
     exp = json.loads((Path(cfg.experiment_dir) / "experiment.json").read_text())
     assert exp["selection"].startswith("inner_val: 30% of the training subjects")
     # Same config and seed: identical predictions.
-    again = _absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}-again", *INNER_VAL,
+    again = absolute_paths(compose(tiny_overrides(workdir, f"inner-{refit}-again", *INNER_VAL,
                                                    "trainer.max_epochs=4", f"inner_val.refit={refit}", "fold=sub03")))
     run(again)
     assert (Path(again.experiment_dir) / "folds/synthetic/sub03/predictions.csv").read_text() == \
@@ -172,7 +172,7 @@ def test_an_unknown_fold_subject_is_a_clear_error(workdir):
 
 
 def test_table_refuses_missing_folds_unless_told(one_fold):
-    from mefnet.report.table import IncompleteExperimentError
+    from mefnet.runs.store import IncompleteExperimentError
 
     cfg, _ = one_fold
     with pytest.raises(IncompleteExperimentError, match="3 of 4 folds have no finished predictions"):
@@ -188,7 +188,7 @@ def test_class_priors_are_counted_on_the_training_fold_only(workdir, monkeypatch
     from mefnet.losses import LogitAdjustedLoss
 
     extra = INNER_VAL if selection == "inner_val" else []
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"priors-{selection}", "loss=logit_adjusted", *extra)))
+    cfg = absolute_paths(compose(tiny_overrides(workdir, f"priors-{selection}", "loss=logit_adjusted", *extra)))
     index = instantiate(cfg.dataset.index)
     test_subject = index.subjects[0]
     skewed = index.with_clips([replace(c, label=2, label_name=index.class_names[2])
@@ -242,7 +242,7 @@ def test_validation_sees_inner_validation_subjects_only(workdir, monkeypatch, se
     from mefnet.training.module import MERModule
 
     extra = INNER_VAL if selection == "inner_val" else []
-    cfg = _absolute_paths(compose(tiny_overrides(workdir, f"val-only-{selection}", *extra)))
+    cfg = absolute_paths(compose(tiny_overrides(workdir, f"val-only-{selection}", *extra)))
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
     seen: list[torch.Tensor] = []

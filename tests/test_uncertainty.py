@@ -10,20 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mefnet.report.aggregate import group_runs
+from mefnet.report.bootstrap import (
+    paired_bootstrap,
+    subject_bootstrap,
+    uf1_from_counts,
+    uf1_interval,
+)
 from mefnet.report.calibration import (
     calibrate_run,
     expected_calibration_error,
     fit_temperature,
 )
-from mefnet.report.compare import (
-    _uf1_from_counts,
-    compare_groups,
-    paired_bootstrap,
-    subject_bootstrap,
-    uf1_interval,
-)
+from mefnet.report.compare import compare_groups
 from mefnet.report.readme_figures import differences
-from mefnet.report.table import find_runs, group_runs, main, read_run, write_table
+from mefnet.report.table import main, write_table
+from mefnet.runs.store import find_runs, read_run
 from tests.test_ensemble import write_run
 
 # Eight subjects of two datasets, 2-4 clips each, every class present.
@@ -67,7 +69,7 @@ def _uf1(true: np.ndarray, pred: np.ndarray, k: int = 3) -> float:
     tp = np.array([np.sum((true == c) & (pred == c)) for c in range(k)], dtype=float)
     fp = np.array([np.sum((true != c) & (pred == c)) for c in range(k)], dtype=float)
     fn = np.array([np.sum((true == c) & (pred != c)) for c in range(k)], dtype=float)
-    return float(_uf1_from_counts(tp, fp, fn))
+    return float(uf1_from_counts(tp, fp, fn))
 
 
 def test_the_subject_bootstrap_pools_the_clips_of_the_drawn_subjects():

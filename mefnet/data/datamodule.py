@@ -58,7 +58,7 @@ class MERDataModule(L.LightningDataModule):
         val_subjects: training subjects held out as an inner validation set (model
             selection without the test subject); their clips leave the training set.
         split: (train, test) clip indices of the fold when the protocol is not
-            leave-one-subject-out (:mod:`mefnet.experiment.splits`); None: leave out
+            leave-one-subject-out (:mod:`mefnet.runs.splits`); None: leave out
             subject ``fold``.
         targets: per-clip training targets replacing the class labels (the AU task's
             multi-hot rows, :mod:`mefnet.tasks.au`); None: class labels.

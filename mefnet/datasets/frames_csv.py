@@ -17,7 +17,7 @@ as it is):
   indices into a video).
 * ``apex``: a frame number in onset..offset. The column is optional, and a blank cell
   is filled by ``apex_fallback``: ``spotted`` (the frame that moves most from the onset,
-  :func:`mefnet.preprocessing.apex.spot_apex`), ``midpoint``, or null (a bad clip).
+  :func:`mefnet.datasets.apex.spot_apex`), ``midpoint``, or null (a bad clip).
 * ``label``: a class name, mapped through ``class_map`` (a name -> class, or null to
   leave the clip out on purpose). With ``class_names`` given, the label must be one of
   them (or its index); without, the classes are the labels found, sorted.
@@ -45,11 +45,11 @@ from pathlib import Path
 
 import cv2
 
+from mefnet.datasets.apex import midpoint_apex, spot_apex
 from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
 from mefnet.datasets.protocols import check_no_empty_class
 from mefnet.datasets.sheet_io import require_root
-from mefnet.preprocessing.apex import midpoint_apex, spot_apex
 
 DEFAULT_CSV = "clips.csv"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")

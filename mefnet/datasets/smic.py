@@ -13,7 +13,7 @@ folder and offset the last (frames sorted by the number in their name).
 SMIC has no apex annotation; ``apex`` chooses it:
 
 ``midpoint``  the middle frame, ``spotted`` the frame of largest motion relative to onset
-(:func:`mefnet.preprocessing.apex.spot_apex`, every ``spot_stride``-th frame), or ``file``,
+(:func:`mefnet.datasets.apex.spot_apex`, every ``spot_stride``-th frame), or ``file``,
 an apex list (``apex_file``).
 
 How an apex file maps to clips (``smic_apex_frames.csv``, published with
@@ -44,13 +44,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from mefnet.datasets.apex import ApexRecord, midpoint_apex, read_apex_file, spot_apex
 from mefnet.datasets.bad_clips import BadClipLog, compact_ranges
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
 from mefnet.datasets.protocols import Protocol, get_protocol
 from mefnet.datasets.sheet_clips import finish_index
 from mefnet.datasets.sheet_io import require_root
 from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
-from mefnet.preprocessing.apex import ApexRecord, midpoint_apex, read_apex_file, spot_apex
 
 APEX_CHOICES = ("midpoint", "spotted", "file")
 HS_FOLDERS = ("SMIC_all_cropped/HS", "HS")

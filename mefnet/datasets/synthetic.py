@@ -70,7 +70,8 @@ import numpy as np
 
 from mefnet.datasets.action_units import parse_au_cell
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
-from mefnet.experiment.store import exclusive
+from mefnet.utils.cli import cli
+from mefnet.utils.locks import exclusive
 
 FORMAT_VERSION = 2  # 2: the sheet lists each clip's action units
 CLASS_NAMES = ("negative", "positive", "surprise")
@@ -559,6 +560,5 @@ def main(argv: list[str] | None = None) -> None:
         generate(spec, a.root)
         print(read_synthetic(a.root, spec.class_names).summary())
 
-    from mefnet.cli import cli
 
     cli("mefnet-synth", make, argv_debug=False)

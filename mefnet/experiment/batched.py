@@ -33,7 +33,19 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.store import fold_dir
+from mefnet.experiment.fold import (
+    _close_loggers,
+    _datamodule,
+    _instantiate_loggers,
+    _quiet_lightning,
+    build_module,
+    build_trainer,
+    inner_tracker,
+    selection_rule,
+    write_fold,
+)
+from mefnet.runs.store import claim_fold, fold_dir
+from mefnet.tasks.au import is_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.divergence import (
     MemberFiniteCheck,
@@ -65,7 +77,6 @@ def unsupported(cfg: DictConfig) -> str | None:
 
 def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     first = cfgs[0]
-    from mefnet.tasks.au import is_au
 
     if is_au(first):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
@@ -116,8 +127,6 @@ def vectorized(cfg: DictConfig) -> bool:
 def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Sequence[str],
                 trackers: Sequence[InnerValidation] | None, out, log_name: str | None):
     """Build every member (seeded as a fit of its own) and train them in one fit."""
-    from mefnet.experiment.fold import _instantiate_loggers, build_module, build_trainer
-
     cfg0 = jobs[0][0]
     max_epochs = max(int(e) for e in epochs)
     every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
@@ -187,8 +196,6 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
     it: a fold another process holds is skipped (said so), one finished meanwhile is left
     untouched.
     """
-    from mefnet.experiment.store import claim_fold
-
     with ExitStack() as locks:
         todo = [(cfg, s) for cfg, s in jobs if locks.enter_context(claim_fold(cfg.experiment_dir, s))]
         return _train_batched(todo, index, features) if todo else []
@@ -196,15 +203,6 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
 
 def _train_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
     """:func:`run_batched` once the folds' locks are held."""
-    from mefnet.experiment.fold import (
-        _close_loggers,
-        _datamodule,
-        _quiet_lightning,
-        inner_tracker,
-        selection_rule,
-        write_fold,
-    )
-
     _quiet_lightning()
     cfgs = [cfg for cfg, _ in jobs]
     _check_compatible(cfgs)
@@ -297,36 +295,3 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features:
              for chunk in chunks)
     for records in Parallel(n_jobs=n, return_as="generator")(tasks):
         yield from records
-
-
-def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
-    """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
-    unfinished fold of all of them trained together by the batched engine in ``n_jobs``
-    processes; then each experiment's table (as ``mefnet-train fold=all`` writes it)."""
-    from mefnet.experiment.store import finished_folds
-    from mefnet.experiment.train import (
-        _absolute_paths,
-        _prepare_experiment,
-        finish_experiment,
-        log_progress,
-    )
-    from mefnet.preprocessing.features import Preprocessing, build_features
-
-    cfgs = [_absolute_paths(c) for c in cfgs]
-    for c in cfgs[1:]:
-        for key in ("dataset", "preprocessing"):
-            if OmegaConf.to_container(c[key]) != OmegaConf.to_container(cfgs[0][key]):
-                raise ValueError(f"run_experiments: every experiment must use the same '{key}'")
-    index = instantiate(cfgs[0].dataset.index)
-    jobs = []
-    for cfg in cfgs:
-        exp_dir = _prepare_experiment(cfg, index)
-        done = finished_folds(exp_dir)
-        jobs += [(cfg, f) for f in index.subjects if f not in done]
-    if jobs:
-        prep = Preprocessing.from_config(cfgs[0].preprocessing)
-        features = build_features(index, prep, cfgs[0].preprocessing.cache_dir,
-                                  n_jobs=int(cfgs[0].preprocessing.n_jobs))
-        for rec in run_jobs(jobs, index, features, n_jobs):
-            log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
-    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]

@@ -33,9 +33,15 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.store import fold_records, write_json
-from mefnet.inference.checkpoint import FINAL_DIR
+from mefnet.experiment.fold import _close_loggers, _fit, versions
+from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
+from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.store import fold_records
+from mefnet.training.divergence import check_finite_weights
+from mefnet.training.task_runner import task_runner
+from mefnet.utils.files import write_json
 from mefnet.utils.quiet import plural
 
 log = logging.getLogger("mefnet")
@@ -70,13 +76,6 @@ def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Te
               experiment_dir: str | Path) -> dict | None:
     """Train the final model on every clip of ``index`` (``features()`` gives their maps);
     None when it already exists."""
-    from mefnet.data.datamodule import MERDataModule
-    from mefnet.experiment.fold import _close_loggers, _fit, versions
-    from mefnet.inference.checkpoint import MODEL_FILE, save_model
-    from mefnet.preprocessing.features import Preprocessing
-    from mefnet.tasks import task_runner
-    from mefnet.training.divergence import check_finite_weights
-
     out = final_dir(experiment_dir)
     if (out / FINAL_RECORD).is_file():
         log.info("final model %s is already trained; left untouched", out / MODEL_FILE)

@@ -3,7 +3,7 @@ predict that one once, store the predictions and the fold's record.
 
 :func:`run_fold` is the unit of work that :mod:`mefnet.experiment.train` schedules (in
 turn, in processes, or as one job of a Hydra sweep); what it writes, and where, is
-defined by :mod:`mefnet.experiment.store`.
+defined by :mod:`mefnet.runs.store`.
 """
 
 from __future__ import annotations
@@ -20,30 +20,34 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import mefnet
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.splits import split_of
-from mefnet.experiment.store import (
+from mefnet.inference.checkpoint import MODEL_FILE, save_model
+from mefnet.inference.pictures import fold_pictures
+from mefnet.preprocessing.features import Preprocessing
+from mefnet.report.tracking import wandb_run_settings
+from mefnet.runs.splits import split_of
+from mefnet.runs.store import (
     FOLD_DONE,
     PREDICTIONS,
     claim_fold,
     fold_dir,
-    pause_point,
-    write_json,
+    write_au_predictions,
     write_predictions,
 )
-from mefnet.inference.checkpoint import MODEL_FILE, save_model
-from mefnet.inference.pictures import fold_pictures
-from mefnet.preprocessing.features import Preprocessing
-from mefnet.tasks import TaskRunner, task_runner
+from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
 from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.utils.files import write_json
 from mefnet.utils.quiet import quiet
+from mefnet.utils.testing_seam import pause_point
 
 log = logging.getLogger("mefnet")
 
@@ -65,7 +69,6 @@ def versions() -> dict:
     import cv2
     import numpy
 
-    import mefnet
 
     commit = ""
     try:
@@ -115,8 +118,6 @@ def _instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str
         if name and "CSVLogger" in str(lg.get("_target_", "")):
             extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
-            from mefnet.report.tracking import wandb_run_settings
-
             extra.update(wandb_run_settings(cfg, subject_key, name))
             logger = instantiate(lg, **extra)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -200,8 +201,6 @@ def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = N
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
                    min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
     if task.name == "au":
-        from mefnet.tasks.au import AUInnerValidation
-
         return AUInnerValidation(task.num_outputs, **options)
     return InnerValidation(index.num_classes, **options)
 
@@ -296,8 +295,6 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
     task's fixed value when None)."""
     task = task or task_runner(cfg, index)
     if task.name == "au":
-        from mefnet.report.au_metrics import write_au_predictions
-
         thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
         preds = (probs >= torch.tensor(thresholds)).int()
         # Labels are read only now, after prediction, for the file.

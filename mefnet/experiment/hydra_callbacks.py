@@ -32,6 +32,21 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.experiment.sweeper import TARGET, fold_override, grid, job_config
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.aggregate import group_runs
+from mefnet.report.compare import write_anchor_comparisons
+from mefnet.report.finish import finish_experiment
+from mefnet.report.table import write_table
+from mefnet.runs.store import (
+    EXPERIMENT,
+    ReportError,
+    find_runs,
+    finished_folds,
+    read_experiment,
+    read_run,
+)
+
 log = logging.getLogger("mefnet")
 
 
@@ -61,7 +76,6 @@ def raise_failures() -> None:
     if _failures:
         text = "; ".join(_failures)
         _failures.clear()
-        from mefnet.experiment.store import ReportError
 
         raise ReportError(f"the sweep's jobs ran, but its callbacks failed: {text}; no table of this run "
                           "can be trusted until the same command is run again (finished folds are kept)")
@@ -70,8 +84,6 @@ def raise_failures() -> None:
 def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] | None:
     """Each job of the sweep (``fold=each`` not expanded) with its resolved config, in the
     sweep's order; None when the sweeper is not mefnet's LOSO sweeper."""
-    from mefnet.experiment.sweeper import TARGET, grid, job_config
-
     global _last
     sweeper = config.hydra.sweeper
     if sweeper.get("_target_") != TARGET:
@@ -87,8 +99,6 @@ def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] 
 
 
 def _complete(exp_dir: Path) -> bool:
-    from mefnet.experiment.store import EXPERIMENT, finished_folds, read_experiment
-
     return (exp_dir / EXPERIMENT).is_file() and set(read_experiment(exp_dir)["folds"]) <= finished_folds(exp_dir)
 
 
@@ -99,7 +109,6 @@ class FlowCachePrefill(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.utils import instantiate
 
-        from mefnet.preprocessing.features import Preprocessing, build_features
 
         experiments = sweep_experiments(config)
         seen: set[str] = set()
@@ -123,8 +132,6 @@ class ExperimentTables(Callback):
 
     @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mefnet.experiment.sweeper import fold_override
-
         for job, cfg in sweep_experiments(config) or []:
             exp = str(cfg.experiment_dir)
             self.experiments.setdefault(exp, cfg)
@@ -146,8 +153,6 @@ class ExperimentTables(Callback):
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mefnet.experiment.train import finish_experiment
-
         for exp, cfg in self.experiments.items():
             if exp in self.swept_folds and (Path(exp) / "experiment.json").is_file():
                 finish_experiment(cfg, Path(exp))
@@ -190,22 +195,15 @@ class SetTable(Callback):
     @_guarded
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         """The table so far (no figures), so an interrupted set still has one."""
-        from mefnet.report.table import write_table
-
         done = [d for d in self.dirs if _complete(Path(d))]
         if done and len(done) < len(self.dirs):
             write_table(done, self.out_dir, figures=False, ensemble=self.ensemble)
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mefnet.report.table import write_table
-
         write_table(self.dirs, self.out_dir, ensemble=self.ensemble)
         log.info("reproduce set '%s': table %s", self.name, self.out_dir / "table.md")
         if self.compare:
-            from mefnet.report.compare import write_anchor_comparisons
-            from mefnet.report.table import find_runs, group_runs, read_run
-
             groups = group_runs([read_run(d) for d in find_runs(self.dirs)])
             path = write_anchor_comparisons(groups, self.compare["reference"], self.compare["anchors"], self.out_dir)[0]
             log.info("reproduce set '%s': paired comparisons %s", self.name, path)

@@ -43,7 +43,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR, compose
+from mefnet.experiment import hydra_callbacks
 from mefnet.experiment.sweeper import grid, quote_override
+from mefnet.experiment.train import register_plugins, task
+from mefnet.utils.cli import cli, open_map_overrides
 
 log = logging.getLogger("mefnet")
 
@@ -147,7 +150,6 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
     log.info("reproduce set '%s': %d runs: mefnet-train %s", name, sum(n in names for n, _ in todo),
              " ".join(o for o in overrides if o not in drop + runs) + (" (with " + " ".join(per_run) +
                                                                      " after each run's overrides)" if per_run else ""))
-    from mefnet.experiment import hydra_callbacks
 
     hydra_callbacks._failures.clear()
     _run_train(overrides)
@@ -168,7 +170,6 @@ def _run_train(overrides: list[str]) -> None:
     import hydra
     from hydra.core.global_hydra import GlobalHydra
 
-    from mefnet.experiment.train import register_plugins, task
 
     register_plugins()
     GlobalHydra.instance().clear()
@@ -197,12 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_intermixed_args(argv)
     # --only takes names; anything with '=' is a Hydra override, wherever it was written.
     only = [o for o in (a.only or []) if "=" not in o]
-    from mefnet.cli import open_map_overrides
-
     overrides = open_map_overrides([*a.overrides, *[o for o in (a.only or []) if "=" in o]])
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     start = time.perf_counter()
-    from mefnet.cli import cli
 
     cli("reproduce-table", lambda: reproduce(a.set, extra=overrides, n_jobs=a.n_jobs, only=only or None),
         argv_debug=False)

@@ -36,7 +36,6 @@ there when the search ends.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -45,16 +44,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import ClipIndex
 
 METRIC_PREFIX = "inner_val/"
 METRICS = ("uf1", "uar", "accuracy", "loss")
 TRIALS = "trials"
-
-
-def params_hash(text: str) -> str:
-    """Short stable hash naming a trial by its overrides (the ``mefnet_hash`` resolver)."""
-    return hashlib.sha256(str(text).encode()).hexdigest()[:10]
 
 
 def optimized_metric(cfg: DictConfig) -> str | None:
@@ -211,8 +206,6 @@ def best_recipe_yaml(trial: dict) -> str:
     key a value; the search's own settings (selection, inner_val, ...) are not repeated:
     add them from the search config if the experiment should keep them.
     """
-    from mefnet.config import CONFIG_DIR
-
     groups, values = {}, {}
     for key, raw in trial["params"].items():
         if (Path(CONFIG_DIR) / key).is_dir():

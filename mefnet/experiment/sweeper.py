@@ -31,6 +31,10 @@ from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mefnet.config import absolute_paths
+from mefnet.experiment.validate import check_train_config
+from mefnet.runs.splits import split_of
+from mefnet.tasks import load_index
 from mefnet.utils.quiet import plural
 
 log = logging.getLogger("mefnet")
@@ -75,12 +79,10 @@ def _text(value: Any) -> str:
 
 def job_config(config_loader, master: DictConfig, job: Sequence[str]) -> DictConfig:
     """A job's config as its run sees it: resolved, absolute paths, no ``hydra`` node."""
-    from mefnet.experiment.train import _absolute_paths
-
     cfg = config_loader.load_sweep_config(master, list(job))
     with open_dict(cfg):
         del cfg["hydra"]
-    return _absolute_paths(cfg)
+    return absolute_paths(cfg)
 
 
 def fold_override(job: Sequence[str]) -> int | None:
@@ -125,10 +127,6 @@ class LosoSweeperImpl(Sweeper):
 
     def expand(self, jobs: list[list[str]]) -> list[list[str]]:
         """Replace ``fold=each`` by one job per fold; check every job's config first."""
-        from mefnet.experiment.splits import split_of
-        from mefnet.experiment.validate import check_train_config
-        from mefnet.tasks import load_index
-
         indexes: dict[str, Any] = {}
 
         def index_of(cfg: DictConfig):

@@ -2,7 +2,7 @@
 
 One experiment (one seed) is one directory,
 ``<paths.output_dir>/<experiment_name>/seed_<seed>/`` (its layout:
-:mod:`mefnet.experiment.store`). This module is the command and the fold loop; one fold's
+:mod:`mefnet.runs.store`). This module is the command and the fold loop; one fold's
 work is :func:`mefnet.experiment.fold.run_fold`.
 
 ``fold=all`` runs every subject in turn (``n_jobs`` processes; with ``engine=batched``
@@ -22,14 +22,19 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.config import CONFIG_DIR
+from mefnet.config import CONFIG_DIR, absolute_paths, register_resolvers
 from mefnet.datasets.bad_clips import BadClipWarning
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment import hydra_callbacks
+from mefnet.experiment.batched import run_jobs, unsupported
+from mefnet.experiment.final import run_final
 from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's work lives there)
     _quiet_lightning,
     _run_fold_job,
@@ -39,47 +44,40 @@ from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's wor
     versions,
 )
 from mefnet.experiment.search import holdout, objective, optimized_metric
-from mefnet.experiment.splits import split_of
-from mefnet.experiment.store import (
+from mefnet.experiment.validate import check_train_config
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.report.finish import finish_experiment
+from mefnet.report.progress import progress
+from mefnet.runs.identity import clip_identity, comparable_config, experiment_differences
+from mefnet.runs.splits import split_of
+from mefnet.runs.store import (
     CLIPS,
     EXPERIMENT,
     FOLD_DONE,
     RefusedRunError,
-    atomic_path,
-    atomic_write,
-    clip_identity,
-    comparable_config,
-    experiment_differences,
     finished_folds,
     fold_clips,
     fold_dir,
     fold_problem,
     read_experiment,
-    write_json,
 )
-from mefnet.experiment.validate import check_train_config
-from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.report.progress import duration, progress
-from mefnet.report.table import write_table
-from mefnet.tasks import load_index, task_runner
+from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
-from mefnet.utils.quiet import plural, quiet
+from mefnet.training.task_runner import task_runner
+from mefnet.utils.cli import cli, open_map_overrides
+from mefnet.utils.files import atomic_path, atomic_write, write_json
+from mefnet.utils.quiet import duration, plural, quiet
+
+# mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
+# launchers import it in every job process (joblib, submitit) and resolve the run
+# directory (${mefnet.name:...}) there before the task function runs.
+register_resolvers()
 
 log = logging.getLogger("mefnet")
 
-def _absolute_paths(cfg: DictConfig) -> DictConfig:
-    """Resolve every interpolation and make paths absolute (fold workers start elsewhere)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("output_dir", "data_dir", "cache_dir"):
-        resolved["paths"][key] = str(Path(resolved["paths"][key]).expanduser().resolve())
-    resolved["experiment_dir"] = str(Path(resolved["experiment_dir"]).expanduser().resolve())
-    resolved["preprocessing"]["cache_dir"] = str(Path(resolved["preprocessing"]["cache_dir"]).resolve())
-    return OmegaConf.create(resolved)
-
-
 def config_fingerprint(cfg: DictConfig) -> str:
     """Hash of everything that shapes the results (not of which folds this run does, nor
-    of where it runs): the compared part of the config, as :mod:`mefnet.experiment.store`
+    of where it runs): the compared part of the config, as :mod:`mefnet.runs.identity`
     defines it."""
     c = comparable_config({"config": OmegaConf.to_container(cfg, resolve=True), "folds": [], "class_names": []})
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -185,7 +183,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
     warning = synthetic_data_warning(cfg)
     if warning:  # first, before hours of training on data the user did not mean
         log.warning("%s", warning)
-    cfg = _absolute_paths(cfg)
+    cfg = absolute_paths(cfg)
     check_train_config(cfg)
     with warnings.catch_warnings():  # the loaders' warnings on skipped clips: listed below, once
         warnings.simplefilter("ignore", BadClipWarning)
@@ -196,7 +194,6 @@ def run(cfg: DictConfig) -> list[dict] | None:
     split = split_of(cfg)
     all_folds = split.folds(index)
     if str(cfg.fold) == "none":  # not a fold: the final model on every subject (mefnet.experiment.final)
-        from mefnet.experiment.final import run_final
 
         exp_dir = _prepare_experiment(cfg, index, all_folds)
         run_final(cfg, index, lambda: build_features(index, Preprocessing.from_config(cfg.preprocessing),
@@ -219,8 +216,6 @@ def run(cfg: DictConfig) -> list[dict] | None:
         n_jobs = max(1, int(cfg.n_jobs))
         engine = resolve_engine(cfg)
         if engine == "batched":  # the folds trained together (mefnet.experiment.batched)
-            from mefnet.experiment.batched import run_jobs
-
             for rec in run_jobs([(cfg, f) for f in todo], index, features, n_jobs):
                 log_progress(exp_dir, rec, workers=min(n_jobs, len(todo)))
         elif n_jobs > 1 and len(todo) > 1:
@@ -243,38 +238,31 @@ def run(cfg: DictConfig) -> list[dict] | None:
     return finish_experiment(cfg, exp_dir)
 
 
-def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
-    """Write the table of a finished experiment (and log it to wandb when that logger is on).
+def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
+    """Several experiments on one dataset (the seeds of an ensemble, a recipe search), every
+    unfinished fold of all of them trained together by the batched engine in ``n_jobs``
+    processes; then each experiment's table (as ``mefnet-train fold=all`` writes it).
 
-    An experiment with unfinished folds gets no table: it says how many are missing and
-    how to resume.
-    """
-    exp_dir = Path(exp_dir)
-    record = json.loads((exp_dir / EXPERIMENT).read_text())
-    missing = sorted(set(record["folds"]) - set(finished_folds(exp_dir)))
-    if missing:
-        log.warning("%s: %d of %d folds unfinished (%s%s); run the same command again to resume",
-                    exp_dir, len(missing), len(record["folds"]), ", ".join(missing[:5]),
-                    ", ..." if len(missing) > 5 else "")
-        return None
-    rows = write_table([exp_dir], exp_dir)
-    for r in rows:
-        if "macro_f1" in r:
-            log.info("%s [%s]: AU macro F1 %.4f  average binary F1 %.4f  (%s, %s)",
-                     r["experiment"], r["part"], r["macro_f1"], r["avg_binary_f1"], plural(r["clips"], "clip"),
-                     plural(r["folds"], "fold"))
-            continue
-        log.info("%s [%s]: UF1 %.4f  UAR %.4f  accuracy %.4f  (%s, %s)",
-                 r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"], plural(r["clips"], "clip"),
-                 plural(r["folds"], "fold"))
-    log.info("table: %s", exp_dir / "table.md")
-    if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
-        from mefnet.report.tracking import log_experiment_to_wandb
-
-        emotion_rows = [r for r in rows if "uf1" in r]  # the AU table is not sent to wandb yet
-        if emotion_rows:
-            log_experiment_to_wandb(cfg, exp_dir, emotion_rows)
-    return rows
+    The benchmark's entry (benchmarks/bench_loso.py); :mod:`mefnet.experiment.batched`
+    trains the members."""
+    cfgs = [absolute_paths(c) for c in cfgs]
+    for c in cfgs[1:]:
+        for key in ("dataset", "preprocessing"):
+            if OmegaConf.to_container(c[key]) != OmegaConf.to_container(cfgs[0][key]):
+                raise ValueError(f"run_experiments: every experiment must use the same '{key}'")
+    index = instantiate(cfgs[0].dataset.index)
+    jobs = []
+    for cfg in cfgs:
+        exp_dir = _prepare_experiment(cfg, index)
+        done = finished_folds(exp_dir)
+        jobs += [(cfg, f) for f in index.subjects if f not in done]
+    if jobs:
+        prep = Preprocessing.from_config(cfgs[0].preprocessing)
+        features = build_features(index, prep, cfgs[0].preprocessing.cache_dir,
+                                  n_jobs=int(cfgs[0].preprocessing.n_jobs))
+        for rec in run_jobs(jobs, index, features, n_jobs):
+            log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
+    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]
 
 
 def resolve_engine(cfg: DictConfig) -> str:
@@ -287,8 +275,6 @@ def resolve_engine(cfg: DictConfig) -> str:
         raise ValueError(f"engine: '{engine}' is not one of auto, batched, per_fold")
     if engine != "auto":
         return engine
-    from mefnet.experiment.batched import unsupported
-
     reason = unsupported(cfg)
     if reason:
         log.info("engine=auto: per_fold, one Lightning fit per fold (%s)", reason)
@@ -325,8 +311,8 @@ def task(cfg: DictConfig) -> str | float:
     searching = optimized_metric(cfg) is not None  # refuses a search without inner_val first
     run(cfg)
     if searching:
-        return objective(_absolute_paths(cfg))
-    return str(_absolute_paths(cfg).experiment_dir)
+        return objective(absolute_paths(cfg))
+    return str(absolute_paths(cfg).experiment_dir)
 
 
 def register_plugins() -> None:
@@ -348,15 +334,11 @@ def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
-    from mefnet.cli import cli
-    from mefnet.experiment import hydra_callbacks
 
     def entry() -> None:
         hydra_callbacks._failures.clear()
         hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
-
-    from mefnet.cli import open_map_overrides
 
     sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like
     cli("mefnet-train", entry)

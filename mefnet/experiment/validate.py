@@ -6,17 +6,11 @@ A value out of range is refused, never clamped: what the table prints is what ra
 from __future__ import annotations
 
 import math
-import re
 
 from omegaconf import DictConfig
 
-# A plain folder name: letters, digits and . _ - + = , @ (not "." or ".."), so that
-# ``<paths.output_dir>/<experiment_name>`` stays inside the output folder.
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_\-+=,@.]+$")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and what it accepts."""
+from mefnet.config import ConfigError, check_experiment_name
+from mefnet.training.pretrain import check_pretrain_config
 
 
 def _get(cfg: DictConfig, key: str):
@@ -63,17 +57,6 @@ def _number(cfg: DictConfig, key: str, low: float, high: float | None = None, op
         hi = "" if high is None else (f" and < {high}" if open_high else f" and <= {high}")
         raise ConfigError(f"{key}: {value} is out of range; it must be {lo}{hi}")
     return value
-
-
-def check_experiment_name(name) -> str:
-    """``experiment_name`` must be a plain folder name: no path separators, not empty, not ``..``."""
-    name = "" if name is None else str(name)
-    if not name or name in (".", "..") or not _PLAIN_NAME.match(name):
-        raise ConfigError(
-            f"experiment_name: {name!r} is not a plain name; use letters, digits and . _ - + = , @ "
-            "(no path separators, not empty, not '..'): it names a folder inside paths.output_dir"
-        )
-    return name
 
 
 # Lightning strategies that keep training and prediction in this one process.
@@ -145,7 +128,6 @@ def check_train_config(cfg: DictConfig) -> None:
         metric = _get(cfg, "inner_val.metric")
         if metric not in ("uf1", "uar", "accuracy", "loss"):
             raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")
-    from mefnet.training.pretrain import check_pretrain_config
 
     try:
         check_pretrain_config(cfg)

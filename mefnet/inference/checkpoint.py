@@ -33,7 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mefnet.experiment.store import atomic_path
+import mefnet
+from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
+from mefnet.preprocessing.features import Preprocessing
+from mefnet.training.augment import FlowAugment
+from mefnet.utils.files import atomic_path
 
 FORMAT = "mefnet-model"
 FORMAT_VERSION = 1
@@ -65,8 +69,6 @@ def save_model(
 
     The file appears whole or not at all (written beside it, then renamed).
     """
-    import mefnet
-
     path = Path(path)
     cfg = _plain_config(config)
     if "backbone" not in cfg or "preprocessing" not in cfg:
@@ -107,8 +109,6 @@ class LoadedModel:
 
     def preprocessing(self):
         """The stored :class:`~mefnet.preprocessing.features.Preprocessing`."""
-        from mefnet.preprocessing.features import Preprocessing
-
         return Preprocessing.from_config(self.config["preprocessing"])
 
     @torch.no_grad()
@@ -120,16 +120,12 @@ class LoadedModel:
         maps = maps.float()
         probs = torch.softmax(self.model(maps), dim=1)
         if self.config.get("test_time_mirror", False):
-            from mefnet.training.augment import FlowAugment
-
             mirrored = FlowAugment(scale=str(self.config["preprocessing"].get("normalize", "minmax"))).mirror(maps)
             probs = (probs + torch.softmax(self.model(mirrored), dim=1)) / 2
         return probs
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:
-    from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
-
     cls = model_file_backbone(target)
     if cls is None:
         raise ModelFileError(

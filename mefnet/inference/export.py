@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from mefnet.experiment.store import atomic_path
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, ensemble, load_models
+from mefnet.utils.files import atomic_path
 
 META_NAME = "mefnet.json"
 ONNX_META_KEY = "mefnet"

@@ -32,8 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mefnet.datasets.apex import spot_apex
 from mefnet.datasets.clip_index import IMAGE_SUFFIXES, DatasetError, list_frames
-from mefnet.preprocessing.apex import spot_apex
 from mefnet.preprocessing.features import PairMaps, Preprocessing, pair_maps, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
@@ -78,7 +78,7 @@ class PreparedClip:
     onset_frame: int | None = None
     apex_frame: int | None = None
     apex_source: str = "given"
-    """``given`` (by the user) or ``spotted`` (:func:`mefnet.preprocessing.apex.spot_apex`)."""
+    """``given`` (by the user) or ``spotted`` (:func:`mefnet.datasets.apex.spot_apex`)."""
 
     def describe(self) -> dict:
         out: dict = {"clip": self.spec.name}

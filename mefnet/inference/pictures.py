@@ -49,6 +49,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mefnet.datasets.clip_index import DatasetError
 from mefnet.inference.checkpoint import LoadedModel, ModelFileError, load_model, model_files
 from mefnet.inference.explain import ClassAccumulator, ClassSummary, Explanation, explain_ensemble
 from mefnet.inference.inputs import ClipError, ClipListError, PreparedClip
@@ -58,7 +59,9 @@ from mefnet.inference.predict import (
     add_input_arguments,
     add_seed_argument,
 )
-from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
+from mefnet.preprocessing.features import build_features, clip_inputs, read_image
+from mefnet.preprocessing.flow import optical_strain
+from mefnet.utils.figure_output import FORMATS, add_figure_arguments, figure_output, save
 from mefnet.utils.quiet import plural
 
 DPI = 100
@@ -106,8 +109,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` in the format and resolution of the command (``--format``, ``--dpi``;
-    :mod:`mefnet.report.figures`): ``path``'s suffix follows the format."""
-    from mefnet.report.figures import save
+    :mod:`mefnet.utils.figure_output`): ``path``'s suffix follows the format."""
 
     FigureCanvasAgg(fig)
     return save(fig, path)
@@ -422,8 +424,6 @@ def mask_saliency(values: np.ndarray, mask: np.ndarray, renormalize: bool = Fals
 
 
 def _strain(flow: np.ndarray) -> np.ndarray:
-    from mefnet.preprocessing.flow import optical_strain
-
     return optical_strain(flow[..., 0], flow[..., 1])
 
 
@@ -454,9 +454,6 @@ def mean_face(index, rows: list[int], prep, size: int = 112, max_clips: int = 32
     """The mean grey apex face of up to ``max_clips`` of the clips ``rows`` (evenly spread),
     cropped as in training and resized to ``size`` x ``size``: the underlay of the per-class
     pictures. None for clips without frames (flow folders) or when no frame can be read."""
-    from mefnet.datasets.clip_index import DatasetError
-    from mefnet.preprocessing.features import clip_inputs, read_image
-
     chosen = sorted(set(rows))
     if len(chosen) > max_clips:
         chosen = [chosen[int(k)] for k in np.linspace(0, len(chosen) - 1, max_clips)]
@@ -487,8 +484,6 @@ def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_cl
     several seeds each clip is counted once per seed, or only ``seed``) or one model file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
     training clips included).
     """
-    from mefnet.preprocessing.features import build_features
-
     # The fold models, never the final one: each explains only the subject it never saw.
     models = [load_model(p) for p in model_files(model_path, seed, final=False)]
     config = models[0].config

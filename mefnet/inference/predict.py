@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mefnet.experiment.store import atomic_write
 from mefnet.inference.checkpoint import FINAL_DIR, LoadedModel, ModelFileError, load_models
 from mefnet.inference.inputs import (
     GIF_SUFFIXES,
@@ -41,6 +40,7 @@ from mefnet.inference.inputs import (
     read_clip_list,
 )
 from mefnet.preprocessing.features import FACE_METHODS, Preprocessing
+from mefnet.utils.files import atomic_write
 from mefnet.utils.quiet import plural
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mefnet.experiment.store import atomic_write
+from mefnet.utils.files import atomic_write
 
 # 2: entries carry a sha256 trailer. 3: the trailer covers the entry's key as well.
 CACHE_FORMAT = 3

@@ -29,11 +29,12 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.config import CONFIG_DIR
+from mefnet.config import CONFIG_DIR, register_resolvers
 from mefnet.datasets.clip_index import COLUMNS, ClipIndex
-from mefnet.experiment.store import atomic_path
 from mefnet.preprocessing.cache import FlowCache
 from mefnet.preprocessing.features import FillReport, Preprocessing, fill_cache
+from mefnet.utils.cli import cli
+from mefnet.utils.files import atomic_path
 
 log = logging.getLogger("mefnet.cache")
 
@@ -87,8 +88,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``mefnet-cache``)."""
-    from mefnet.cli import cli
-
+    register_resolvers()
     cli("mefnet-cache", _main)
 
 

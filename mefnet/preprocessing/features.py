@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, frame_path, list_frames
-from mefnet.experiment.store import pause_point
+from mefnet.datasets.flow_folder import read_flow_map
 from mefnet.preprocessing.cache import FlowCache, cache_key
+from mefnet.preprocessing.face import FaceCropper
 from mefnet.preprocessing.flow import (
     NORMALIZATIONS,
     FlowParams,
@@ -29,6 +30,7 @@ from mefnet.preprocessing.flow import (
     flow_maps,
     normalize_maps,
 )
+from mefnet.utils.testing_seam import pause_point
 
 if TYPE_CHECKING:
     import torch
@@ -133,7 +135,6 @@ class Preprocessing:
     def _cropper(self, method: str):
         if method == "none":
             return None
-        from mefnet.preprocessing.face import FaceCropper
 
         return FaceCropper(method=method, **self.face_options)
 
@@ -196,8 +197,6 @@ def compute_clip_maps(clip: Clip, prep: Preprocessing, files: list | None = None
     """The ``(3, size, size)`` u / v / strain maps of one clip, uncached."""
     files = files or clip_inputs(clip)
     if clip.flow_path:
-        from mefnet.datasets.flow_folder import read_flow_map
-
         maps = read_flow_map(files[0])
         if maps.shape[1:] != (prep.size, prep.size):
             maps = np.stack([cv2.resize(m, (prep.size, prep.size), interpolation=cv2.INTER_AREA) for m in maps])

@@ -11,17 +11,11 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from mefnet.experiment.splits import fold_datasets
-from mefnet.experiment.store import (  # noqa: F401  (comparable_config: re-exported)
-    IncompleteExperimentError,
-    ReportError,
-    Run,
-    comparable_config,
-    experiment_differences,
-    missing_message,
-    read_run,
-)
+from mefnet.report.bootstrap import DEFAULT_BOOTSTRAP, uf1_interval
 from mefnet.report.metrics import pooled_metrics
+from mefnet.runs.identity import comparable_config, experiment_differences  # noqa: F401  (comparable_config: re-exported)
+from mefnet.runs.splits import fold_datasets
+from mefnet.runs.store import IncompleteExperimentError, ReportError, Run, missing_message, read_run  # noqa: F401  (comparable_config: re-exported)
 
 # How the parts of a composite are titled in table.md (table.csv keeps the dataset key).
 DATASET_TITLES = {
@@ -36,7 +30,7 @@ DATASET_TITLES = {
 
 def config_differences(a: Run, b: Run) -> list[str]:
     """Why two runs are not seeds of one experiment (empty: they are); see
-    :func:`mefnet.experiment.store.experiment_differences`."""
+    :func:`mefnet.runs.identity.experiment_differences`."""
     return experiment_differences(a.record, b.record, across_seeds=True)
 
 
@@ -145,10 +139,8 @@ def _span(values: list[int]) -> int | str:
 def summarize(group: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0) -> list[dict]:
     """One experiment's rows: per part, mean and sample standard deviation over its seeds,
     and the 95% percentile bootstrap interval over subjects of the mean pooled UF1
-    (``uf1_ci_low`` / ``uf1_ci_high``: :func:`mefnet.report.compare.uf1_interval`, with
+    (``uf1_ci_low`` / ``uf1_ci_high``: :func:`mefnet.report.bootstrap.uf1_interval`, with
     ``bootstrap`` resamples, default 10000, drawn from ``bootstrap_seed``)."""
-    from mefnet.report.compare import DEFAULT_BOOTSTRAP, uf1_interval
-
     n_boot = DEFAULT_BOOTSTRAP if bootstrap is None else bootstrap
     scored = [r for r in group if r.predictions]
     if not scored:

@@ -14,6 +14,9 @@ predictions of all folds (never per fold and then averaged):
     of "absent"), averaged over the same AUs.
 ``label accuracy``
     the share of (clip, AU) decisions that are right.
+
+The formula is the task's (:func:`mefnet.tasks.au.au_scores`); this module pools the folds'
+predictions (read by :mod:`mefnet.runs.store`) and writes the AU tables.
 """
 
 from __future__ import annotations
@@ -22,84 +25,7 @@ import csv
 import statistics
 from pathlib import Path
 
-import numpy as np
-
-
-def _f1(tp: float, fp: float, fn: float) -> float:
-    d = 2 * tp + fp + fn
-    return 2 * tp / d if d else 0.0
-
-
-def au_scores(y_true, y_pred, names: list[str] | None = None) -> dict:
-    """Pooled AU scores of (clips, AUs) 0/1 arrays (see the module docstring)."""
-    t = np.asarray(y_true).astype(bool)
-    p = np.asarray(y_pred).astype(bool)
-    if t.shape != p.shape or t.ndim != 2:
-        raise ValueError(f"y_true {t.shape} and y_pred {p.shape} must both be (clips, AUs)")
-    if len(t) == 0:
-        raise ValueError("no predictions to score")
-    k = t.shape[1]
-    names = list(names) if names else [str(i) for i in range(k)]
-    tp = (t & p).sum(0).astype(float)
-    fp = (~t & p).sum(0).astype(float)
-    fn = (t & ~p).sum(0).astype(float)
-    tn = (~t & ~p).sum(0).astype(float)
-    f1 = [_f1(tp[i], fp[i], fn[i]) for i in range(k)]
-    f1_neg = [_f1(tn[i], fn[i], fp[i]) for i in range(k)]
-    present = [i for i in range(k) if t[:, i].any()]
-    return {
-        "n": int(len(t)),
-        "au_names": names,
-        "f1_per_au": {names[i]: (f1[i] if i in present else None) for i in range(k)},
-        "support": {names[i]: int(t[:, i].sum()) for i in range(k)},
-        "macro_f1": float(np.mean([f1[i] for i in present])) if present else float("nan"),
-        "avg_binary_f1": float(np.mean([(f1[i] + f1_neg[i]) / 2 for i in present])) if present else float("nan"),
-        "label_accuracy": float((t == p).mean()),
-        "absent": [names[i] for i in range(k) if i not in present],
-    }
-
-
-# -- predictions files -----------------------------------------------------------------------
-
-
-def write_au_predictions(path: Path, rows: list[tuple], names: list[str], y_true, y_pred, probs,
-                         thresholds: list[float]) -> None:
-    """``predictions.csv`` of an AU fold: dataset, subject, clip, true (normalised AUs of the
-    set), pred (likewise), then true_/pred_/prob_<AU> and the thresholds used (thr_<AU>)."""
-    fields = ["dataset", "subject", "clip", "true", "pred",
-              *[f"true_{n}" for n in names], *[f"pred_{n}" for n in names],
-              *[f"prob_{n}" for n in names], *[f"thr_{n}" for n in names]]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(fields)
-        for (dataset, subject, clip), t, p, pr in zip(rows, y_true, y_pred, probs, strict=True):
-            w.writerow([dataset, subject, clip, _aus(names, t), _aus(names, p), *map(int, t), *map(int, p),
-                        *[f"{x:.6f}" for x in pr], *[f"{x:.2f}" for x in thresholds]])
-    tmp.replace(path)
-
-
-def _aus(names: list[str], row) -> str:
-    return "+".join(n.removeprefix("AU") for n, v in zip(names, row, strict=True) if int(v))
-
-
-def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
-    with Path(path).open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        need = [f"true_{n}" for n in names] + [f"pred_{n}" for n in names]
-        absent = [c for c in ("dataset", "subject", "clip", *need) if c not in (reader.fieldnames or [])]
-        if absent:
-            raise ValueError(f"{path}: missing column(s) {absent} of an AU predictions file")
-        rows = []
-        for line, r in enumerate(reader, start=2):
-            try:
-                r["y_true"] = [int(r[f"true_{n}"]) for n in names]
-                r["y_pred"] = [int(r[f"pred_{n}"]) for n in names]
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: AU columns must be 0 or 1") from None
-            rows.append(r)
-    return rows
-
+from mefnet.tasks.au import au_scores
 
 # -- table rows -------------------------------------------------------------------------------
 

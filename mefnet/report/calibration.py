@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.experiment.store import ReportError, Run
-from mefnet.report.figures import save
+from mefnet.runs.store import ReportError, Run
+from mefnet.utils.figure_output import save
 
 N_BINS = 15
 LOG_BETA_RANGE = (math.log(1e-2), math.log(1e2))
@@ -165,7 +165,7 @@ def calibrate_run(run: Run) -> RunCalibration:
 def reliability_diagram(calibrations: list[RunCalibration], path: str | Path, n_bins: int = N_BINS) -> Path:
     """Accuracy against confidence per bin, before and after temperature scaling, over the
     clips of ``calibrations`` (the seeds of one experiment), in the format and resolution of
-    :func:`mefnet.report.figures.figure_output` (PNG by default)."""
+    :func:`mefnet.utils.figure_output.figure_output` (PNG by default)."""
     from matplotlib.figure import Figure
 
     correct = np.concatenate([c.correct for c in calibrations])

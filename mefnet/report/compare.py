@@ -26,7 +26,7 @@ against one with a single run (a multi-seed recipe against a one-seed anchor row
 each of its seeds with that run.
 
 **The interval of one experiment's UF1** (the tables' ``UF1 95% CI`` column,
-:func:`uf1_interval`): the same resampling of subjects (the same resamples for the same
+:func:`mefnet.report.bootstrap.uf1_interval`): the same resampling of subjects (the same resamples for the same
 seed), applied to one experiment's pooled UF1 (mean over its seeds); the interval is the
 2.5th and 97.5th percentile of the resampled UF1s.
 """
@@ -40,9 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.report.table import ReportError, Run, find_runs, group_runs, read_run
-
-DEFAULT_BOOTSTRAP = 10000
+from mefnet.report.aggregate import group_runs
+from mefnet.report.bootstrap import (
+    DEFAULT_BOOTSTRAP,
+    paired_bootstrap,
+    per_subject_counts,
+    uf1_from_counts,
+)
+from mefnet.runs.store import ReportError, Run, find_runs, read_run
 
 
 @dataclass
@@ -90,116 +95,6 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> McNe
     tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
     chi2 = (abs(b - c) - 1) ** 2 / n if abs(b - c) >= 1 else 0.0
     return McNemar(seed, b, c, min(1.0, 2 * tail), chi2, math.erfc(math.sqrt(chi2 / 2)))
-
-
-def _uf1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    """Macro F1 over the last axis of per-class counts, skipping classes with 0/0."""
-    denom = 2 * tp + fp + fn
-    defined = denom > 0
-    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=defined)
-    return f1.sum(axis=-1) / np.maximum(defined.sum(axis=-1), 1)
-
-
-def _per_subject_counts(true: np.ndarray, pred: np.ndarray, subject: np.ndarray, n_subjects: int,
-                        k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tp, fp, fn) per subject and class, each ``(n_subjects, k)``."""
-    tp = np.zeros((n_subjects, k))
-    fp = np.zeros((n_subjects, k))
-    fn = np.zeros((n_subjects, k))
-    hit = true == pred
-    np.add.at(tp, (subject[hit], true[hit]), 1)
-    np.add.at(fp, (subject[~hit], pred[~hit]), 1)
-    np.add.at(fn, (subject[~hit], true[~hit]), 1)
-    return tp, fp, fn
-
-
-def paired_bootstrap(true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, subject: np.ndarray,
-                     k: int, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, np.ndarray]:
-    """(observed UF1(A) - UF1(B), the ``n_boot`` resampled differences), subjects resampled.
-
-    ``true``, ``pred_a``, ``pred_b`` are ``(seeds, clips)`` (or ``(clips,)``) class indices
-    on the same clips, ``subject`` the ``(clips,)`` subject index of each clip. With several
-    seeds the statistic is the mean over seeds of the difference.
-    """
-    true, pred_a, pred_b = (np.atleast_2d(np.asarray(x, dtype=int)) for x in (true, pred_a, pred_b))
-    subject = np.asarray(subject, dtype=int)
-    n_subjects = int(subject.max()) + 1
-    counts_a = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred_a, strict=True)]
-    counts_b = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred_b, strict=True)]
-
-    def statistic(weights: np.ndarray) -> np.ndarray:
-        """Mean over seeds of UF1(A) - UF1(B) for each row of subject multiplicities."""
-        diffs = []
-        for (ta, fpa, fna), (tb, fpb, fnb) in zip(counts_a, counts_b, strict=True):
-            uf1_a = _uf1_from_counts(weights @ ta, weights @ fpa, weights @ fna)
-            uf1_b = _uf1_from_counts(weights @ tb, weights @ fpb, weights @ fnb)
-            diffs.append(uf1_a - uf1_b)
-        return np.mean(diffs, axis=0)
-
-    observed = float(statistic(np.ones((1, n_subjects)))[0])
-    return observed, statistic(subject_resamples(n_subjects, n_boot, seed))
-
-
-def subject_resamples(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, n_subjects)`` multiplicities: row b counts how often each subject was drawn
-    in resample b (``n_subjects`` draws with replacement). Seeded, so deterministic; both
-    bootstraps of this module draw their resamples here."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
-    weights = np.zeros((n_boot, n_subjects))
-    np.add.at(weights, (np.repeat(np.arange(n_boot), n_subjects), draws.ravel()), 1)
-    return weights
-
-
-def subject_bootstrap(true: np.ndarray, pred: np.ndarray, subject: np.ndarray, k: int,
-                      n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, np.ndarray]:
-    """(observed pooled UF1, the ``n_boot`` resampled UF1s) of one experiment, subjects resampled.
-
-    The single-experiment counterpart of :func:`paired_bootstrap`, with the same resamples
-    for the same ``seed``: ``true`` and ``pred`` are ``(seeds, clips)`` (or ``(clips,)``)
-    class indices, ``subject`` the ``(clips,)`` subject index of each clip; with several
-    seeds the statistic is the mean over seeds of the pooled UF1 (subjects resampled once
-    for all seeds).
-    """
-    true, pred = (np.atleast_2d(np.asarray(x, dtype=int)) for x in (true, pred))
-    subject = np.asarray(subject, dtype=int)
-    n_subjects = int(subject.max()) + 1
-    counts = [_per_subject_counts(t, p, subject, n_subjects, k) for t, p in zip(true, pred, strict=True)]
-
-    def statistic(weights: np.ndarray) -> np.ndarray:
-        return np.mean([_uf1_from_counts(weights @ tp, weights @ fp, weights @ fn) for tp, fp, fn in counts], axis=0)
-
-    observed = float(statistic(np.ones((1, n_subjects)))[0])
-    return observed, statistic(subject_resamples(n_subjects, n_boot, seed))
-
-
-def uf1_interval(runs: list[list[dict]], k: int, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """The percentile bootstrap interval over subjects of an experiment's pooled UF1.
-
-    ``runs``: each seed's prediction rows (``dataset``, ``subject``, ``clip``, ``true``,
-    ``pred``), all for the same part of the table. Subjects are ``(dataset, subject)``;
-    every seed must hold the same clips (a subject a seed did not predict would weigh
-    nothing in that seed), which is what the table's rows are made of.
-    """
-    if len(runs) > 1:
-        clips = {(r["dataset"], r["subject"], r["clip"]) for r in runs[0]}
-        if any({(r["dataset"], r["subject"], r["clip"]) for r in rows} != clips for rows in runs[1:]):
-            # Seeds with different finished folds (allow_missing): the mean over seeds of
-            # their pooled UF1 has no one set of subjects to resample; each seed's interval
-            # would be a different quantity, so none is given.
-            return (float("nan"), float("nan"))
-    key = lambda r: (r["dataset"], r["subject"], r["clip"])  # noqa: E731
-    # Every seed in the first seed's clip order; subjects numbered as they first appear there.
-    ordered = [runs[0]] + [[{key(r): r for r in rows}[key(c)] for c in runs[0]] for rows in runs[1:]]
-    subjects = {s: i for i, s in enumerate(dict.fromkeys((r["dataset"], r["subject"]) for r in ordered[0]))}
-    subject = np.array([subjects[(r["dataset"], r["subject"])] for r in ordered[0]])
-    true = np.array([[r["true"] for r in rows] for rows in ordered])
-    pred = np.array([[r["pred"] for r in rows] for rows in ordered])
-    _, resampled = subject_bootstrap(true, pred, subject, k, n_boot, seed)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def _aligned(run_a: Run, run_b: Run) -> tuple[list[tuple], dict, dict]:
@@ -280,9 +175,9 @@ def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT
     k = len(names_a)
     observed, diffs = paired_bootstrap(np.array(true), np.array(pred_a), np.array(pred_b), subject, k,
                                        n_boot, bootstrap_seed)
-    uf1_a = float(np.mean([_uf1_from_counts(*[x.sum(0) for x in _per_subject_counts(t, p, subject, len(subjects), k)])
+    uf1_a = float(np.mean([uf1_from_counts(*[x.sum(0) for x in per_subject_counts(t, p, subject, len(subjects), k)])
                            for t, p in zip(true, pred_a, strict=True)]))
-    uf1_b = float(np.mean([_uf1_from_counts(*[x.sum(0) for x in _per_subject_counts(t, p, subject, len(subjects), k)])
+    uf1_b = float(np.mean([uf1_from_counts(*[x.sum(0) for x in per_subject_counts(t, p, subject, len(subjects), k)])
                            for t, p in zip(true, pred_b, strict=True)]))
     low, high = np.percentile(diffs, [2.5, 97.5])
     far_side = np.mean(diffs <= 0) if observed > 0 else np.mean(diffs >= 0)

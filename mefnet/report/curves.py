@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.report.table import FOLD_DONE, Run, fold_dir
+from mefnet.runs.store import FOLD_DONE, Run, fold_dir
+from mefnet.utils.figure_output import save
 from mefnet.utils.quiet import plural
 
 FIGSIZE = (11.0, 4.2)
@@ -128,8 +129,6 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{name}: {plural(n, 'fold')}", fontsize=12)
     fig.tight_layout()
-    from mefnet.report.figures import save
-
     return save(fig, path)
 
 

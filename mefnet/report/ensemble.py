@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mefnet.experiment.store import ReportError, Run
 from mefnet.report.aggregate import summarize
+from mefnet.runs.store import ReportError, Run
 
 PROB_PREFIX = "prob_"
 

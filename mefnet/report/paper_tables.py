@@ -21,8 +21,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from mefnet.report.aggregate import DATASET_TITLES
 from mefnet.report.metrics import pooled_metrics
-from mefnet.report.table import DATASET_TITLES, Run
+from mefnet.runs.store import Run
 
 # ----------------------------------------------------------------------- per class
 

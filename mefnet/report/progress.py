@@ -15,7 +15,8 @@ import math
 import time
 from pathlib import Path
 
-from mefnet.experiment.store import (
+from mefnet.runs.heartbeat import RUNNING, read_running
+from mefnet.runs.store import (
     FOLD_DONE,
     FOLDS,
     ReportError,
@@ -23,7 +24,7 @@ from mefnet.experiment.store import (
     fold_records,
     read_experiment,
 )
-from mefnet.training.heartbeat import RUNNING, read_running
+from mefnet.utils.quiet import duration
 
 
 def progress(exp_dir: str | Path, workers: int = 1) -> dict:
@@ -58,14 +59,6 @@ def running(exp_dir: str | Path) -> list[dict]:
         if state is not None:
             out.append({**state, "fold": f"{beat.parent.parent.name}/{beat.parent.name}"})
     return out
-
-
-def duration(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "?"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
 def main(argv: list[str] | None = None) -> None:

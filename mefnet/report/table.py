@@ -38,35 +38,28 @@ import re
 import sys
 from pathlib import Path
 
-from mefnet.experiment.store import (  # noqa: F401  (re-exported: the table's readers)
-    EXPERIMENT,
-    FOLD_DONE,
-    PREDICTIONS,
-    REQUIRED_COLUMNS,
-    IncompleteExperimentError,
-    ReportError,
-    Run,
-    atomic_path,
-    atomic_write,
-    find_runs,
-    finished_folds,
-    fold_dir,
-    missing_message,
-    read_experiment,
-    read_fold_predictions,
-    read_predictions,
-    read_run,
-)
-from mefnet.report.aggregate import (  # noqa: F401  (re-exported)
+from mefnet.report.aggregate import (
     DATASET_TITLES,
-    comparable_config,
-    config_differences,
-    experiment_rows,
     group_runs,
-    run_rows,
     summarize,
 )
-from mefnet.report.figures import FORMATS, add_figure_arguments, figure_output
+from mefnet.report.calibration import write_calibration
+from mefnet.report.compare import compare, write_comparison
+from mefnet.report.compare import to_markdown as compare_markdown
+from mefnet.report.curves import write_curves
+from mefnet.report.ensemble import with_ensembles
+from mefnet.report.figures import plot_confusion
+from mefnet.report.paper_tables import write_paper_tables
+from mefnet.runs.store import (
+    IncompleteExperimentError,
+    ReportError,
+    find_runs,
+    missing_message,
+    read_experiment,
+    read_run,
+)
+from mefnet.utils.figure_output import FORMATS, add_figure_arguments, figure_output
+from mefnet.utils.files import atomic_path, atomic_write
 from mefnet.utils.quiet import plural
 
 # --------------------------------------------------------------------------- finding
@@ -215,14 +208,13 @@ def write_table(
     groups = [g for g in groups if g[0].record.get("task") != "au"]
     rows = [row for g in groups for row in summarize(g, bootstrap, bootstrap_seed)]
     if ensemble:
-        from mefnet.report.ensemble import with_ensembles
-
         rows = with_ensembles(rows, groups, bootstrap, bootstrap_seed)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    # lazy: heavy dependency (torch, through the AU task's scores), needed for AU runs only
     from mefnet.report.au_metrics import au_markdown, summarize_au, write_au_csv
 
     au_rows = [row for g in au_groups for row in summarize_au(g, DATASET_TITLES)]
@@ -266,8 +258,6 @@ def write_table(
             for name, counts in zip(r["class_names"], r["confusion"], strict=True):
                 w.writerow([name, *counts])
         if figures:
-            from mefnet.report.figures import plot_confusion
-
             seeds = r["seed_list"]
             if len(seeds) == 1:
                 title, label = f"{r['experiment']}: seed {seeds[0]}, {r['clips']} clips", "counts"
@@ -353,9 +343,6 @@ def main(argv: list[str] | None = None) -> None:
 def _table(a: argparse.Namespace) -> None:
     try:
         if a.compare:
-            from mefnet.report.compare import compare, write_comparison
-            from mefnet.report.compare import to_markdown as compare_markdown
-
             out = Path(a.out) if a.out else default_out(list(a.compare)).with_name("compare")
             result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed)
             print(compare_markdown(result))
@@ -365,7 +352,6 @@ def _table(a: argparse.Namespace) -> None:
         out = Path(a.out) if a.out else default_out(a.dirs)
         rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble,
                            bootstrap=a.bootstrap, bootstrap_seed=a.bootstrap_seed)
-        from mefnet.report.paper_tables import write_paper_tables
 
         # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
         # action-unit experiments have their table in table.md and table_au.csv.
@@ -380,12 +366,8 @@ def _table(a: argparse.Namespace) -> None:
                   and g[0].name in {r["experiment"] for r in emotion_rows}]
         extra = write_paper_tables(groups, emotion_rows, out, latex=a.latex)
         if a.curves:
-            from mefnet.report.curves import write_curves
-
             extra += write_curves(groups, out)
         if a.calibration:
-            from mefnet.report.calibration import write_calibration
-
             used: set[str] = set()
             extra += write_calibration(groups, out, figures=not a.no_figures, stem=lambda n: _file_stem(n, used))
     except (IncompleteExperimentError, FileNotFoundError, ReportError) as e:

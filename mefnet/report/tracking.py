@@ -19,8 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.experiment.store import read_experiment, read_run
 from mefnet.report.metrics import confusion_matrix
+from mefnet.runs.store import read_experiment, read_run
 
 
 def _offline_by_default() -> None:

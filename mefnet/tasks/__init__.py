@@ -5,100 +5,21 @@
 
 :func:`load_index` is the one place where the configured dataset becomes the clip index
 a run uses (the LOSO runner and the sweeper both call it), so the AU task's clip choice
-is the same everywhere.
+is the same everywhere. The task's training parts (its module, loss and inner validation
+for one fold) are :mod:`mefnet.training.task_runner`.
 """
 
 from __future__ import annotations
 
-import torch
 from hydra.utils import instantiate
 
-from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.tasks.au import AUTask, is_au, prepare_index
 
 
 def load_index(cfg) -> ClipIndex:
     """The configured dataset's clip index, as the configured task uses it."""
     index: ClipIndex = instantiate(cfg.dataset.index)
-    from mefnet.tasks.au import AUTask, is_au, prepare_index
-
     if is_au(cfg):
         index = prepare_index(index, AUTask.from_config(cfg.task))
     return index
-
-
-class TaskRunner:
-    """The task-specific parts of one fold: outputs, targets, loss, module, inner validation."""
-
-    name = "emotion"
-
-    def __init__(self, cfg, index: ClipIndex) -> None:
-        self.cfg, self.index = cfg, index
-
-    @property
-    def num_outputs(self) -> int:
-        return self.index.num_classes
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self.index.class_names)
-
-    def targets(self) -> torch.Tensor | None:
-        return None  # the class labels
-
-    def loss(self, dm):
-        return instantiate_option(self.cfg.loss)(class_counts=dm.train_class_counts())
-
-    def module_class(self):
-        from mefnet.training.module import MERModule
-
-        return MERModule
-
-    def record(self) -> dict:
-        return {"task": self.name}
-
-
-class AUTaskRunner(TaskRunner):
-    name = "au"
-
-    def __init__(self, cfg, index: ClipIndex) -> None:
-        from mefnet.tasks.au import AUTask, targets
-
-        super().__init__(cfg, index)
-        self.task = AUTask.from_config(cfg.task)
-        if self.task.threshold == "inner_val" and cfg.selection != "inner_val":
-            raise ValueError("task.threshold=inner_val needs selection=inner_val (thresholds come from the "
-                             "inner validation subjects)")
-        self._targets = targets(index, self.task.au_set)
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.task.au_set)
-
-    @property
-    def output_names(self) -> list[str]:
-        return self.task.names
-
-    def targets(self) -> torch.Tensor:
-        return self._targets
-
-    def loss(self, dm):
-        from mefnet.tasks.au import AUBCELoss, positive_weights
-
-        if not self.task.pos_weight:
-            return AUBCELoss()
-        return AUBCELoss(positive_weights(self._targets[dm.train_idx]))  # training fold only
-
-    def module_class(self):
-        from mefnet.tasks.au import AUModule
-
-        return AUModule
-
-    def record(self) -> dict:
-        return {"task": self.name, "au_set": list(self.task.au_set), "au_names": self.task.names}
-
-
-def task_runner(cfg, index: ClipIndex) -> TaskRunner:
-    from mefnet.tasks.au import is_au
-
-    return AUTaskRunner(cfg, index) if is_au(cfg) else TaskRunner(cfg, index)

@@ -314,7 +314,6 @@ class BatchedMERModule(L.LightningModule):
         self.vectorize = bool(vectorize)
         self.__dict__["_templates"] = {}  # architecture -> _Template (not submodules: no parameters of their own)
         self.stepped: list[int] = []  # the members that took a training step in the last batch
-        self.vmapped_calls = 0  # vmapped forward calls so far (what the tests check the engine did)
         self._loss_sum: list = [0.0] * len(members)
         self._loss_n = [0] * len(members)
         self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
@@ -395,7 +394,6 @@ class BatchedMERModule(L.LightningModule):
             x = torch.stack([g[1] for g in group])
             masks = [torch.stack(ms) for ms in zip(*(g[3] for g in group), strict=True)]
             logits = template(params, buffers, x, masks)
-            self.vmapped_calls += 1
             if buffers:  # batch norm's updated running statistics back to each member, in one call
                 with torch.no_grad():
                     torch._foreach_copy_([b[i] for i in range(len(template.buffers)) for _, b in own],

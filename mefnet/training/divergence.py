@@ -15,11 +15,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from mefnet.utils.cli import UserError
+
 HINT = ("training diverged; try a lower learning rate (optimizer.lr), another loss, or check "
         "the input maps for extreme values")
 
 
-class DivergedError(RuntimeError):
+class DivergedError(UserError, RuntimeError):
     """Training produced a non-finite loss, weight or probability: the fold has no result."""
 
 

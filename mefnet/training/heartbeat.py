@@ -12,11 +12,12 @@ and after the last epoch, it logs one line::
 It logs through the ``mefnet`` logger and sets up a stderr handler in a fold worker
 process that has none (joblib / loky workers start without logging), so the lines of
 parallel folds reach the terminal too, each naming its fold.
+
+The file's format (written here, read by ``mefnet-progress``) is :mod:`mefnet.runs.heartbeat`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,12 +26,10 @@ from pathlib import Path
 
 import lightning as L
 
+from mefnet.runs.heartbeat import RUNNING, run_label, write_running
 from mefnet.utils.quiet import ensure_logging, plural
 
 log = logging.getLogger("mefnet")
-
-RUNNING = "running.json"
-
 
 def _number(value) -> float:
     try:
@@ -63,12 +62,6 @@ class _Lines:
         return False
 
 
-def _label(experiment_dir: str | Path) -> str:
-    """``<experiment>/seed_<n>``: how a line names its run."""
-    exp = Path(experiment_dir)
-    return f"{exp.parent.name}/{exp.name}"
-
-
 class Heartbeat(L.Callback):
     """``experiment_dir``'s fold ``fold`` (its folder ``out_dir``); ``stage`` names the fit
     when a fold has two (the inner-validation run before the refit)."""
@@ -84,7 +77,7 @@ class Heartbeat(L.Callback):
         self.suffix = suffix
         self.announce = announce
         self.path = Path(out_dir) / RUNNING
-        self.label = _label(experiment_dir)
+        self.label = run_label(experiment_dir)
         self.fold = fold
         self.lines = _Lines(every)
         self.stage = stage
@@ -115,29 +108,9 @@ class Heartbeat(L.Callback):
             log.info("[%s] %s%s epoch %d/%d  loss %.3f%s", self.label, what, stage, epoch, total, loss, score)
 
     def _write(self, state: dict) -> None:
-        state = {"experiment": self.label, "fold": self.fold, "stage": self.stage, "pid": os.getpid(),
-                 "started": self._start, "updated": time.time(), **state}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{RUNNING}.{os.getpid()}")
-        tmp.write_text(json.dumps(_finite(state)))
-        os.replace(tmp, self.path)
-
-
-def _finite(x):
-    """NaN (no loss yet, no validation this epoch) as null: the file stays strict JSON."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    return x
-
-
-def read_running(fold_folder: str | Path) -> dict | None:
-    """The last heartbeat of a fold (None when it has none or it is unreadable)."""
-    try:
-        return json.loads((Path(fold_folder) / RUNNING).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+        write_running(self.path.parent, {"experiment": self.label, "fold": self.fold, "stage": self.stage,
+                                         "pid": os.getpid(), "started": self._start, "updated": time.time(),
+                                         **state})
 
 
 class GroupHeartbeat(L.Callback):
@@ -151,7 +124,7 @@ class GroupHeartbeat(L.Callback):
 
     def __init__(self, experiment_dir: str | Path, names: list[str], stage: str = "",
                  every: float | None = None) -> None:
-        self.label = _label(experiment_dir)
+        self.label = run_label(experiment_dir)
         self.names = list(names)
         self.stage = stage
         self.lines = _Lines(every)

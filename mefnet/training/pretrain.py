@@ -29,7 +29,15 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mefnet.utils.quiet import plural
+from mefnet.config import instantiate_option
+from mefnet.datasets.synthetic import generation_seconds, is_generated, synthetic_folder
+from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.tasks.au import is_au
+from mefnet.training.divergence import FiniteCheck
+from mefnet.training.module import MERModule
+from mefnet.utils.files import atomic_path
+from mefnet.utils.locks import exclusive
+from mefnet.utils.quiet import duration, plural
 
 log = logging.getLogger("mefnet")
 
@@ -77,7 +85,6 @@ def check_pretrain_config(cfg: DictConfig) -> None:
     epochs = p.get("epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"pretrain.epochs: expected a whole number of epochs >= 1, got {epochs!r}")
-    from mefnet.tasks.au import is_au
 
     if is_au(cfg):
         raise ValueError("pretrain: only task=emotion can be pretrained (the synthetic clips carry emotion "
@@ -96,8 +103,6 @@ def pretrained_weights(cfg: DictConfig, class_names: list[str], announce: bool =
         log.info("pretraining: the weights of this pretraining config and seed %s are cached, reused: %s",
                  cfg.seed, path)
     if not path.is_file():
-        from mefnet.experiment.store import atomic_path, exclusive
-
         with exclusive(path.with_suffix(".lock"), what=f"pretraining {path.name}"):
             if not path.is_file():  # another process may have finished it while this one waited
                 start = time.perf_counter()
@@ -120,7 +125,6 @@ def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[st
     (its face method replaced by the pretraining dataset's)."""
     from hydra.utils import instantiate
 
-    from mefnet.preprocessing.features import Preprocessing, build_features
 
     announce_corpus(cfg)
     index = instantiate(cfg.pretrain.data.index)
@@ -140,8 +144,6 @@ def announce_corpus(cfg: DictConfig) -> None:
     index = OmegaConf.to_container(cfg.pretrain.data.index, resolve=True)
     if not str(index.get("_target_", "")).endswith(".load_synthetic"):
         return
-    from mefnet.datasets.synthetic import generation_seconds, is_generated, synthetic_folder
-    from mefnet.report.progress import duration
 
     spec, folder = synthetic_folder(**{k: v for k, v in index.items() if k != "_target_"})
     if not is_generated(folder):
@@ -154,9 +156,6 @@ def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor
     from hydra.utils import instantiate
     from torch.utils.data import DataLoader, TensorDataset
 
-    from mefnet.config import instantiate_option
-    from mefnet.training.divergence import FiniteCheck
-    from mefnet.training.module import MERModule
 
     x, y, synthetic_classes = synthetic_maps(cfg)
     if synthetic_classes != list(class_names):

@@ -1,1 +1,5 @@
-"""Small helpers shared by the commands (console output)."""
+"""Generic helpers at the bottom of the package; they import nothing else of mefnet.
+
+:mod:`~mefnet.utils.files` (files written whole, JSON records), :mod:`~mefnet.utils.locks`
+(locks between processes), :mod:`~mefnet.utils.quiet` (console output) and
+:mod:`~mefnet.utils.testing_seam` (the one test seam)."""

@@ -26,6 +26,7 @@ clips, the summary with every clip is logged, not each clip again.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import warnings
@@ -90,3 +91,12 @@ def ensure_logging() -> None:
 def plural(n: int, word: str) -> str:
     """``1 test clip``, ``3 test clips``."""
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as people read it: ``42 s``, ``3 min 05 s``, ``1 h 02 min`` (``?`` for NaN)."""
+    if math.isnan(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"

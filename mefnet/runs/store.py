@@ -12,24 +12,26 @@ One experiment (one seed) is one directory, ``<paths.output_dir>/<experiment_nam
 Everything that writes into an experiment (the runner), and everything that reads one
 (``mefnet-table``, ``mefnet-progress``, ``mefnet-predict``), goes through this module, so
 the layout, the file formats and the checks on them have one owner. Every file is written
-whole or not at all: :func:`atomic_write` writes beside the target and renames.
+whole or not at all (:mod:`mefnet.utils.files`). Which stored runs are the same experiment
+is :mod:`mefnet.runs.identity`; which clips each fold tests, :mod:`mefnet.runs.splits`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import os
-import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mefnet.experiment.splits import fold_contains
+from mefnet.runs.identity import listed
+from mefnet.runs.splits import fold_contains
+from mefnet.utils.cli import UserError
+from mefnet.utils.files import atomic_path
+from mefnet.utils.locks import LockBusyError, exclusive
 
 EXPERIMENT = "experiment.json"
 CLIPS = "clips.csv"
@@ -45,51 +47,13 @@ class ReportError(ValueError):
     """Stored files that cannot be used: malformed, or runs that do not belong together."""
 
 
-class IncompleteExperimentError(RuntimeError):
+class IncompleteExperimentError(UserError, RuntimeError):
     """Some folds of an experiment have no finished predictions."""
 
 
-class RefusedRunError(RuntimeError):
+class RefusedRunError(UserError, RuntimeError):
     """A run refused before it changed anything: its directory holds another experiment,
     or a fold of it is being computed by another process."""
-
-
-# --------------------------------------------------------------------------- writing
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed onto ``path`` when the block succeeds.
-
-    The file appears whole or not at all: readers never see a half-written file, and a
-    failed or killed writer leaves at most a hidden ``.<name>.*.tmp`` file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns ``path``."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8")
-    return path
-
-
-def write_json(path: str | Path, record: dict) -> Path:
-    return atomic_write(path, json.dumps(record, indent=2))
 
 
 # --------------------------------------------------------------------------- layout
@@ -237,11 +201,49 @@ def fold_clips(clips: dict[str, list[str]], fold_key: str) -> list[str]:
     return out
 
 
+def write_au_predictions(path: Path, rows: list[tuple], names: list[str], y_true, y_pred, probs,
+                         thresholds: list[float]) -> None:
+    """``predictions.csv`` of an AU fold: dataset, subject, clip, true (normalised AUs of the
+    set), pred (likewise), then true_/pred_/prob_<AU> and the thresholds used (thr_<AU>)."""
+    fields = ["dataset", "subject", "clip", "true", "pred",
+              *[f"true_{n}" for n in names], *[f"pred_{n}" for n in names],
+              *[f"prob_{n}" for n in names], *[f"thr_{n}" for n in names]]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for (dataset, subject, clip), t, p, pr in zip(rows, y_true, y_pred, probs, strict=True):
+            w.writerow([dataset, subject, clip, _aus(names, t), _aus(names, p), *map(int, t), *map(int, p),
+                        *[f"{x:.6f}" for x in pr], *[f"{x:.2f}" for x in thresholds]])
+    tmp.replace(path)
+
+
+def _aus(names: list[str], row) -> str:
+    return "+".join(n.removeprefix("AU") for n, v in zip(names, row, strict=True) if int(v))
+
+
+def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
+    """The rows of an AU fold's ``predictions.csv``, with ``y_true`` and ``y_pred`` 0/1 lists."""
+    with Path(path).open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        need = [f"true_{n}" for n in names] + [f"pred_{n}" for n in names]
+        absent = [c for c in ("dataset", "subject", "clip", *need) if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{path}: missing column(s) {absent} of an AU predictions file")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            try:
+                r["y_true"] = [int(r[f"true_{n}"]) for n in names]
+                r["y_pred"] = [int(r[f"pred_{n}"]) for n in names]
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: AU columns must be 0 or 1") from None
+            rows.append(r)
+    return rows
+
+
 def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str]) -> list[dict]:
     """The rows of one action-unit fold's predictions.csv (multi-label: a 0/1 column per AU
     for the truth and the prediction), each checked against its fold."""
-    from mefnet.report.au_metrics import read_au_predictions
-
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
     try:
@@ -277,7 +279,7 @@ def fold_problem(experiment_dir: str | Path, subject_key: str, class_names: list
     got = [f"{r['dataset']}/{r['subject']}/{r['clip']}" for r in rows]
     twice = sorted({k for k in got if got.count(k) > 1})
     if twice:
-        return f"{path}: clip(s) predicted more than once: {_listed(twice)}"
+        return f"{path}: clip(s) predicted more than once: {listed(twice)}"
     if expected is not None:
         missing = [k for k in expected if k not in set(got)]
         extra = [k for k in got if k not in set(expected)]
@@ -285,9 +287,9 @@ def fold_problem(experiment_dir: str | Path, subject_key: str, class_names: list
             what = []
             if missing:
                 what.append(f"{len(missing)} of the fold's {len(expected)} clips ({CLIPS}) have no "
-                            f"prediction: {_listed(missing)}")
+                            f"prediction: {listed(missing)}")
             if extra:
-                what.append(f"{len(extra)} row(s) for clips that are not in the fold: {_listed(extra)}")
+                what.append(f"{len(extra)} row(s) for clips that are not in the fold: {listed(extra)}")
             return f"{path}: " + "; ".join(what)
     return None
 
@@ -389,44 +391,6 @@ def find_runs(dirs: list[str | Path]) -> list[Path]:
 FOLD_LOCK = ".lock"
 
 
-class FoldBusyError(RuntimeError):
-    """Another process holds the fold (it is computing it now)."""
-
-
-@contextlib.contextmanager
-def exclusive(path: str | Path, wait: bool = True, what: str = "") -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the block.
-
-    The lock is the kernel's (``flock``): it goes with the process, so a run that was killed
-    leaves no lock behind (the file stays, unlocked, and the next run takes it). The file
-    names the holder (PID, host, since when) for the message of one that has to wait or
-    skip. ``wait=False``: raise :class:`FoldBusyError` instead of waiting.
-    """
-    import fcntl
-    import socket
-    import time
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise FoldBusyError(f"{what or path} is held by {holder} (lock {path})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def fold_lock(experiment_dir: str | Path, subject_key: str) -> contextlib.AbstractContextManager:
     """The fold's lock, taken without waiting: two runs never compute one fold at once."""
     return exclusive(fold_dir(experiment_dir, subject_key) / FOLD_LOCK, wait=False,
@@ -442,7 +406,7 @@ def claim_fold(experiment_dir: str | Path, subject_key: str) -> Iterator[bool]:
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(fold_lock(experiment_dir, subject_key))
-        except FoldBusyError as e:
+        except LockBusyError as e:
             _log.warning("%s; skipped here (run the same command again once it is done to get the table)", e)
             yield False
             return
@@ -452,193 +416,3 @@ def claim_fold(experiment_dir: str | Path, subject_key: str) -> Iterator[bool]:
             yield False
             return
         yield True
-
-
-# --------------------------------------------------------------------------- test hook
-
-_passes: dict[str, int] = {}
-
-
-def pause_point(kind: str) -> None:
-    """A place where a test may stop a process deterministically (to kill it there).
-
-    With ``MEFNET_PAUSE_AT=<kind>:<n>`` and ``MEFNET_PAUSE_DIR`` set, the n-th time a
-    process passes the point ``kind`` (``fold``: a fold's record was written; ``cache``:
-    a cache entry was written) it creates ``<MEFNET_PAUSE_DIR>/<kind>-<pid>`` and sleeps
-    until killed. Without the variables it does nothing.
-    """
-    wanted = os.environ.get("MEFNET_PAUSE_AT", "")
-    if not wanted.startswith(kind + ":"):
-        return
-    _passes[kind] = _passes.get(kind, 0) + 1
-    if str(_passes[kind]) != wanted.partition(":")[2]:
-        return
-    import time
-
-    folder = Path(os.environ.get("MEFNET_PAUSE_DIR", "."))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{kind}-{os.getpid()}").write_text("paused\n")
-    while True:
-        time.sleep(60)
-
-
-# --------------------------------------------------------------------------- identity
-
-# The names of the chosen backbone and loss options (``experiment_name`` is built from
-# them): labels that follow the option's ``_target_``, so not compared (runs stored before
-# the configs had them are the same experiments).
-LABEL_KEYS = ("backbone.name", "loss.name")
-
-# Config keys that say how or where a run was executed, not what it computes: two runs
-# of one experiment (a run and its resume, or the seeds of one experiment) may differ in
-# them. Where the data lives is not compared either (keys ending in ``root`` or ``dir``):
-# what the data *is* is compared instead, clip by clip (:func:`clip_identity`).
-EXECUTION_KEYS = (
-    "fold",
-    "n_jobs",
-    "engine",
-    "vectorize",
-    "threads_per_fold",
-    "logger",
-    "hydra",
-    "paths",
-    "experiment_dir",
-    "save_checkpoint",
-    "save_model",
-    "trainer.enable_progress_bar",
-    "preprocessing.cache_dir",
-    "preprocessing.n_jobs",
-)
-_LOCATION_KEY = re.compile(r"(^|_)(root|dir|path)$")
-# Config keys added after experiments were stored, with the value every earlier run had
-# implicitly: a key at this value is left out of the compared config (as if absent), so
-# a run stored before the key existed is still the same experiment (and keeps its
-# fingerprint); any other value is compared as usual.
-IMPLIED_KEYS = {
-    "dataset._target_": "mefnet.data.datamodule.MERDataModule",  # conf/dataset/* build the DataModule
-    "dataset._recursive_": False,
-    # Added to conf/backbone/am3f.yaml after experiments existed; these values are the
-    # module those experiments ran.
-    "backbone.msff_residual": False,
-    "backbone.attention_init": "sigmoid",
-    "pretrain": None,  # no pretraining (conf/pretrain/; the key is absent unless chosen)
-}
-
-
-def _file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def clip_identity(index) -> dict[str, dict]:
-    """What each clip of a :class:`~mefnet.datasets.clip_index.ClipIndex` is, by clip key:
-    its label, its onset / apex / offset frames and a hash of the content of the files its
-    input maps are made from (the onset and apex frames, or its flow file).
-
-    Content, not name or time: a dataset that moved keeps its identity, an edited frame
-    does not.
-    """
-    from mefnet.preprocessing.features import clip_inputs  # here: features imports this module
-
-    out = {}
-    for c in index:
-        try:
-            inputs = [_file_digest(f) for f in clip_inputs(c)]
-        except (OSError, ValueError) as e:  # the fold's feature building names it properly
-            inputs = [f"unreadable: {e}"]
-        out[c.clip_key] = {"label": c.label_name, "onset": c.onset, "apex": c.apex, "offset": c.offset,
-                           "inputs": inputs}
-    return out
-
-
-def _flatten(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def comparable_config(record: dict) -> dict:
-    """The run's config as ``{dotted.key: value}``, without the execution and location keys,
-    with the folds and class names of the record."""
-    flat = _flatten(record.get("config") or {})
-    out = {}
-    for key, value in flat.items():
-        if any(key == k or key.startswith(k + ".") for k in (*EXECUTION_KEYS, *LABEL_KEYS)):
-            continue
-        if _LOCATION_KEY.search(key.rpartition(".")[2]):
-            continue
-        if key in IMPLIED_KEYS and value == IMPLIED_KEYS[key]:
-            continue
-        out[key] = value
-    out["<experiment.json>.folds"] = record["folds"]
-    out["<experiment.json>.class_names"] = record["class_names"]
-    return out
-
-
-def _short(v) -> str:
-    s = json.dumps(v, default=str)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _listed(keys: list[str], limit: int = 10) -> str:
-    return ", ".join(keys[:limit]) + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def clip_differences(a: dict, b: dict) -> list[str]:
-    """What changed between two :func:`clip_identity` records, in words (empty: the same data)."""
-    out = []
-    removed = [k for k in a if k not in b]
-    added = [k for k in b if k not in a]
-    if removed:
-        out.append(f"{len(removed)} clip(s) removed: {_listed(removed)}")
-    if added:
-        out.append(f"{len(added)} clip(s) added: {_listed(added)}")
-    both = [k for k in a if k in b]
-    labels = [f"{k} ({a[k].get('label')} -> {b[k].get('label')})" for k in both
-              if a[k].get("label") != b[k].get("label")]
-    if labels:
-        out.append(f"{len(labels)} label(s) changed: {_listed(labels)}")
-    frames = [f"{k} (onset/apex/offset {a[k].get('onset')}/{a[k].get('apex')}/{a[k].get('offset')} -> "
-              f"{b[k].get('onset')}/{b[k].get('apex')}/{b[k].get('offset')})" for k in both
-              if [a[k].get(f) for f in ("onset", "apex", "offset")] != [b[k].get(f) for f in ("onset", "apex", "offset")]]
-    if frames:
-        out.append(f"{len(frames)} clip(s) with other frames: {_listed(frames)}")
-    inputs = [k for k in both if a[k].get("inputs") != b[k].get("inputs")]
-    if inputs:
-        out.append(f"{len(inputs)} clip(s) whose input files changed content: {_listed(inputs)}")
-    return out
-
-
-def experiment_differences(a: dict, b: dict, across_seeds: bool = False) -> list[str]:
-    """Why two experiment records are not the same experiment (empty list: they are).
-
-    The one definition of "same experiment", used when a run is started again on an
-    existing experiment directory (``across_seeds=False``: everything that shapes the
-    results must agree, the seed included) and when ``mefnet-table`` takes runs with one
-    name as the seeds of one experiment (``across_seeds=True``: the seed, and values that
-    follow it such as ``inner_val.seed: ${seed}``, may differ). Runs always may differ in
-    :data:`EXECUTION_KEYS` and in where the data lives; never in the data itself (the
-    clips, their labels, frames and input files, where both records hold them).
-    """
-    ca, cb = comparable_config(a), comparable_config(b)
-    seed_a, seed_b = (a.get("config") or {}).get("seed", a.get("seed")), (b.get("config") or {}).get("seed", b.get("seed"))
-    diffs = []
-    for key in sorted(set(ca) | set(cb)):
-        va, vb = ca.get(key, "<absent>"), cb.get(key, "<absent>")
-        if va == vb:
-            continue
-        if across_seeds and key == "seed":
-            continue
-        if (across_seeds and isinstance(va, int) and isinstance(vb, int) and not isinstance(va, bool)
-                and not isinstance(vb, bool) and va == seed_a and vb == seed_b):
-            continue
-        diffs.append(f"{key}: {_short(va)} vs {_short(vb)}")
-    if "clips" in a and "clips" in b:
-        diffs += [f"data: {d}" for d in clip_differences(a["clips"], b["clips"])]
-    return diffs

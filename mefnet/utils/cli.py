@@ -1,4 +1,9 @@
-"""How every ``mefnet-*`` command reports an error a user can fix: one message, no traceback."""
+"""How every ``mefnet-*`` command reports an error a user can fix: one message, no traceback.
+
+At the bottom of the package (the commands live at every layer: ``mefnet-synth`` in
+datasets/, ``mefnet-cache`` in preprocessing/, ``mefnet-train`` in experiment/), so it knows
+the errors of the layers above by their common base :class:`UserError`, not by name.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,19 @@ import re
 import sys
 
 
+class UserError(Exception):
+    """Base of mefnet's own errors that a user can cause and fix (a refused run, a diverged
+    fold, an incomplete experiment): the commands show them as one message."""
+
+
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can cause and fix (bad data, config, files, a refused run): shown as a
     one-paragraph message without a traceback."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mefnet.experiment.store import IncompleteExperimentError, RefusedRunError, ReportError
-    from mefnet.training.divergence import DivergedError
-
-    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RefusedRunError, DivergedError,
-            IncompleteExperimentError, ReportError, HydraException, OmegaConfBaseException)
+    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, UserError, HydraException,
+            OmegaConfBaseException)
 
 
 # Config options that existed once, and why they are gone (added to Hydra's "Could not

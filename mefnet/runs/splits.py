@@ -20,7 +20,6 @@ validation (``selection=inner_val``) draws its subjects from the fold's training
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
@@ -133,8 +132,5 @@ def fold_contains(fold_key: str, dataset: str, subject: str) -> bool:
 
 
 def split_of(cfg) -> Split:
+    """The configured protocol's split (``protocol`` config group; LOSO without one)."""
     return Split.from_config(cfg.get("protocol") if cfg is not None else None)
-
-
-def subjects_of(index: ClipIndex, indices: Sequence[int]) -> list[str]:
-    return list(dict.fromkeys(index[i].subject_key for i in indices))
