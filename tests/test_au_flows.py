@@ -325,3 +325,34 @@ def test_the_installed_mefnet_aus_script_runs(tmp_path):
     done = subprocess.run([str(script), "attach", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("mefnet-aus attach: give at least one sheet")
     assert "Traceback" not in done.stderr
+
+
+def test_task_au_trains_and_scores_a_frames_csv_with_an_action_units_column(tmp_path):
+    """mefnet-synth frames + its CASME-style annotations.csv (with Action Units), read as
+    frames_csv: one clip marked ? (not annotated) is left out, the rest are scored."""
+    from mefnet.datasets.synthetic import SyntheticSpec, generate
+
+    root = generate(SyntheticSpec(seed=3, num_subjects=3, num_clips=9, frame_size=48, frames_per_clip=(5, 6)),
+                    tmp_path / "frames")
+    table = _rows(root / "annotations.csv")
+    assert all(r["Action Units"] for r in table)
+    table[0]["Action Units"] = "?"
+    with (root / "annotations.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    cfg = compose(["dataset=frames_csv", f"dataset.index.root={root}", "dataset.index.csv_file=annotations.csv",
+                   "task=au", *TRAIN, f"paths.output_dir={tmp_path / 'outputs'}",
+                   f"paths.data_dir={tmp_path / 'data'}", "experiment_name=frames-csv-au"])
+    rows = run(cfg)
+    exp = Path(_absolute_paths(cfg).experiment_dir)
+    preds = [r for p in sorted(exp.glob("folds/frames_csv/*/predictions.csv")) for r in _rows(p)]
+    first = (table[0]["Subject"], table[0]["Filename"])
+    assert len(preds) == 8 and first not in {(r["subject"], r["clip"]) for r in preds}
+    names = json.loads((exp / "experiment.json").read_text())["au_names"]
+    wanted = {int(n[2:]) for n in names}
+    by_clip = {(r["Subject"], r["Filename"]): r["Action Units"] for r in table}
+    for r in preds:  # the true AUs scored are the CSV's, restricted to the AU set
+        true = {int(a.strip().removeprefix("AU")) for a in by_clip[(r["subject"], r["clip"])].split("+")} & wanted
+        assert r["true"] == "+".join(str(a) for a in sorted(true))
+    assert next(r for r in rows if r["part"] == "all")["clips"] == 8
