@@ -115,8 +115,8 @@ def test_the_au_task_leaves_unannotated_clips_and_datasets_out_and_lists_them():
              Clip("smic", "s01", "d", 0, "n", 0, 1, 2, aus="")]
     out = prepare_index(ClipIndex(clips, ["n"], name="mix"), AUTask((4,), no_au_clips="keep"))
     assert [c.clip for c in out] == ["a", "c"]
-    assert out.skipped == ["casme2/sub01/b: no action-unit annotation (left out of the AU task)",
-                           "smic/s01/d: no action-unit annotation (left out of the AU task)"]
+    assert out.skipped == ["smic: all 1 clips: no action-unit annotation in the dataset (left out of the AU task)",
+                           "casme2/sub01/b: no action-unit annotation (left out of the AU task)"]
 
 
 # -- mefnet-aus attach ---------------------------------------------------------------------------

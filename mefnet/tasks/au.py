@@ -97,7 +97,12 @@ def prepare_index(index: ClipIndex, task: AUTask) -> ClipIndex:
         log.warning("task=au: %d of %d clips have no action-unit annotation and are left out of AU training "
                     "and scoring (%s)", len(unannotated), len(index),
                     ", ".join(f"{d}: {n}" for d, n in per_dataset.items()))
-        skipped += [f"{c.clip_key}: no action-unit annotation (left out of the AU task)" for c in unannotated]
+        # A dataset without any AU code is one entry (SMIC would be 164 lines); a clip marked
+        # not annotated in an annotated dataset is named.
+        skipped += [f"{d}: all {n} clips: no action-unit annotation in the dataset (left out of the AU task)"
+                    for d, n in per_dataset.items() if d not in coded]
+        skipped += [f"{c.clip_key}: no action-unit annotation (left out of the AU task)"
+                    for c in unannotated if c.dataset in coded]
     wanted = set(task.au_set)
     kept, dropped = [], []
     for c in annotated:
