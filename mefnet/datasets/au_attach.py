@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,12 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     attach = sub.add_parser(
         "attach", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLE,
         help="fill the aus column of a flow folder's labels.csv from the CASME II / SAMM sheets",
-        description=(
+        description=textwrap.fill(
             "Fill the aus column of FLOW_FOLDER/labels.csv from the CASME II coding sheet and the SAMM "
             "FACS sheet, joined by dataset / subject / clip. Clips the sheets do not list, whose AU cell does "
             "not parse, or of a dataset without sheet (SMIC) get '?' (not annotated; an existing aus value is "
             "kept) and are reported. labels.csv is replaced atomically and the previous file kept as "
-            "labels.csv.bak (or .bak.1 ...); --out writes a new file instead."
+            "labels.csv.bak (or .bak.1 ...); --out writes a new file instead.", width=79,
         ),
     )
     attach.add_argument("flow_folder", metavar="FLOW_FOLDER", type=Path,
