@@ -108,6 +108,16 @@ def _label_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]
     return header, rows
 
 
+def has_au_column(root: str | Path) -> bool:
+    """Whether the flow folder's labels.csv has a header with an ``aus`` column (False when
+    it has no labels.csv or no header): what ``task=au`` needs to find any clip's AUs."""
+    path = Path(root) / LABEL_FILE
+    if not path.is_file():
+        return False
+    header, _ = _label_rows(path)
+    return bool(header) and AU_COLUMN in header
+
+
 def _class_of(value: str, class_names: Sequence[str]) -> int | None:
     if value.isdigit() and int(value) < len(class_names):
         return int(value)

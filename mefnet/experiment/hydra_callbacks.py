@@ -165,15 +165,18 @@ class SetTable(Callback):
             chooses a set only when they are set.
         requires_for: ``{variable: [experiment names]}``: experiments that
             ``mefnet-reproduce`` leaves out, saying so, when that variable is unset.
+        requires_aus: experiments (``task=au``) that ``mefnet-reproduce`` leaves out, saying
+            so, when the flow folder's labels.csv has no ``aus`` column.
     """
 
     def __init__(self, name: str, out_dir: str, ensemble: bool = False, requires: list[str] | None = None,
-                 requires_for: dict[str, list[str]] | None = None) -> None:
+                 requires_for: dict[str, list[str]] | None = None, requires_aus: list[str] | None = None) -> None:
         self.name = name
         self.out_dir = Path(out_dir)
         self.ensemble = bool(ensemble)
         self.requires = list(requires or [])
         self.requires_for = {str(k): list(v) for k, v in (requires_for or {}).items()}
+        self.requires_aus = list(requires_aus or [])
         self.dirs: list[str] = []
 
     @_guarded
