@@ -11,18 +11,20 @@ CLASSES = ("negative", "positive", "surprise")
 
 
 def make_flow_folder(root: Path, datasets: dict[str, int] | None = None, clips_per_subject: int = 6,
-                     seed: int = 0, size: int = 28, relabel: dict[str, int] | None = None) -> Path:
+                     seed: int = 0, size: int = 28, relabel: dict[str, int] | None = None,
+                     aus: dict[int, str] | None = None) -> Path:
     """A flow folder of ``datasets`` (name -> number of subjects), ``clips_per_subject``
     clips each, classes cycling 0, 1, 2. Each map is a class-dependent blob plus noise,
     min-max scaled to exactly 0..255 per channel like the published images (R = u, G = v,
     B = strain). ``relabel`` maps ``dataset/subject`` to a label shift (mod 3) applied to
-    that subject's labels in labels.csv only: the maps stay the same.
+    that subject's labels in labels.csv only: the maps stay the same. ``aus`` (class ->
+    AU cell) adds an ``aus`` column, the same AUs for every clip of a class.
     """
     datasets = datasets or {"smic": 2, "casme2": 2}
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     centres = [(0.3, 0.3), (0.7, 0.7), (0.3, 0.7)]
-    lines = ["dataset,subject,clip,label"]
+    lines = ["dataset,subject,clip,label" + (",aus" if aus else "")]
     for dataset, n_subjects in datasets.items():
         for s in range(1, n_subjects + 1):
             subject = f"s{s:02d}" if dataset == "smic" else f"sub{s:02d}"
@@ -37,7 +39,7 @@ def make_flow_folder(root: Path, datasets: dict[str, int] | None = None, clips_p
                 path = root / dataset / subject / f"{clip}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(path), img)
-                lines.append(f"{dataset},{subject},{clip},{(label + shift) % 3}")
+                lines.append(f"{dataset},{subject},{clip},{(label + shift) % 3}" + (f",{aus[label]}" if aus else ""))
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
 

@@ -64,6 +64,31 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
         "megc2019-ststnet-paper", "megc2019-offapexnet-300ep", "megc2019-am3f-previous-recipe"]
 
 
+def test_the_flows_set_has_au_rows_only_when_the_flow_folder_has_aus(tmp_path, monkeypatch, caplog):
+    spec = rep.load_set("flows")
+    au_rows = list(spec.requires_aus)
+    assert au_rows and set(au_rows) <= set(spec.runs)
+    without = make_flow_folder(tmp_path / "plain", {"smic": 1, "casme2": 1}, clips_per_subject=3)
+    with_aus = make_flow_folder(tmp_path / "aus", {"smic": 1, "casme2": 1}, clips_per_subject=3,
+                                aus={0: "4", 1: "12", 2: "1+2"})
+    monkeypatch.setenv("MEFNET_FLOW_ROOT", str(without))
+    names = {n for n, _ in rep.experiments(spec)}
+    assert "megc2019-am3f" in names and not names & set(au_rows)
+    assert f"leaving out {', '.join(au_rows)}: {without / 'labels.csv'} has no aus column" in caplog.text
+    monkeypatch.setenv("MEFNET_FLOW_ROOT", str(with_aus))
+    todo = rep.experiments(spec)
+    assert set(au_rows) <= {n for n, _ in todo}
+    # An explicit dataset.index.root wins over the environment, as it does for the runs.
+    assert not {n for n, _ in rep.experiments(spec, [f"dataset.index.root={without}"])} & set(au_rows)
+    for name in au_rows:
+        cfg = compose(next(o for n, o in todo if n == name))
+        assert cfg.task.name == "au" and cfg.dataset.name == "flow_folder" and cfg.protocol.name == "loso"
+        assert cfg.selection == "inner_val" and cfg.inner_val.metric == "uar" and cfg.task.threshold == "fixed"
+    seeds = [compose(o).seed for n, o in todo if n == au_rows[0]]
+    control = [compose(o) for n, o in todo if n in au_rows[1:]]
+    assert seeds == [1, 2, 3] and [(c.shuffle_train_labels, c.seed) for c in control] == [(True, s) for s in seeds]
+
+
 def test_mefnet_reproduce_keeps_its_overrides_wherever_they_are_written(monkeypatch):
     calls = []
     monkeypatch.setattr(rep, "reproduce", lambda *a, **k: calls.append((a, k)))

@@ -29,6 +29,14 @@ in :attr:`ParsedAUs.uncertain`, so nothing is dropped silently.
 
 Anything else (``?``, ``soft focus``) does not parse: :func:`parse_au_cell` returns the
 reason in :attr:`ParsedAUs.problem`, and the adapters report the row.
+
+"No AU" and "not annotated" are different things. In the ``aus`` column that a user
+writes into a flow folder's ``labels.csv`` or a ``frames_csv`` CSV
+(:func:`parse_aus_column_cell`), an empty cell means the clip was coded and shows no AU,
+while ``?`` or ``NA`` means nobody coded it; such a clip's ``Clip.aus`` is
+:data:`NOT_ANNOTATED` and the AU task leaves it out of training and scoring
+(:mod:`mefnet.tasks.au`). A dataset in which no clip carries any AU counts as not
+annotated as a whole (SMIC, a flow folder without an ``aus`` column).
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ _TOKEN = re.compile(rf"^{_POSITION}(\d{{1,2}}){_INTENSITY}$")
 _REF = re.compile(r"^ref\((.*)\)$", re.IGNORECASE)
 _EMPTY = ("", "/", "-", "none", "nan")
 
+# Clip.aus of a clip nobody coded for AUs (written in clips.csv as it is).
+NOT_ANNOTATED = "?"
+# The cells of an ``aus`` column that mean "not annotated" (compared lower-case).
+NOT_ANNOTATED_CELLS = ("?", "na", "n/a")
+
 
 @dataclass(frozen=True)
 class ParsedAUs:
@@ -63,10 +76,12 @@ class ParsedAUs:
     aus: tuple[int, ...]
     uncertain: tuple[int, ...] = ()
     problem: str | None = None
+    annotated: bool = True
 
     @property
     def normalised(self) -> str:
-        return normalise(self.aus)
+        """The form recorded in ``Clip.aus``: ``4+12``, ``""`` (no AU) or :data:`NOT_ANNOTATED`."""
+        return normalise(self.aus) if self.annotated else NOT_ANNOTATED
 
 
 def normalise(aus: Iterable[int]) -> str:
@@ -155,6 +170,45 @@ def parse_au_cell(value: object, uncertain: str = "exclude") -> ParsedAUs:
             sure.add(aus[0])
     counted = sure | unsure if uncertain == "include" else sure
     return ParsedAUs(tuple(sorted(counted)), tuple(sorted(unsure - sure)))
+
+
+def parse_aus_column_cell(value: object, uncertain: str = "exclude") -> ParsedAUs:
+    """One cell of the ``aus`` column of a flow folder's ``labels.csv`` or a ``frames_csv``
+    CSV: ``?`` / ``NA`` / ``n/a`` -> not annotated; anything else as :func:`parse_au_cell`
+    (an empty cell -> no AU; ``ref(X)`` and ``X or Y`` follow ``uncertain``)."""
+    if _cell_text(value).lower() in NOT_ANNOTATED_CELLS:
+        return ParsedAUs((), annotated=False)
+    return parse_au_cell(value, uncertain)
+
+
+def aus_column_value(value: object, uncertain: str = "exclude", strict: bool = False) -> str:
+    """``Clip.aus`` of one ``aus`` column cell (:func:`parse_aus_column_cell`).
+
+    A cell that does not parse raises ValueError saying what was expected when ``strict``
+    (the AU task: the row is a bad clip); otherwise the clip counts as not annotated, since
+    the emotion task does not use AUs.
+    """
+    parsed = parse_aus_column_cell(value, uncertain)
+    if parsed.problem is None:
+        return parsed.normalised
+    if strict:
+        raise ValueError(
+            f"action units '{_cell_text(value)}' do not parse: {parsed.problem}; expected AU numbers "
+            "joined by + (4+12), an empty cell (no AU) or ? (not annotated)"
+        )
+    return NOT_ANNOTATED
+
+
+def check_uncertain(uncertain: str, config_key: str = "task.uncertain") -> str:
+    """The uncertain-AU policy, or a clear error naming the config key."""
+    if uncertain not in UNCERTAIN_CHOICES:
+        raise ValueError(f"{config_key}: '{uncertain}' is not one of {', '.join(UNCERTAIN_CHOICES)}")
+    return uncertain
+
+
+def is_annotated(aus: str) -> bool:
+    """Whether a clip's ``Clip.aus`` says it was coded for AUs (``""``, no AU, counts)."""
+    return aus != NOT_ANNOTATED
 
 
 def au_names(au_set: Sequence[int]) -> list[str]:

@@ -22,8 +22,9 @@ frame_dir     folder holding the clip's frames; frames are found *by number* (th
 apex_source   how the apex was chosen: ``annotated``, ``midpoint``, ``spotted``, ``file``
 flow_path     optional: a precomputed flow map for the clip (flow-folder datasets);
               empty when flows are computed from frames
-aus           the clip's action units in normalised form (``4+12``; empty when the
-              dataset has none), see :mod:`mefnet.datasets.action_units`
+aus           the clip's action units in normalised form (``4+12``; empty for no AU, and
+              for every clip of a dataset without AU codes; ``?`` when the clip was not
+              coded), see :mod:`mefnet.datasets.action_units`
 ============  ===========================================================================
 
 A fold of leave-one-subject-out is one *subject key* ``<dataset>/<subject>``: subjects of

@@ -13,6 +13,12 @@ the index in the canonical spelling of :mod:`mefnet.datasets.subject_ids` (``sam
 becomes ``006``) so a flow folder lines up with frame-based indexes of the same clips;
 files are looked up under the spelling ``labels.csv`` uses. When both ``.npy`` and
 ``.png`` exist, the ``.npy`` (unquantized) is used.
+
+Action units (``task=au``, docs/action_units.md): a ``labels.csv`` with a header may
+have an ``aus`` column, written as ``clips.csv`` writes them (``4+12``; ``R12``, ``7B``,
+``ref(6)`` are parsed as in the coding sheets). An empty cell means "coded, no AU"; ``?``
+or ``NA`` means "not annotated" (the AU task leaves such clips out). Without the column
+no clip is annotated. ``mefnet-aus attach`` fills the column from the official sheets.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mefnet.datasets.action_units import aus_column_value, check_uncertain
 from mefnet.datasets.bad_clips import BadClipLog
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.protocols import check_no_empty_class
@@ -32,6 +39,7 @@ from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
 
 LABEL_FILE = "labels.csv"
 HEADER = ("dataset", "subject", "clip", "label")
+AU_COLUMN = "aus"
 FLOW_SUFFIXES = (".npy", ".png")
 
 
@@ -82,19 +90,32 @@ def read_flow_map(path: str | Path) -> np.ndarray:
     raise DatasetError(f"flow map {path}: unsupported file type '{path.suffix}'; expected .png or .npy")
 
 
-def _label_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of labels.csv, without its header line if it has one."""
+def _label_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """The header of labels.csv (lower case; None without one) and (line number, cells) of
+    its clip rows."""
     # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first cell;
     # newline="": the csv module takes CRLF and LF line ends alike.
     with path.open(newline="", encoding="utf-8-sig") as f:
         rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if any(row)]
     if not rows:
         raise DatasetError(f"{path} is empty; expected one row per clip: {','.join(HEADER)}")
-    if rows and [c.lower() for c in rows[0][1][:4]] == list(HEADER):
+    header = None
+    if [c.lower() for c in rows[0][1][:4]] == list(HEADER):
+        header = [c.lower() for c in rows[0][1]]
         rows = rows[1:]
     if not rows:
         raise DatasetError(f"{path} has a header but no clips; expected one row per clip: {','.join(HEADER)}")
-    return rows
+    return header, rows
+
+
+def has_au_column(root: str | Path) -> bool:
+    """Whether the flow folder's labels.csv has a header with an ``aus`` column (False when
+    it has no labels.csv or no header): what ``task=au`` needs to find any clip's AUs."""
+    path = Path(root) / LABEL_FILE
+    if not path.is_file():
+        return False
+    header, _ = _label_rows(path)
+    return bool(header) and AU_COLUMN in header
 
 
 def _class_of(value: str, class_names: Sequence[str]) -> int | None:
@@ -109,12 +130,21 @@ def load_flow_folder(
     class_names: Sequence[str] = ("negative", "positive", "surprise"),
     on_bad_clip: str = "error",
     name: str = "",
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> ClipIndex:
-    """Index a flow folder; each clip's ``flow_path`` is its map (onset/apex/offset 0)."""
+    """Index a flow folder; each clip's ``flow_path`` is its map (onset/apex/offset 0).
+
+    The ``aus`` column (module docstring) is read into ``Clip.aus``. With ``action_units``
+    (set by ``task=au``) a cell that does not parse makes its row a bad clip; without it
+    such a clip counts as not annotated, since the emotion task does not use AUs.
+    ``au_uncertain`` (exclude | include) decides whether ``ref(X)`` / ``X or Y`` AUs count.
+    """
     root_path = require_root(
         root, dataset_title="flow folder", env_var="MEFNET_FLOW_ROOT", config_key="dataset.index.root"
     )
     class_names = [str(c) for c in class_names]
+    check_uncertain(au_uncertain, "dataset.index.au_uncertain")
     labels_path = root_path / LABEL_FILE
     if not labels_path.is_file():
         raise DatasetError(
@@ -125,7 +155,9 @@ def load_flow_folder(
     sizes: dict[tuple, list[str]] = {}
     clips: list[Clip] = []
     seen: dict[str, int] = {}
-    for row_no, cells in _label_rows(labels_path):
+    header, rows = _label_rows(labels_path)
+    au_at = header.index(AU_COLUMN) if header and AU_COLUMN in header else None
+    for row_no, cells in rows:
         where = f"{labels_path}, row {row_no}"
         if len(cells) < 4 or not all(cells[:4]):
             log.bad(f"{where}: expected 4 values {','.join(HEADER)}, got {cells}")
@@ -150,6 +182,12 @@ def load_flow_folder(
                 f"{class_names} (config key dataset.index.class_names)"
             )
             continue
+        try:  # no column: "" for every clip, and a dataset without any AU counts as not annotated
+            aus = "" if au_at is None else aus_column_value(
+                cells[au_at] if au_at < len(cells) else "", au_uncertain, strict=action_units)
+        except ValueError as e:
+            log.bad(f"{where}: {e}")
+            continue
         stem = root_path / dataset / subject / clip
         found = [stem.with_name(stem.name + s) for s in FLOW_SUFFIXES if stem.with_name(stem.name + s).is_file()]
         if not found:
@@ -165,7 +203,7 @@ def load_flow_folder(
             Clip(
                 dataset=dataset, subject=subject_id, clip=clip_id, label=label,
                 label_name=class_names[label], onset=0, apex=0, offset=0,
-                frame_dir="", flow_path=str(found[0]),
+                frame_dir="", flow_path=str(found[0]), aus=aus,
             )
         )
     check_no_empty_class(class_names, [c.label for c in clips], where=str(labels_path))
@@ -182,3 +220,4 @@ def load_flow_folder(
                 )
     skipped = log.finish()
     return ClipIndex(clips, class_names, name=name or root_path.name, skipped=skipped)
+

@@ -23,6 +23,11 @@ as it is):
   them (or its index); without, the classes are the labels found, sorted.
 * ``path`` (optional): the clip's frame folder or video, relative to ``root``. Without
   it, ``<subject>/<clip>/`` is used, else ``<subject>/<clip>.<video suffix>``.
+* ``aus`` (optional; also ``Action Units`` or ``AU``): the clip's action units for
+  ``task=au``, as ``clips.csv`` writes them (``4+12``; sheet spellings such as ``R12``,
+  ``7B``, ``ref(6)`` parse too). An empty cell means "coded, no AU"; ``?`` or ``NA`` means
+  "not annotated" (the AU task leaves such clips out); without the column no clip is
+  annotated (docs/action_units.md).
 
 A video clip's frames onset..offset are decoded once into ``video_frames_dir`` (a folder
 per video, keyed by its path, size and modification time, written atomically), so the
@@ -45,6 +50,7 @@ from pathlib import Path
 
 import cv2
 
+from mefnet.datasets.action_units import aus_column_value, check_uncertain
 from mefnet.datasets.apex import midpoint_apex, spot_apex
 from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
@@ -64,6 +70,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "offset": ("offset", "offsetframe", "offsetf"),
     "label": ("label", "emotion", "estimatedemotion", "class"),
     "path": ("path", "frames", "folder", "framedir"),
+    "aus": ("aus", "actionunits", "actionunit", "au"),
 }
 REQUIRED = ("subject", "clip", "onset", "offset", "label")
 
@@ -178,8 +185,15 @@ def load_frames_csv(
     video_frames_dir: str | Path | None = None,
     on_bad_clip: str = "error",
     check_frames: bool = True,
+    action_units: bool = False,
+    au_uncertain: str = "exclude",
 ) -> ClipIndex:
-    """Index a folder of frame sequences or videos described by one CSV (module docstring)."""
+    """Index a folder of frame sequences or videos described by one CSV (module docstring).
+
+    With ``action_units`` (set by ``task=au``) an ``aus`` cell that does not parse makes its
+    row a bad clip; without it such a clip counts as not annotated. ``au_uncertain``
+    (exclude | include) decides whether ``ref(X)`` / ``X or Y`` AUs count.
+    """
     root_path = require_root(
         root, dataset_title="frames_csv", env_var="MEFNET_FRAMES_ROOT", config_key="dataset.index.root"
     )
@@ -188,6 +202,7 @@ def load_frames_csv(
             f"frames_csv apex_fallback must be null, spotted or midpoint, got '{apex_fallback}' "
             "(config key dataset.index.apex_fallback)"
         )
+    check_uncertain(au_uncertain, "dataset.index.au_uncertain")
     if not _safe_id(str(dataset_name)):
         raise DatasetError(f"frames_csv dataset_name {dataset_name!r} must be a plain name (no '/')")
     table = Path(csv_file).expanduser() if csv_file else root_path / DEFAULT_CSV
@@ -268,6 +283,11 @@ def load_frames_csv(
             log.bad(f"{where}: no apex given and apex_fallback is null; give the apex or set "
                     "dataset.index.apex_fallback: spotted or midpoint")
             continue
+        try:  # no column: "" for every clip, and a dataset without any AU counts as not annotated
+            aus = aus_column_value(cells["aus"], au_uncertain, strict=action_units) if "aus" in cells else ""
+        except ValueError as e:
+            log.bad(f"{where}: {e}")
+            continue
         source = _clip_source(root_path, subject, clip, cells.get("path", ""))
         if isinstance(source, str):
             log.bad(f"{where}: {source}")
@@ -296,7 +316,8 @@ def load_frames_csv(
                 log.bad(f"{where}: {e}")
                 continue
         accepted.append((class_name, dict(subject=subject, clip=clip, onset=onset, apex=apex,
-                                          offset=offset, frame_dir=str(source), apex_source=apex_source)))
+                                          offset=offset, frame_dir=str(source), apex_source=apex_source,
+                                          aus=aus)))
 
     names = fixed if fixed is not None else sorted({name for name, _ in accepted})
     if not names:

@@ -174,10 +174,13 @@ class SetTable(Callback):
             table, the paired comparison (UF1 difference, bootstrap interval over subjects,
             McNemar) of the reference against each anchor, in ``comparisons.md`` / ``.json``
             (:func:`mefnet.report.compare.write_anchor_comparisons`).
+        requires_aus: experiments (``task=au``) that ``mefnet-reproduce`` leaves out, saying
+            so, when the flow folder's labels.csv has no ``aus`` column.
     """
 
     def __init__(self, name: str, out_dir: str, ensemble: bool = False, requires: list[str] | None = None,
-                 requires_for: dict[str, list[str]] | None = None, compare: dict | None = None) -> None:
+                 requires_for: dict[str, list[str]] | None = None, compare: dict | None = None,
+                 requires_aus: list[str] | None = None) -> None:
         self.name = name
         self.out_dir = Path(out_dir)
         self.ensemble = bool(ensemble)
@@ -185,6 +188,7 @@ class SetTable(Callback):
         self.requires_for = {str(k): list(v) for k, v in (requires_for or {}).items()}
         self.compare = {"reference": str(compare["reference"]), "anchors": [str(a) for a in compare["anchors"]]} \
             if compare else None
+        self.requires_aus = list(requires_aus or [])
         self.dirs: list[str] = []
 
     @_guarded

@@ -77,6 +77,7 @@ def load_set(name: str) -> DictConfig:
         "requires": list(table.get("requires") or []),
         "requires_for": table.get("requires_for") or {},
         "compare": table.get("compare"),
+        "requires_aus": list(table.get("requires_aus") or []),
     })
 
 
@@ -98,23 +99,45 @@ def choose_set(requested: str | None) -> str:
     return "synthetic"
 
 
-def left_out(spec: DictConfig) -> list[str]:
+def flow_root(extra: list[str] | None = None) -> str | None:
+    """The flow folder a set runs on: the last ``dataset.index.root=`` of ``extra``, else
+    ``MEFNET_FLOW_ROOT``; None when neither is given."""
+    for o in reversed(extra or []):
+        if o.startswith("dataset.index.root="):
+            return o.partition("=")[2] or None
+    return os.environ.get("MEFNET_FLOW_ROOT") or None
+
+
+def left_out(spec: DictConfig, extra: list[str] | None = None) -> list[str]:
     """Experiments whose extra dataset roots (``requires_for``, e.g. CAS(ME)^3 for the AU
-    table) are unset; each variable is named in a log line."""
+    table) are unset, and the AU experiments (``requires_aus``) when the flow folder's
+    labels.csv has no ``aus`` column; each reason is said in a log line."""
     out = []
     for var, names in spec.requires_for.items():
         if not os.environ.get(var):
             log.warning("reproduce: leaving out %s: they need %s (a dataset root; see README)",
                         ", ".join(names), var)
             out += [str(n) for n in names]
+    names = [str(n) for n in spec.get("requires_aus", [])]
+    root = flow_root(extra)
+    # Without a root the set cannot run at all (its own error says so); nothing to check here.
+    if names and root is not None:
+        from mefnet.datasets.flow_folder import LABEL_FILE, has_au_column
+
+        if not has_au_column(root):
+            log.warning("reproduce: leaving out %s: %s has no aus column (the clips' action units; "
+                        "fill it with mefnet-aus attach, see docs/action_units.md)",
+                        ", ".join(names), Path(root) / LABEL_FILE)
+            out += names
     return out
 
 
-def experiments(spec: DictConfig) -> list[tuple[str, list[str]]]:
+def experiments(spec: DictConfig, extra: list[str] | None = None) -> list[tuple[str, list[str]]]:
     """(experiment_name, overrides) of every run of the set, in order, as the sweeper makes
     them (``fold=each`` aside); an experiment whose overrides hold ``seed=a,b,c`` gives
-    one run per seed (same name). Those :func:`left_out` are not listed."""
-    skip = set(left_out(spec))
+    one run per seed (same name). Those :func:`left_out` (given the overrides ``extra``
+    of every run) are not listed."""
+    skip = set(left_out(spec, extra))
     runs = {n: o for n, o in spec.runs.items() if n not in skip}
     out = []
     for job in grid(OverridesParser.create(), spec.params, [], runs):
@@ -128,7 +151,7 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
     """Run the set's sweep (finished folds are skipped), which writes the table; print it."""
     name = choose_set(set_name)
     spec = load_set(name)
-    todo = experiments(spec)
+    todo = experiments(spec, extra)
     names = list(dict.fromkeys(n for n, _ in todo))
     if only:
         # A full experiment name picks that experiment; any other text, every name holding it.

@@ -81,17 +81,19 @@ def au_markdown(rows: list[dict]) -> str:
         std = r.get(f"{key}_std")
         return f"{r[key]:.4f}" if std is None else f"{r[key]:.4f} ± {std:.4f}"
 
-    head = ("| experiment | part | clips | folds | seeds | macro F1 | avg binary F1 | "
+    # Two scores the literature confuses: each header says which classes its F1 averages.
+    head = ("| experiment | part | clips | folds | seeds | macro F1 (present) | avg binary F1 (present/absent) | "
             + " | ".join(names) + " |\n|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(names) + "\n")
     body = ""
     for r in rows:
         per = [("–" if r["f1_per_au"].get(n) is None else f"{r['f1_per_au'][n]:.3f}") for n in names]
         body += (f"| {r['experiment']} | {r['title']} | {r['clips']} | {r['folds']} | {r['seeds']} | "
                  f"{fmt(r, 'macro_f1')} | {fmt(r, 'avg_binary_f1')} | " + " | ".join(per) + " |\n")
-    notes = ["", "Action units: F1 per AU, macro F1 over AUs and the average binary F1 (the mean over AUs "
-             "of the present/absent macro F1), each pooled over all folds of a run, never averaged per "
-             "fold; with several seeds, mean ± sample standard deviation. – : no clip of that part has "
-             "the AU, so its F1 is undefined and it is left out of the averages."]
+    notes = ["", "Action units: F1 per AU (of \"present\"), macro F1 (present) = its mean over AUs, and the "
+             "average binary F1 (present/absent) = the mean over AUs of the mean of the F1 of \"present\" "
+             "and of \"absent\" (the headline of the meb toolkit), each pooled over all folds of a run, "
+             "never averaged per fold; with several seeds, mean ± sample standard deviation. – : no clip "
+             "of that part has the AU, so its F1 is undefined and it is left out of the averages."]
     for sel in dict.fromkeys(r["selection"] for r in rows):
         users = list(dict.fromkeys(r["experiment"] for r in rows if r["selection"] == sel))
         notes.append(f"Model selection ({', '.join(users)}): {sel}.")

@@ -51,6 +51,10 @@ IMPLIED_KEYS = {
     "backbone.msff_residual": False,
     "backbone.attention_init": "sigmoid",
     "pretrain": None,  # no pretraining (conf/pretrain/; the key is absent unless chosen)
+    # Added to conf/dataset/flow_folder.yaml and frames_csv.yaml with their aus column;
+    # these values are what those experiments read (no AU cell checked).
+    "dataset.index.action_units": False,
+    "dataset.index.au_uncertain": "exclude",
 }
 
 

@@ -4,8 +4,12 @@
   notation by :mod:`mefnet.datasets.action_units`) as a multi-hot row over
   ``task.au_set``. A clip with no AU of the set is dropped (``no_au_clips: drop``, the
   default; every such clip is listed in ``ClipIndex.skipped`` and the log) or kept with
-  an all-zero row (``keep``). A dataset without AU annotation (SMIC, flow folders) is an
-  error, never a run on empty targets.
+  an all-zero row (``keep``).
+* **Clips without AU annotation** are left out of AU training and scoring (listed in
+  ``ClipIndex.skipped`` and the log): a clip whose ``aus`` cell says ``?`` / ``NA``
+  (``Clip.aus == NOT_ANNOTATED``), and every clip of a dataset in which no clip carries
+  any AU (SMIC in a composite, a flow folder without an ``aus`` column). An index with
+  no annotated clip at all is an error, never a run on empty targets.
 * **Model**: the backbone with one output per AU (its head sized by the task), sigmoid.
 * **Loss**: binary cross-entropy, with per-AU positive weights ``negatives / positives``
   counted on the training fold only (``pos_weight: true``; an AU with no positive
@@ -72,24 +76,39 @@ def is_au(cfg) -> bool:
 
 def prepare_index(index: ClipIndex, task: AUTask) -> ClipIndex:
     """The clips the AU task uses (see the module docstring); the others are listed."""
-    annotated = {c.dataset for c in index if c.aus}
-    missing = [d for d in index.datasets if d not in annotated]
-    if missing:
+    from mefnet.datasets.action_units import is_annotated
+
+    coded = {c.dataset for c in index if c.aus and is_annotated(c.aus)}
+    if not coded:
         raise DatasetError(
-            f"task=au: dataset(s) {missing} have no action-unit annotation in {index.name or 'the index'} "
-            "(SMIC and flow folders have none); leave them out of the composite"
+            f"task=au: no action-unit annotation on any clip of {index.name or 'the index'} (dataset(s) "
+            f"{index.datasets}; SMIC has none, and a flow folder or frames_csv needs an aus column: "
+            "see docs/action_units.md, or fill it with mefnet-aus attach)"
         )
-    if task.no_au_clips == "keep":
-        return index
+    annotated, unannotated = [], []
+    for c in index:
+        (annotated if c.dataset in coded and is_annotated(c.aus) else unannotated).append(c)
+    skipped = list(index.skipped)
+    if unannotated:
+        per_dataset = {d: sum(c.dataset == d for c in unannotated) for d in dict.fromkeys(c.dataset for c in unannotated)}
+        log.warning("task=au: %d of %d clips have no action-unit annotation and are left out of AU training "
+                    "and scoring (%s)", len(unannotated), len(index),
+                    ", ".join(f"{d}: {n}" for d, n in per_dataset.items()))
+        # A dataset without any AU code is one entry (SMIC would be 164 lines); a clip marked
+        # not annotated in an annotated dataset is named.
+        skipped += [f"{d}: all {n} clips: no action-unit annotation in the dataset (left out of the AU task)"
+                    for d, n in per_dataset.items() if d not in coded]
+        skipped += [f"{c.clip_key}: no action-unit annotation (left out of the AU task)"
+                    for c in unannotated if c.dataset in coded]
     wanted = set(task.au_set)
     kept, dropped = [], []
-    for c in index:
-        (kept if set(parse_normalised(c.aus)) & wanted else dropped).append(c)
+    for c in annotated:
+        (kept if task.no_au_clips == "keep" or set(parse_normalised(c.aus)) & wanted else dropped).append(c)
     if dropped:
         listing = ", ".join(f"{c.clip_key} ({c.aus or 'no AU'})" for c in dropped[:20])
         log.warning("task=au: %d of %d clips have no AU of %s and are left out (task.no_au_clips=drop): %s%s",
-                    len(dropped), len(index), list(task.au_set), listing, " ..." if len(dropped) > 20 else "")
-    skipped = [*index.skipped, *(f"{c.clip_key}: no AU of the AU set (AUs: {c.aus or 'none'})" for c in dropped)]
+                    len(dropped), len(annotated), list(task.au_set), listing, " ..." if len(dropped) > 20 else "")
+    skipped += [f"{c.clip_key}: no AU of the AU set (AUs: {c.aus or 'none'})" for c in dropped]
     if not kept:
         raise DatasetError(f"task=au: no clip of {index.name or 'the index'} has an AU of {list(task.au_set)}")
     out = index.with_clips(kept)
