@@ -24,8 +24,8 @@ import sys
 
 import numpy as np
 
-from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.report.aggregate import group_runs
+from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.tasks.au import au_scores
 
 
