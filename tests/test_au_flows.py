@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from mefnet.config import compose
+from mefnet.config import absolute_paths, compose
 from mefnet.datasets.action_units import DEFAULT_AU_SET, NOT_ANNOTATED, parse_normalised
 from mefnet.datasets.au_attach import main as aus_main
 from mefnet.datasets.au_attach import read_sheet_aus
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.flow_folder import load_flow_folder
 from mefnet.datasets.frames_csv import load_frames_csv
-from mefnet.experiment.train import _absolute_paths, run, run_fold
+from mefnet.experiment.train import run, run_fold
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.tasks import load_index
 from mefnet.tasks.au import AUTask, prepare_index
@@ -265,7 +265,7 @@ def test_task_au_trains_and_scores_a_flow_folder_under_each_protocol(au_folder, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = run(cfg)
-    exp = Path(_absolute_paths(cfg).experiment_dir)
+    exp = Path(absolute_paths(cfg).experiment_dir)
     record = json.loads((exp / "experiment.json").read_text())
     expected = _expected_clips(au_folder)
     assert expected["casme2"] >= 25 and expected["synth"] == 12 and "smic" not in expected
@@ -290,7 +290,7 @@ def test_task_au_trains_and_scores_a_flow_folder_under_each_protocol(au_folder, 
 def test_test_clip_action_units_cannot_influence_flow_folder_predictions(au_folder, tmp_path, protocol):
     extra = [f"protocol={protocol}", "selection=inner_val", "task.threshold=inner_val", "inner_val.val_fraction=0.34",
              "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1", "trainer.max_epochs=2"]
-    cfg = _absolute_paths(compose(_overrides(au_folder, tmp_path, f"leak-{protocol}", *extra)))
+    cfg = absolute_paths(compose(_overrides(au_folder, tmp_path, f"leak-{protocol}", *extra)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         index = load_index(cfg)
@@ -300,7 +300,7 @@ def test_test_clip_action_units_cannot_influence_flow_folder_predictions(au_fold
     honest = run_fold(cfg, index, features, fold)
     # Every test clip gets other action units; nothing else changes.
     wrong = [replace(c, aus="5+7") if tested(c) else c for c in index]
-    cfg2 = _absolute_paths(compose(_overrides(au_folder, tmp_path, f"leak-{protocol}-wrong", *extra)))
+    cfg2 = absolute_paths(compose(_overrides(au_folder, tmp_path, f"leak-{protocol}-wrong", *extra)))
     tampered = run_fold(cfg2, index.with_clips(wrong), features, fold)
     a = _rows(Path(cfg.experiment_dir) / "folds" / fold / "predictions.csv")
     b = _rows(Path(cfg2.experiment_dir) / "folds" / fold / "predictions.csv")
@@ -345,7 +345,7 @@ def test_task_au_trains_and_scores_a_frames_csv_with_an_action_units_column(tmp_
                    "task=au", *TRAIN, f"paths.output_dir={tmp_path / 'outputs'}",
                    f"paths.data_dir={tmp_path / 'data'}", "experiment_name=frames-csv-au"])
     rows = run(cfg)
-    exp = Path(_absolute_paths(cfg).experiment_dir)
+    exp = Path(absolute_paths(cfg).experiment_dir)
     preds = [r for p in sorted(exp.glob("folds/frames_csv/*/predictions.csv")) for r in _rows(p)]
     first = (table[0]["Subject"], table[0]["Filename"])
     assert len(preds) == 8 and first not in {(r["subject"], r["clip"]) for r in preds}
