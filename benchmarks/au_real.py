@@ -27,11 +27,7 @@ import numpy as np
 from mefnet.report.aggregate import group_runs
 from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.tasks.au import au_scores
-
-
-def _f1(tp: float, fp: float, fn: float) -> float:
-    d = 2 * tp + fp + fn
-    return 2 * tp / d if d else 0.0
+from mefnet.utils.metrics import f1_from_counts
 
 
 def per_au(run) -> dict:
@@ -45,8 +41,9 @@ def per_au(run) -> dict:
         fn, tn = float((t[:, k] & ~p[:, k]).sum()), float((~t[:, k] & ~p[:, k]).sum())
         out["support"][name] = int(t[:, k].sum())
         if t[:, k].any():
-            out["present"][name] = _f1(tp, fp, fn)
-            out["binary"][name] = (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2
+            present, absent = float(f1_from_counts(tp, fp, fn)), float(f1_from_counts(tn, fn, fp))
+            out["present"][name] = present
+            out["binary"][name] = (present + absent) / 2
     m = au_scores(t, p, names)  # the owner of the averages: they must agree with mefnet-table
     out["macro_f1"], out["avg_binary_f1"] = m["macro_f1"], m["avg_binary_f1"]
     return out

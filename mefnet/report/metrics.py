@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mefnet.utils.metrics import f1_from_counts
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
@@ -38,8 +40,7 @@ def pooled_metrics(
     tp = np.diag(cm).astype(float)
     fp = cm.sum(axis=0) - tp
     fn = support - tp
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    f1 = f1_from_counts(tp, fp, fn)
     recall = tp / support
     return {
         "uf1": float(f1.mean()),

@@ -24,6 +24,7 @@ from pathlib import Path
 from mefnet.report.aggregate import DATASET_TITLES
 from mefnet.report.metrics import pooled_metrics
 from mefnet.runs.store import Run
+from mefnet.utils.metrics import f1_from_counts
 
 # ----------------------------------------------------------------------- per class
 
@@ -85,7 +86,7 @@ def _partial_metrics(rows: list[dict], k: int) -> dict:
         else:
             fp[p] += 1
             fn[t] += 1
-    f1 = [2 * tp[c] / (2 * tp[c] + fp[c] + fn[c]) if support[c] else None for c in range(k)]
+    f1 = [float(f) if support[c] else None for c, f in enumerate(f1_from_counts(tp, fp, fn))]
     recall = [tp[c] / support[c] if support[c] else None for c in range(k)]
     return {"f1_per_class": f1, "recall_per_class": recall, "support": support}
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mefnet.tasks.au import THRESHOLD_GRID, au_scores, binary_f1
+from mefnet.tasks.au import THRESHOLD_GRID, au_scores
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
+from mefnet.utils.metrics import binary_f1
 
 
 class AUModule(MERModule):
