@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from mefnet.report.aggregate import group_runs
+from mefnet.report.metrics import format_mean_std, mean_std
 from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.tasks.au import au_scores
 from mefnet.utils.metrics import f1_from_counts
@@ -72,9 +73,8 @@ def inner_val(run) -> dict:
 def _ms(values: list[float]) -> str:
     if not values:
         return "absent"
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+    mean, std = mean_std(values)
+    return format_mean_std(100 * mean, None if std is None else 100 * std, ".1f")
 
 
 def _pct(scores: dict, key: str) -> str:

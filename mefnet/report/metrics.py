@@ -6,6 +6,7 @@ pool. Averaging per-fold scores gives different (wrong) numbers.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,3 +52,20 @@ def pooled_metrics(
         "recall_per_class": recall.tolist(),
         "confusion": cm.tolist(),
     }
+
+
+def mean_std(values: Sequence[float], digits: int | None = None) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) of one score over an experiment's seeds,
+    each rounded to ``digits`` when given; the deviation is ``None`` for a single seed.
+
+    The one place the tables (emotion, AU, per class) and the benchmarks summarise seeds."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    if digits is None:
+        return mean, std
+    return round(mean, digits), None if std is None else round(std, digits)
+
+
+def format_mean_std(mean: float, std: float | None, spec: str = ".4f") -> str:
+    """``mean ± std`` as the tables print it, or the mean alone for a single seed."""
+    return f"{mean:{spec}}" if std is None else f"{mean:{spec}} ± {std:{spec}}"
