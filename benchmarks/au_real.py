@@ -26,6 +26,7 @@ import numpy as np
 
 from mefnet.report.aggregate import group_runs
 from mefnet.report.metrics import format_mean_std, mean_std
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.tasks.au import au_scores
 from mefnet.utils.metrics import f1_from_counts
@@ -59,7 +60,7 @@ def inner_val(run) -> dict:
         if not done.is_file():
             continue
         sel = json.loads(done.read_text()).get("selection", {})
-        if sel.get("rule") != "inner_val":
+        if not uses_inner_val(sel.get("rule")):
             return {}
         epochs.append(int(sel["best_epoch"]))
         for metric, value in sel["best"].items():
