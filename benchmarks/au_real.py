@@ -25,13 +25,11 @@ import sys
 import numpy as np
 
 from mefnet.report.aggregate import group_runs
+from mefnet.report.metrics import format_mean_std, mean_std
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
 from mefnet.tasks.au import au_scores
-
-
-def _f1(tp: float, fp: float, fn: float) -> float:
-    d = 2 * tp + fp + fn
-    return 2 * tp / d if d else 0.0
+from mefnet.utils.metrics import f1_from_counts
 
 
 def per_au(run) -> dict:
@@ -45,8 +43,9 @@ def per_au(run) -> dict:
         fn, tn = float((t[:, k] & ~p[:, k]).sum()), float((~t[:, k] & ~p[:, k]).sum())
         out["support"][name] = int(t[:, k].sum())
         if t[:, k].any():
-            out["present"][name] = _f1(tp, fp, fn)
-            out["binary"][name] = (_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2
+            present, absent = float(f1_from_counts(tp, fp, fn)), float(f1_from_counts(tn, fn, fp))
+            out["present"][name] = present
+            out["binary"][name] = (present + absent) / 2
     m = au_scores(t, p, names)  # the owner of the averages: they must agree with mefnet-table
     out["macro_f1"], out["avg_binary_f1"] = m["macro_f1"], m["avg_binary_f1"]
     return out
@@ -61,7 +60,7 @@ def inner_val(run) -> dict:
         if not done.is_file():
             continue
         sel = json.loads(done.read_text()).get("selection", {})
-        if sel.get("rule") != "inner_val":
+        if not uses_inner_val(sel.get("rule")):
             return {}
         epochs.append(int(sel["best_epoch"]))
         for metric, value in sel["best"].items():
@@ -75,9 +74,8 @@ def inner_val(run) -> dict:
 def _ms(values: list[float]) -> str:
     if not values:
         return "absent"
-    if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+    mean, std = mean_std(values)
+    return format_mean_std(100 * mean, None if std is None else 100 * std, ".1f")
 
 
 def _pct(scores: dict, key: str) -> str:

@@ -142,12 +142,14 @@ def augment(x, rec, gen):
 
 
 def uf1_uar(y, p, k=3):
+    from mefnet.utils.metrics import f1_from_counts
+
     cm = np.zeros((k, k), np.int64)
     np.add.at(cm, (np.asarray(y), np.asarray(p)), 1)
     tp = np.diag(cm).astype(float)
     sup = cm.sum(1)
     present = sup > 0
-    f1 = 2 * tp / np.maximum(2 * tp + cm.sum(0) - tp + sup - tp, 1)
+    f1 = f1_from_counts(tp, cm.sum(0) - tp, sup - tp)
     rec = tp / np.maximum(sup, 1)
     return float(f1[present].mean()), float(rec[present].mean())
 

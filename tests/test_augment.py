@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mefnet.preprocessing.flow import compute_flow, flow_maps, normalize_maps, optical_strain
-from mefnet.training.augment import FlowAugment
+from mefnet.training.augment import FlowAugment, mirror_averaged
 from mefnet.training.module import MERModule
 
 _SCALE = {"negate": "none", "one_minus": "minmax"}
@@ -185,3 +185,20 @@ def test_model_file_applies_the_test_time_mirror_it_was_trained_with(tmp_path):
         with torch.no_grad():
             assert torch.allclose(load_model(tmp_path / f"m{flag}.pt").probabilities(x),
                                   module.predict_step((x,), 0), atol=1e-6)
+
+
+def test_mirror_averaged_predicts_a_clip_and_its_mirror_image_alike():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    x = torch.randn(4, 3, 8, 8)
+    mirror = FlowAugment(scale="none")
+
+    def softmax(maps):
+        return torch.softmax(net(maps), dim=1)
+
+    assert torch.equal(mirror_averaged(softmax, x, None), softmax(x))  # no mirror: the plain probabilities
+    averaged = mirror_averaged(softmax, x, mirror)
+    assert torch.equal(averaged, (softmax(x) + softmax(mirror.mirror(x))) / 2)
+    assert not torch.allclose(averaged, softmax(x))
+    assert torch.allclose(mirror_averaged(softmax, mirror.mirror(x), mirror), averaged)
+

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 import torch
 from torchmetrics.classification import MulticlassF1Score, MulticlassRecall
 
-from mefnet.report.metrics import pooled_metrics
+from mefnet.report.metrics import format_mean_std, mean_std, pooled_metrics
+from mefnet.utils.metrics import binary_f1, f1_from_counts
 
 # Three folds; the last has a single clip.
 FOLDS = [
@@ -50,3 +53,29 @@ def test_pooling_differs_from_averaging_per_fold_scores():
 def test_a_class_absent_from_the_ground_truth_is_an_error():
     with pytest.raises(ValueError, match=r"class\(es\) \['surprise'\] have no clip"):
         pooled_metrics([0, 1, 1], [0, 1, 2], 3, ["negative", "positive", "surprise"])
+
+
+def test_f1_from_counts_is_zero_where_undefined_and_the_formula_elsewhere():
+    f1 = f1_from_counts(np.array([3.0, 0.0, 0.0]), np.array([1.0, 2.0, 0.0]), np.array([2.0, 1.0, 0.0]))
+    assert f1.tolist() == [6 / 9, 0.0, 0.0]  # 0/0 (no clip of the class anywhere) is 0, not nan
+    assert float(f1_from_counts(2, 1, 0)) == 4 / 5  # scalar counts give a 0-d array
+
+
+def test_binary_f1_scores_present_from_boolean_arrays():
+    y = np.array([True, True, False, False])
+    p = np.array([True, False, True, False])
+    assert binary_f1(y, p) == 2 / (2 + 1 + 1)
+    assert binary_f1(y, y) == 1.0
+    none = np.zeros(4, dtype=bool)
+    assert binary_f1(none, none) == 0.0
+
+
+def test_mean_std_over_seeds_is_the_sample_deviation_and_none_for_one_seed():
+    values = [0.61, 0.57, 0.66]
+    assert mean_std(values) == (statistics.fmean(values), statistics.stdev(values))
+    assert mean_std(values, 4) == (round(statistics.fmean(values), 4), round(statistics.stdev(values), 4))
+    assert mean_std([0.5]) == (0.5, None) and mean_std([0.12345], 2) == (0.12, None)
+    assert format_mean_std(0.5, None) == "0.5000"
+    assert format_mean_std(0.5, 0.0123) == "0.5000 ± 0.0123"
+    assert format_mean_std(61.25, 4.5, ".1f") == "61.2 ± 4.5"
+

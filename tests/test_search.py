@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from mefnet.config import compose
 from mefnet.experiment.search import best_recipe_yaml, holdout, optimized_metric
 from mefnet.experiment.train import main
+from mefnet.runs.selection import RULES, uses_inner_val
 from tests.flow_trees import make_flow_folder
 
 TEST_CONF = Path(__file__).resolve().parent / "conf"
@@ -118,3 +119,10 @@ def test_holdout_removes_subjects_and_best_recipe_is_an_experiment_config(tmp_pa
     text = best_recipe_yaml({"params": {"backbone": "am3f", "optimizer.lr": "0.002", "data.batch_size": "64"},
                              "optimized_metric": "inner_val/uf1", "objective": 0.7, "experiment_dir": "/x"})
     assert "- override /backbone: am3f" in text and "lr: 0.002" in text and "batch_size: 64" in text
+
+
+def test_one_predicate_says_which_selection_rules_choose_on_inner_validation():
+    assert RULES == ("fixed_epochs", "inner_val")
+    assert uses_inner_val("inner_val")
+    assert not uses_inner_val("fixed_epochs") and not uses_inner_val(None) and not uses_inner_val("")
+

@@ -44,6 +44,7 @@ from mefnet.experiment.fold import (
     selection_rule,
     write_fold,
 )
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.tasks.au import is_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
@@ -222,7 +223,7 @@ def _train_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, fea
     max_epochs = int(cfg0.trainer.max_epochs)
     K = len(jobs)
 
-    if cfg0.selection == "inner_val":
+    if uses_inner_val(cfg0.selection):
         iv = cfg0.inner_val
         val_subjects = [choose_val_subjects(index, s, float(iv.val_fraction), int(cfg.seed)) for cfg, s in jobs]
         dms = [_datamodule(cfg, index, features, s, v) for (cfg, s), v in zip(jobs, val_subjects, strict=True)]

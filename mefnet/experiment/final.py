@@ -38,6 +38,7 @@ from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fold import _close_loggers, _fit, versions
 from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import fold_records
 from mefnet.training.divergence import check_finite_weights
 from mefnet.training.task_runner import task_runner
@@ -58,7 +59,7 @@ def final_epochs(cfg: DictConfig, experiment_dir: str | Path) -> tuple[int, str]
     if cfg.selection == "fixed_epochs":
         n = int(cfg.trainer.max_epochs)
         return n, f"fixed_epochs: the recipe's {n} epochs"
-    if cfg.selection == "inner_val":
+    if uses_inner_val(cfg.selection):
         chosen = sorted(int(r["selection"]["best_epoch"]) for r in fold_records(experiment_dir).values()
                         if r.get("status") == "complete" and "best_epoch" in (r.get("selection") or {}))
         if not chosen:

@@ -28,6 +28,7 @@ from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.report.tracking import wandb_run_settings
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     FOLD_DONE,
@@ -94,7 +95,7 @@ def selection_rule(cfg: DictConfig) -> str:
             f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
             "after training; it is never used for early stopping, checkpoint choice or priors"
         )
-    if cfg.selection == "inner_val":
+    if uses_inner_val(cfg.selection):
         iv = cfg.get("inner_val")
         if iv is None:
             raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
@@ -242,7 +243,7 @@ def run_fold(cfg: DictConfig, index: ClipIndex, features: torch.Tensor, subject_
     split = split_of(cfg)
     thresholds = None
 
-    if cfg.selection == "inner_val":
+    if uses_inner_val(cfg.selection):
         iv = cfg.inner_val
         val_subjects = choose_val_subjects(
             index, subject_key, float(iv.val_fraction), int(cfg.seed),

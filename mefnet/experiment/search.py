@@ -46,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.runs.selection import uses_inner_val
 
 METRIC_PREFIX = "inner_val/"
 METRICS = ("uf1", "uar", "accuracy", "loss")
@@ -65,7 +66,7 @@ def optimized_metric(cfg: DictConfig) -> str | None:
     if metric not in METRICS:
         raise ValueError(f"optimized_metric: '{value}' is not one of "
                          f"{', '.join(METRIC_PREFIX + m for m in METRICS)}")
-    if cfg.get("selection") != "inner_val":
+    if not uses_inner_val(cfg.get("selection")):
         raise ValueError(f"optimized_metric={value}: every search trial must use selection=inner_val "
                          f"(got selection={cfg.get('selection')}); the objective is the inner-validation score "
                          "of training subjects, never a test-fold score")
@@ -93,7 +94,7 @@ def fold_scores(experiment_dir: str | Path, folds: list[str], metric: str) -> di
             raise RuntimeError(f"{path} is missing: fold {fold} of the trial did not finish")
         selection = json.loads(path.read_text()).get("selection") or {}
         best = selection.get("best")
-        if selection.get("rule") != "inner_val" or not isinstance(best, dict) or metric not in best:
+        if not uses_inner_val(selection.get("rule")) or not isinstance(best, dict) or metric not in best:
             raise RuntimeError(f"{path}: no inner-validation score '{metric}' at the chosen epoch "
                                "(the fold did not run with selection=inner_val)")
         out[fold] = float(best[metric])

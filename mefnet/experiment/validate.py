@@ -10,6 +10,7 @@ import math
 from omegaconf import DictConfig
 
 from mefnet.config import ConfigError, check_experiment_name
+from mefnet.runs.selection import RULES, uses_inner_val
 from mefnet.training.pretrain import check_pretrain_config
 
 
@@ -114,9 +115,9 @@ def check_train_config(cfg: DictConfig) -> None:
             "mefnet-train -m fold=each (add hydra/launcher=joblib to run the folds in parallel)"
         )
     selection = cfg.get("selection")
-    if selection not in ("fixed_epochs", "inner_val"):
+    if selection not in RULES:
         raise ConfigError(f"selection: {selection!r} is not supported; use fixed_epochs or inner_val")
-    if selection == "inner_val":
+    if uses_inner_val(selection):
         if cfg.get("inner_val") is None:
             raise ConfigError("selection=inner_val needs the inner_val block "
                               "(val_fraction, metric, smooth, every_n_epochs, min_epochs, refit)")

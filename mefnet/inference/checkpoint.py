@@ -36,7 +36,7 @@ from torch import nn
 import mefnet
 from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
 from mefnet.preprocessing.features import Preprocessing
-from mefnet.training.augment import FlowAugment
+from mefnet.training.augment import FlowAugment, mirror_averaged
 from mefnet.utils.files import atomic_path
 
 FORMAT = "mefnet-model"
@@ -118,11 +118,9 @@ class LoadedModel:
         LOSO predictions were)."""
         self.model.eval()
         maps = maps.float()
-        probs = torch.softmax(self.model(maps), dim=1)
-        if self.config.get("test_time_mirror", False):
-            mirrored = FlowAugment(scale=str(self.config["preprocessing"].get("normalize", "minmax"))).mirror(maps)
-            probs = (probs + torch.softmax(self.model(mirrored), dim=1)) / 2
-        return probs
+        mirror = (FlowAugment(scale=str(self.config["preprocessing"].get("normalize", "minmax")))
+                  if self.config.get("test_time_mirror", False) else None)
+        return mirror_averaged(lambda x: torch.softmax(self.model(x), dim=1), maps, mirror)
 
 
 def _backbone_class(target: str, path: Path) -> type[nn.Module]:

@@ -8,11 +8,10 @@ was executed); two runs with one name and different configs are an error.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from mefnet.report.bootstrap import DEFAULT_BOOTSTRAP, uf1_interval
-from mefnet.report.metrics import pooled_metrics
+from mefnet.report.metrics import mean_std, pooled_metrics
 from mefnet.runs.identity import comparable_config, experiment_differences  # noqa: F401  (comparable_config: re-exported)
 from mefnet.runs.splits import fold_datasets
 from mefnet.runs.store import IncompleteExperimentError, ReportError, Run, missing_message, read_run  # noqa: F401  (comparable_config: re-exported)
@@ -164,9 +163,7 @@ def summarize(group: list[Run], bootstrap: int | None = None, bootstrap_seed: in
             "seed_list": [r["seed"] for r in rows],
         }
         for k in ("uf1", "uar", "accuracy"):
-            values = [r[k] for r in rows]
-            row[k] = round(statistics.fmean(values), 4)
-            row[f"{k}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+            row[k], row[f"{k}_std"] = mean_std([r[k] for r in rows], 4)
         k = len(rows[0]["class_names"])
         preds = [[r for r in run.predictions if part == "all" or r["dataset"] == part] for run in scored]
         low, high = uf1_interval([p for p in preds if p], k, n_boot, bootstrap_seed)

@@ -22,9 +22,9 @@ predictions (read by :mod:`mefnet.runs.store`) and writes the AU tables.
 from __future__ import annotations
 
 import csv
-import statistics
 from pathlib import Path
 
+from mefnet.report.metrics import format_mean_std, mean_std
 from mefnet.tasks.au import au_scores
 
 # -- table rows -------------------------------------------------------------------------------
@@ -59,13 +59,11 @@ def summarize_au(runs, dataset_titles: dict[str, str]) -> list[dict]:
                "selection": runs[0].record.get("selection", ""),
                "absent": sorted({a for r in rows for a in r["absent"]})}
         for key in ("macro_f1", "avg_binary_f1", "label_accuracy"):
-            values = [r[key] for r in rows]
-            row[key] = round(statistics.fmean(values), 4)
-            row[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+            row[key], row[f"{key}_std"] = mean_std([r[key] for r in rows], 4)
         row["f1_per_au"] = {}
         for n in names:
             values = [r["f1_per_au"][n] for r in rows if r["f1_per_au"][n] is not None]
-            row["f1_per_au"][n] = round(statistics.fmean(values), 4) if values else None
+            row["f1_per_au"][n] = mean_std(values, 4)[0] if values else None
         row["support"] = rows[0]["support"]
         out.append(row)
     return out
@@ -78,8 +76,7 @@ def au_markdown(rows: list[dict]) -> str:
     names = list(dict.fromkeys(n for r in rows for n in r["au_names"]))
 
     def fmt(r, key):
-        std = r.get(f"{key}_std")
-        return f"{r[key]:.4f}" if std is None else f"{r[key]:.4f} ± {std:.4f}"
+        return format_mean_std(r[key], r.get(f"{key}_std"))
 
     # Two scores the literature confuses: each header says which classes its F1 averages.
     head = ("| experiment | part | clips | folds | seeds | macro F1 (present) | avg binary F1 (present/absent) | "

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from mefnet.utils.metrics import f1_from_counts
+
 DEFAULT_BOOTSTRAP = 10000
 
 
 def uf1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Macro F1 over the last axis of per-class counts, skipping classes with 0/0."""
-    denom = 2 * tp + fp + fn
-    defined = denom > 0
-    f1 = np.divide(2 * tp, denom, out=np.zeros(tp.shape, dtype=float), where=defined)
-    return f1.sum(axis=-1) / np.maximum(defined.sum(axis=-1), 1)
+    defined = (tp + fp + fn) > 0  # counts are never negative: the classes whose F1 is not 0/0
+    return f1_from_counts(tp, fp, fn).sum(axis=-1) / np.maximum(defined.sum(axis=-1), 1)
 
 
 def per_subject_counts(true: np.ndarray, pred: np.ndarray, subject: np.ndarray, n_subjects: int,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import FOLD_DONE, Run, fold_dir
 from mefnet.utils.figure_output import save
 from mefnet.utils.quiet import plural
@@ -56,7 +57,7 @@ def fold_curves(run: Run) -> list[dict]:
             continue
         record = json.loads(done.read_text())
         selection = record.get("selection", {})
-        inner = selection.get("rule") == "inner_val"
+        inner = uses_inner_val(selection.get("rule"))
         refit = bool(selection.get("refit", True))
         log = folder / ("inner" if inner and not refit else "logs") / "metrics.csv"
         if not log.is_file() and inner and not refit:

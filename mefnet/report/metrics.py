@@ -6,9 +6,12 @@ pool. Averaging per-fold scores gives different (wrong) numbers.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
+
+from mefnet.utils.metrics import f1_from_counts
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
@@ -38,8 +41,7 @@ def pooled_metrics(
     tp = np.diag(cm).astype(float)
     fp = cm.sum(axis=0) - tp
     fn = support - tp
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    f1 = f1_from_counts(tp, fp, fn)
     recall = tp / support
     return {
         "uf1": float(f1.mean()),
@@ -50,3 +52,20 @@ def pooled_metrics(
         "recall_per_class": recall.tolist(),
         "confusion": cm.tolist(),
     }
+
+
+def mean_std(values: Sequence[float], digits: int | None = None) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) of one score over an experiment's seeds,
+    each rounded to ``digits`` when given; the deviation is ``None`` for a single seed.
+
+    The one place the tables (emotion, AU, per class) and the benchmarks summarise seeds."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else None
+    if digits is None:
+        return mean, std
+    return round(mean, digits), None if std is None else round(std, digits)
+
+
+def format_mean_std(mean: float, std: float | None, spec: str = ".4f") -> str:
+    """``mean ± std`` as the tables print it, or the mean alone for a single seed."""
+    return f"{mean:{spec}}" if std is None else f"{mean:{spec}} ± {std:{spec}}"

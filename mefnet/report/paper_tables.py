@@ -22,8 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from mefnet.report.aggregate import DATASET_TITLES
-from mefnet.report.metrics import pooled_metrics
+from mefnet.report.metrics import format_mean_std, mean_std, pooled_metrics
 from mefnet.runs.store import Run
+from mefnet.utils.metrics import f1_from_counts
 
 # ----------------------------------------------------------------------- per class
 
@@ -34,10 +35,6 @@ def _parts(run: Run) -> list[tuple[str, list[dict]]]:
     if len(datasets) > 1:
         parts += [(d, [r for r in run.predictions if r["dataset"] == d]) for d in datasets]
     return parts
-
-
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def per_class_rows(groups: list[list[Run]]) -> list[dict]:
@@ -61,8 +58,8 @@ def per_class_rows(groups: list[list[Run]]) -> list[dict]:
             for k, name in enumerate(names):
                 f1 = [m["f1_per_class"][k] for m in metrics if m["f1_per_class"][k] is not None]
                 recall = [m["recall_per_class"][k] for m in metrics if m["recall_per_class"][k] is not None]
-                f1_mean, f1_std = _mean_std(f1) if f1 else (None, None)
-                rec_mean, rec_std = _mean_std(recall) if recall else (None, None)
+                f1_mean, f1_std = mean_std(f1) if f1 else (None, None)
+                rec_mean, rec_std = mean_std(recall) if recall else (None, None)
                 out.append({
                     "experiment": group[0].name,
                     "part": part,
@@ -85,7 +82,7 @@ def _partial_metrics(rows: list[dict], k: int) -> dict:
         else:
             fp[p] += 1
             fn[t] += 1
-    f1 = [2 * tp[c] / (2 * tp[c] + fp[c] + fn[c]) if support[c] else None for c in range(k)]
+    f1 = [float(f) if support[c] else None for c, f in enumerate(f1_from_counts(tp, fp, fn))]
     recall = [tp[c] / support[c] if support[c] else None for c in range(k)]
     return {"f1_per_class": f1, "recall_per_class": recall, "support": support}
 
@@ -211,8 +208,7 @@ def per_class_markdown(rows: list[dict]) -> str:
     def fmt(r: dict, key: str) -> str:
         if r[key] is None:
             return "n/a"
-        std = r[f"{key}_std"]
-        return f"{r[key]:.4f}" if std is None else f"{r[key]:.4f} ± {std:.4f}"
+        return format_mean_std(r[key], r[f"{key}_std"])
 
     body = "".join(
         f"| {r['experiment']} | {'all' if r['part'] == 'all' else DATASET_TITLES.get(r['part'], r['part'])} "

@@ -49,6 +49,7 @@ from mefnet.report.compare import to_markdown as compare_markdown
 from mefnet.report.curves import write_curves
 from mefnet.report.ensemble import with_ensembles
 from mefnet.report.figures import plot_confusion
+from mefnet.report.metrics import format_mean_std
 from mefnet.report.paper_tables import write_paper_tables
 from mefnet.runs.store import (
     IncompleteExperimentError,
@@ -104,8 +105,7 @@ def table_runs(dirs: list[str | Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _fmt(row: dict, key: str) -> str:
-    std = row.get(f"{key}_std")
-    return f"{row[key]:.4f}" if std is None else f"{row[key]:.4f} ± {std:.4f}"
+    return format_mean_std(row[key], row.get(f"{key}_std"))
 
 
 def to_markdown(rows: list[dict]) -> str:

@@ -36,6 +36,7 @@ from torch import nn
 
 from mefnet.datasets.action_units import au_names, au_vector, check_au_set, parse_normalised
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
+from mefnet.utils.metrics import f1_from_counts
 
 log = logging.getLogger("mefnet")
 
@@ -140,18 +141,6 @@ class AUBCELoss(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=pw)
 
 
-def binary_f1(y: np.ndarray, p: np.ndarray) -> float:
-    """F1 of one AU from boolean truth and prediction arrays (0 without any positive)."""
-    tp = float(np.sum(y & p))
-    denom = 2 * tp + float(np.sum(~y & p)) + float(np.sum(y & ~p))
-    return 2 * tp / denom if denom else 0.0
-
-
-def _f1_counts(tp: float, fp: float, fn: float) -> float:
-    d = 2 * tp + fp + fn
-    return 2 * tp / d if d else 0.0
-
-
 def au_scores(y_true, y_pred, names: list[str] | None = None) -> dict:
     """Pooled AU scores of (clips, AUs) 0/1 arrays (see the module docstring)."""
     t = np.asarray(y_true).astype(bool)
@@ -166,8 +155,8 @@ def au_scores(y_true, y_pred, names: list[str] | None = None) -> dict:
     fp = (~t & p).sum(0).astype(float)
     fn = (t & ~p).sum(0).astype(float)
     tn = (~t & ~p).sum(0).astype(float)
-    f1 = [_f1_counts(tp[i], fp[i], fn[i]) for i in range(k)]
-    f1_neg = [_f1_counts(tn[i], fn[i], fp[i]) for i in range(k)]
+    f1 = f1_from_counts(tp, fp, fn).tolist()
+    f1_neg = f1_from_counts(tn, fn, fp).tolist()
     present = [i for i in range(k) if t[:, i].any()]
     return {
         "n": int(len(t)),

@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mefnet.tasks.au import THRESHOLD_GRID, au_scores, binary_f1
+from mefnet.tasks.au import THRESHOLD_GRID, au_scores
+from mefnet.training.augment import mirror_averaged
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
+from mefnet.utils.metrics import binary_f1
 
 
 class AUModule(MERModule):
@@ -56,10 +58,7 @@ class AUModule(MERModule):
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Per-AU probabilities (sigmoid), averaged with the mirrored face's under
         ``test_time_mirror`` (AUs are recorded without their side)."""
-        probs = torch.sigmoid(self(x))
-        if self.test_time_mirror is not None:
-            probs = (probs + torch.sigmoid(self(self.test_time_mirror.mirror(x)))) / 2
-        return probs
+        return mirror_averaged(lambda maps: torch.sigmoid(self(maps)), x, self.test_time_mirror)
 
 
 class AUInnerValidation(InnerValidation):

@@ -26,6 +26,7 @@ the run's seed), so training stays deterministic. Prediction never augments.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -118,3 +119,16 @@ class FlowAugment(nn.Module):
         u2 = f * (c * u - s * v)
         v2 = f * (s * u + c * v)
         return torch.cat([u2[:, None], v2[:, None], out[:, 2:]], dim=1)
+
+
+def mirror_averaged(probabilities: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                    mirror: FlowAugment | None) -> torch.Tensor:
+    """Test-time mirroring, the one implementation of it: ``probabilities(x)`` averaged with
+    ``probabilities`` of the mirrored face's maps when ``mirror`` is given (a face and its
+    mirror image show the same expression, and action units are recorded without their
+    side), else ``probabilities(x)`` alone. Used by the training modules' predictions and
+    by a loaded model file, so a model predicts the same after it is saved."""
+    probs = probabilities(x)
+    if mirror is not None:
+        probs = (probs + probabilities(mirror.mirror(x))) / 2
+    return probs

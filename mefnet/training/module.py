@@ -21,6 +21,8 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
+from mefnet.training.augment import mirror_averaged
+
 VAL_METRICS = ("loss", "uf1", "uar", "accuracy")
 
 
@@ -124,10 +126,7 @@ class MERModule(L.LightningModule):
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities from the plain logits (whatever the loss adjusted during
         training), averaged with those of the mirrored face under ``test_time_mirror``."""
-        probs = torch.softmax(self(x), dim=1)
-        if self.test_time_mirror is not None:
-            probs = (probs + torch.softmax(self(self.test_time_mirror.mirror(x)), dim=1)) / 2
-        return probs
+        return mirror_averaged(lambda maps: torch.softmax(self(maps), dim=1), x, self.test_time_mirror)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self.probabilities(batch[0])

@@ -8,6 +8,7 @@ import torch
 
 from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.runs.selection import uses_inner_val
 from mefnet.tasks.au import AUBCELoss, AUTask, is_au, positive_weights, targets
 from mefnet.training.au import AUModule
 from mefnet.training.module import MERModule
@@ -48,7 +49,7 @@ class AUTaskRunner(TaskRunner):
     def __init__(self, cfg, index: ClipIndex) -> None:
         super().__init__(cfg, index)
         self.task = AUTask.from_config(cfg.task)
-        if self.task.threshold == "inner_val" and cfg.selection != "inner_val":
+        if self.task.threshold == "inner_val" and not uses_inner_val(cfg.selection):
             raise ValueError("task.threshold=inner_val needs selection=inner_val (thresholds come from the "
                              "inner validation subjects)")
         self._targets = targets(index, self.task.au_set)
