@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="output folder (default: DIR if one is given, else table/ in the "
                                   "folders' common parent)")
     ap.add_argument("--allow-missing", action="store_true",
-                    help="score the finished folds of unfinished runs, and name the missing ones")
+                    help="score the finished folds of unfinished runs (folds 'k of n' in every table), and name "
+                         "the missing ones; with --compare / --ensemble: on the folds every run finished")
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
     ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix figures")
