@@ -20,6 +20,7 @@ import numpy as np
 
 from mefnet.report.aggregate import on_folds, shared_folds, summarize
 from mefnet.runs.store import ReportError, Run
+from mefnet.utils.quiet import plural
 
 PROB_PREFIX = "prob_"
 
@@ -66,7 +67,7 @@ def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> lis
     for run in members:
         if run.missing and not allow_missing:
             raise ReportError(
-                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds "
+                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {plural(len(run.missing), 'fold')} "
                 f"({', '.join(run.missing[:5])}{' ...' if len(run.missing) > 5 else ''}); finish them, pass "
                 "--allow-missing (the ensemble of the folds every seed finished), or leave out --ensemble"
             )
