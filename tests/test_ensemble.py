@@ -112,12 +112,28 @@ def test_members_with_different_clips_are_refused(tmp_path):
         main([str(tmp_path / "r"), "--out", str(tmp_path / "cli"), "--ensemble", "--no-figures"])
 
 
-def test_a_member_with_unfinished_folds_is_refused(tmp_path):
+def test_a_member_with_unfinished_folds_gives_the_ensemble_of_the_folds_every_seed_finished(tmp_path, capsys):
     n = sum(len(v) for v in CLIPS.values())
-    write_run(tmp_path / "r" / "seed_1", "exp", 1, _probs(1, n))
-    write_run(tmp_path / "r" / "seed_2", "exp", 2, _probs(2, n), unfinished=("casme2/sub01",))
-    with pytest.raises(ReportError, match="seed 2 .* missing 1 folds"):
-        write_table([tmp_path / "r"], tmp_path / "out", figures=False, ensemble=True, allow_missing=True)
+    members = {s: np.round(_probs(s, n), 6) for s in (1, 2)}
+    write_run(tmp_path / "r" / "seed_1", "exp", 1, members[1])
+    write_run(tmp_path / "r" / "seed_2", "exp", 2, members[2], unfinished=("casme2/sub01",))
+    with pytest.raises(SystemExit, match="1 of 3 folds have no finished predictions"):
+        main([str(tmp_path / "r"), "--out", str(tmp_path / "refused"), "--ensemble", "--no-figures"])
+    main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--ensemble", "--no-figures", "--allow-missing"])
+    err = capsys.readouterr().err
+    assert "exp (ensemble of 2 seeds): left out 1 fold not finished by every seed: casme2/sub01" in err
+    table = {(t["experiment"], t["part"]): t for t in csv.DictReader((tmp_path / "out" / "table.csv").open())}
+    ens = table[("exp (ensemble of 2 seeds)", "all")]
+    assert ens["folds"] == "2 of 3" and ens["clips"] == str(n - 3)
+    assert ("exp (ensemble of 2 seeds)", "casme2") not in table  # its only fold is left out
+    # The ensemble of the shared folds: each shared clip by the mean of both seeds' probabilities.
+    truth = _truth()[:n - 3]
+    pred = np.mean([members[1][:n - 3], members[2][:n - 3]], axis=0).argmax(axis=1)
+    m = pooled_metrics([t for _, t in truth], [int(p) for p in pred], 3, CLASSES)
+    assert float(ens["uf1"]) == round(m["uf1"], 4)
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert f"| exp (ensemble of 2 seeds) | all | {n - 3} | 2 of 3 |" in md
+    assert "left out 1 fold: casme2/sub01" in md
 
 
 def test_missing_probability_columns_are_named(tmp_path):

@@ -106,6 +106,26 @@ def test_compare_command_writes_its_report(pair, tmp_path, capsys):
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["mcnemar"][0]["b"] == 2
 
 
+def test_compare_of_partial_runs_uses_the_folds_both_finished(pair, tmp_path, capsys):
+    s2 = [("c5", 0, 0), ("c6", 1, 1)]
+    a = fake_run(tmp_path / "p", "model-a", 42, {"s0": [("c1", 0, 0), ("c2", 1, 1)], "s1": [("c3", 0, 0), ("c4", 1, 1)],
+                                                 "s2": s2})
+    b = fake_run(tmp_path / "p", "model-b", 42, {"s0": [("c1", 0, 1), ("c2", 1, 0)], "s1": [("c3", 0, 0), ("c4", 1, 1)],
+                                                 "s2": s2})
+    (a / "seed_42" / "folds" / "lab" / "s2" / "fold.json").unlink()  # A's fold s2 never finished
+    with pytest.raises(SystemExit, match="missing 1 fold; .*--allow-missing"):
+        main(["--compare", str(a), str(b), "--bootstrap", "100", "--out", str(tmp_path / "refused")])
+    main(["--compare", str(a), str(b), "--bootstrap", "4000", "--bootstrap-seed", "1", "--allow-missing",
+          "--out", str(tmp_path / "cmp")])
+    text = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "left out 1 fold that not every compared run finished: lab/s2" in text
+    # On the shared folds s0 and s1 it is exactly the comparison of the complete pair.
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    full = compare(*pair, n_boot=4000, bootstrap_seed=1)
+    assert result["left_out"] == ["lab/s2"] and result["clips"] == full.clips == 4
+    assert (result["difference"], result["ci_low"], result["ci_high"]) == (full.difference, full.ci_low, full.ci_high)
+
+
 def test_per_class_and_per_subject_tables(pair):
     groups = group_runs([read_run(d) for d in find_runs(list(pair))])
     rows = {(r["experiment"], r["class"]): r for r in per_class_rows(groups)}

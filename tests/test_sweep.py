@@ -265,4 +265,17 @@ def test_a_failing_job_is_logged_when_it_ends_and_the_sweep_fails_at_the_end(tmp
     assert "dropout probability has to be between 0 and 1, but got 7" in log[failed:failed + 1000]
     assert failed < log.index("#1 : experiment_name=good")  # said before the next job starts
     assert (tmp_path / "out" / "good" / "seed_42" / "folds" / "synthetic" / "sub01" / "fold.json").is_file()
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr and "Error executing job" not in res.stdout + res.stderr
+
+
+def test_a_single_run_prints_its_error_once(tmp_path):
+    """No "the sweep goes on" for a run that is no sweep, and not Hydra's "Error executing
+    job" line before mefnet-train's own."""
+    (tmp_path / "flows").mkdir()
+    res = subprocess.run([*TRAIN, "dataset=flow_folder", f"dataset.index.root={tmp_path / 'flows'}", "logger=none"],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert out.count("labels.csv does not exist") == 1, out[-3000:]
+    assert res.stderr.startswith("mefnet-train: ") or "\nmefnet-train: " in res.stderr
+    assert "sweep goes on" not in out and "Error executing job" not in out and "Traceback" not in out

@@ -182,14 +182,29 @@ def test_missing_folds_are_refused_then_listed_per_experiment_and_seed(tmp_path,
     assert "synthetic/sub03, synthetic/sub04" in str(e.value) and "seed 0" not in str(e.value)
     with pytest.raises(SystemExit, match="synthetic/sub03, synthetic/sub04"):
         main([str(tmp_path / "e")])
-    main([str(tmp_path / "e"), "--allow-missing", "--no-figures"])
+    main([str(tmp_path / "e"), "--allow-missing", "--no-figures", "--latex"])
     err = capsys.readouterr().err
     assert "exp seed 1" in err and "missing 2 folds: synthetic/sub03, synthetic/sub04" in err
+    # Every table format says the run is partial: "k of n folds".
     md = (tmp_path / "e" / "table.md").read_text()
     assert "WARNING: exp seed 1 is missing 2 folds: synthetic/sub03, synthetic/sub04." in md
-    assert "| exp | all | 6-8 | 2-4 | 2 |" in md
+    assert "| exp | all | 6-8 | 2-4 of 4 | 2 |" in md and 'Folds "k of n"' in md
+    assert _csv(tmp_path / "e" / "table.csv")[0]["folds"] == "2-4 of 4"
     seeds = _csv(tmp_path / "e" / "table_seeds.csv")
-    assert [(s["seed"], s["missing"]) for s in seeds] == [("0", ""), ("1", "synthetic/sub03 synthetic/sub04")]
+    assert [(s["seed"], s["folds"], s["missing"]) for s in seeds] == [
+        ("0", "4", ""), ("1", "2 of 4", "synthetic/sub03 synthetic/sub04")]
+    tex = (tmp_path / "e" / "table.tex").read_text()
+    assert "exp & all & 6-8 & 2-4 of 4 & 2 &" in tex and "$k$ of $n$" in tex
+    assert "unfinished run" in (tmp_path / "e" / "per_class.md").read_text()
+
+
+def test_a_complete_table_says_nothing_of_folds_left_out(tmp_path):
+    make_run(tmp_path / "e" / "seed_0", "exp", 0, _folds([0, 0, 1, 2, 0, 1]))
+    main([str(tmp_path / "e"), "--no-figures", "--latex"])
+    assert " of " not in _csv(tmp_path / "e" / "table.csv")[0]["folds"]
+    assert "k of n" not in (tmp_path / "e" / "table.md").read_text()
+    assert "$k$ of $n$" not in (tmp_path / "e" / "table.tex").read_text()
+    assert "unfinished run" not in (tmp_path / "e" / "per_class.md").read_text()
 
 
 def test_one_run_api_kept_for_mefnet_train(tmp_path):

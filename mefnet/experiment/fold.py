@@ -44,6 +44,7 @@ from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, 
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
+from mefnet.training.progress_bar import progress_bar
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 from mefnet.training.task_runner import TaskRunner, task_runner
 from mefnet.utils.files import write_json
@@ -174,6 +175,10 @@ def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, 
     if validate_every is not None:
         extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
     configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    bar = progress_bar()  # on a terminal only (mefnet.training.progress_bar)
+    if bar is not None:
+        configured.append(bar)
+        extra["enable_progress_bar"] = True
     return instantiate(
         cfg.trainer, logger=loggers or False, callbacks=configured + callbacks,
         default_root_dir=str(out), max_epochs=int(max_epochs), **extra,

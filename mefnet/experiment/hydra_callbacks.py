@@ -129,10 +129,15 @@ class ExperimentTables(Callback):
     def __init__(self) -> None:
         self.experiments: dict[str, DictConfig] = {}  # experiment dir -> config, in sweep order
         self.swept_folds: set[str] = set()  # experiments with jobs of single folds
+        # A single run (no multirun, or one job that is not fold=each): its error is
+        # printed once, by mefnet-train; there is no "next job" to go on with.
+        self.single_job = True
 
     @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        for job, cfg in sweep_experiments(config) or []:
+        jobs = sweep_experiments(config) or []
+        self.single_job = len(jobs) == 1 and fold_override(jobs[0][0]) is None
+        for job, cfg in jobs:
             exp = str(cfg.experiment_dir)
             self.experiments.setdefault(exp, cfg)
             if fold_override(job) is not None or str(cfg.fold) != "all":
@@ -145,8 +150,9 @@ class ExperimentTables(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         """Say at once that a job failed: the launcher goes on with the next job and the
-        sweep raises the first failure only when every job has returned."""
-        if job_return is not None and job_return.status == JobStatus.FAILED:
+        sweep raises the first failure only when every job has returned. A single run
+        says nothing here: there is no next job, and mefnet-train prints its error."""
+        if job_return is not None and job_return.status == JobStatus.FAILED and not self.single_job:
             err = getattr(job_return, "_return_value", None)
             log.error("job failed (%s): %s: %s; the sweep goes on with the next job and fails at the end",
                       " ".join(job_return.overrides or []) or "no overrides", type(err).__name__, err)

@@ -27,6 +27,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -167,7 +168,10 @@ class LosoSweeperImpl(Sweeper):
             for start in range(0, len(jobs), n):
                 results = self.launcher.launch(jobs[start:start + n], initial_job_idx=start)
                 for r in results:
-                    _ = r.return_value  # re-raises a failed job's exception
+                    if r.status == JobStatus.FAILED:
+                        # The job's own exception, for mefnet-train to print once: Hydra's
+                        # return_value would first write "Error executing job with overrides".
+                        raise r._return_value
                 returns.append(results)
         finally:
             for d in new_dirs:  # only directories this sweep created and left empty

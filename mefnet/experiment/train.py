@@ -15,6 +15,7 @@ recomputed or overwritten.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -315,6 +318,24 @@ def task(cfg: DictConfig) -> str | float:
     return str(absolute_paths(cfg).experiment_dir)
 
 
+def _kept_error(task_function, failed: list[Exception]):
+    """``task_function`` that, in a single run (not a multirun), keeps its error in ``failed``
+    for mefnet-train to print once; Hydra would first write its own "Error executing job
+    with overrides" line. A multirun's jobs still fail as jobs (the sweep goes on)."""
+
+    @functools.wraps(task_function)
+    def run_task(cfg: DictConfig):
+        try:
+            return task_function(cfg)
+        except Exception as e:
+            if HydraConfig.get().mode != RunMode.RUN:
+                raise
+            failed.append(e)
+            return None
+
+    return run_task
+
+
 def register_plugins() -> None:
     """Make mefnet's LOSO sweeper known to Hydra.
 
@@ -337,7 +358,10 @@ def main() -> None:
 
     def entry() -> None:
         hydra_callbacks._failures.clear()
-        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+        failed: list[Exception] = []
+        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(_kept_error(task, failed))()
+        if failed:
+            raise failed[0]
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
     sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like

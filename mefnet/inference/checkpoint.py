@@ -22,10 +22,11 @@ anything else.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,12 +261,17 @@ def run_folders(path: str | Path, seed: int | None = None) -> list[Path]:
     return [seeds[int(seed)]]
 
 
-def model_files(path: str | Path, seed: int | None = None, final: bool = True) -> list[Path]:
+def model_files(path: str | Path, seed: int | None = None, final: bool = True,
+                say: Callable[[str], None] | None = None) -> list[Path]:
     """The model files a user means by ``path``: the file itself; for a seed folder, its
     final model (``<run>/final/model.pt``, trained on every subject by ``fold=none``) when
     ``final`` and it exists, else every fold's model (``<run>/folds/*/*/model.pt``, in fold
     order); for an experiment folder, the same for every seed (seed order; only ``seed``
-    when given), the final models only when every seed has one."""
+    when given), the final models only when every seed has one.
+
+    A partial run (some folds unfinished) gives the fold models it has; ``say`` (default:
+    a warning of the ``mefnet`` logger) is told, per seed, ``37 of 40 folds have a model;
+    using those`` and which folds have none."""
     path = Path(path)
     if not path.is_dir():
         if seed is not None:
@@ -278,11 +284,11 @@ def model_files(path: str | Path, seed: int | None = None, final: bool = True) -
         return finals
     files: list[Path] = []
     for run in runs:
-        files += _run_model_files(run)
+        files += _run_model_files(run, say or logging.getLogger("mefnet").warning)
     return files
 
 
-def _run_model_files(path: Path) -> list[Path]:
+def _run_model_files(path: Path, say: Callable[[str], None]) -> list[Path]:
     exp = path / "experiment.json"
     folds = json.loads(exp.read_text()).get("folds", [])
     found = [path / "folds" / f / MODEL_FILE for f in folds]
@@ -292,19 +298,21 @@ def _run_model_files(path: Path) -> list[Path]:
             f"experiment {path} has no {MODEL_FILE} in any of its {len(folds)} fold folders "
             "(run it with a mefnet that writes model files, or give one model file)"
         )
-    missing = len(found) - len(present)
-    if missing:
-        raise ModelFileError(
-            f"experiment {path}: {missing} of {len(found)} folds have no {MODEL_FILE} (unfinished "
-            f"folds?); finish the experiment or give one fold's {MODEL_FILE}"
-        )
+    if len(present) < len(found):
+        # An unfinished run is still a set of trained models: use them, and say so.
+        absent = [f for f, p in zip(folds, found, strict=True) if not p.is_file()]
+        shown = ", ".join(absent[:10]) + (f" ... and {len(absent) - 10} more" if len(absent) > 10 else "")
+        say(f"{path}: {len(present)} of {len(found)} folds have a model; using those "
+            f"(no {MODEL_FILE} in: {shown})")
     return present
 
 
-def load_models(path: str | Path, seed: int | None = None, final: bool = True) -> list[LoadedModel]:
-    """:func:`load_model` for every file of :func:`model_files`; they must agree on the
-    classes and the preprocessing (one experiment's folds and seeds always do)."""
-    models = [load_model(p) for p in model_files(path, seed, final)]
+def load_models(path: str | Path, seed: int | None = None, final: bool = True,
+                say: Callable[[str], None] | None = None) -> list[LoadedModel]:
+    """:func:`load_model` for every file of :func:`model_files` (``say``: told of a partial
+    run, see there); they must agree on the classes and the preprocessing (one experiment's
+    folds and seeds always do)."""
+    models = [load_model(p) for p in model_files(path, seed, final, say)]
     first = models[0]
     for m in models[1:]:
         if m.class_names != first.class_names:

@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.torchscript and not a.onnx:
         ap.error("give --torchscript PATH and/or --onnx PATH")
     try:
-        loaded = ensemble(load_models(a.model, a.seed, final=not a.folds), a.model)
+        loaded = ensemble(load_models(a.model, a.seed, final=not a.folds,
+                                      say=lambda line: print(f"mefnet-export: {line}", file=sys.stderr)), a.model)
         if len(loaded.extra.get("members", [])) > 1:
             print(f"exporting an ensemble of {len(loaded.extra['members'])} models from {a.model}")
         if a.onnx and onnx_available():

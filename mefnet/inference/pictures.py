@@ -41,6 +41,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -476,16 +477,17 @@ def mean_face(index, rows: list[int], prep, size: int = 112, max_clips: int = 32
 
 
 def dataset_summary(model_path: str | Path, cache_dir: str | None = None, all_clips: bool = False,
-                    seed: int | None = None) -> tuple[ClassSummary, dict]:
+                    seed: int | None = None, say: Callable[[str], None] | None = None) -> tuple[ClassSummary, dict]:
     """Per-class means over the clips each model did not train on.
 
     ``model_path`` is a seed or experiment folder (every fold's model on its held-out test
     subject: the whole dataset, each clip seen by a model that never trained on it; with
     several seeds each clip is counted once per seed, or only ``seed``) or one model file (its own held-out subject; ``all_clips=True``: every clip of its dataset,
-    training clips included).
+    training clips included). A partial run explains the test subjects of the folds that
+    have a model (``say`` is told how many).
     """
     # The fold models, never the final one: each explains only the subject it never saw.
-    models = [load_model(p) for p in model_files(model_path, seed, final=False)]
+    models = [load_model(p) for p in model_files(model_path, seed, final=False, say=say)]
     config = models[0].config
     index = _dataset_index(config)
     prep = models[0].preprocessing()
@@ -590,7 +592,7 @@ def _pictures(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         failed = 0
         if wants_clips:
             specs = _specs_from_args(a, ap)
-            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
+            predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds, say=say)
             record["warnings"] = list(predictor.warnings)
             for w in predictor.warnings:
                 print(f"mefnet-pictures: warning: {w}", file=sys.stderr)
@@ -623,7 +625,7 @@ def _pictures(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
             say("per-class pictures: each fold model explains the clips of its own test subject "
                 "(input maps from the flow cache; computed first where missing)" if not a.all_clips
                 else "per-class pictures over every clip of the model's dataset (training clips included)")
-            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed)
+            summary, info = dataset_summary(a.model, a.cache_dir, a.all_clips, a.seed, say=say)
             say(f"{info['clips']} clips explained by {plural(info['models'], 'model')}")
             files = class_pictures(summary, out)
             record["dataset"] = {**info, **summary.to_dict(), "files": {k: str(v) for k, v in files.items()}}

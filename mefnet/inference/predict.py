@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,11 +88,11 @@ class Predictor:
 
     @classmethod
     def from_path(cls, path: str | Path, face: str | None = None, seed: int | None = None,
-                  final: bool = True) -> Predictor:
+                  final: bool = True, say: Callable[[str], None] | None = None) -> Predictor:
         """A model file, a seed folder (its final model when it has one and ``final``, else
-        its fold models) or an experiment folder (the same for every seed, or for ``seed``),
-        averaged in probability."""
-        return cls(load_models(path, seed, final), face=face, source=path)
+        its fold models: those that exist in a partial run, ``say`` told how many) or an
+        experiment folder (the same for every seed, or for ``seed``), averaged in probability."""
+        return cls(load_models(path, seed, final, say), face=face, source=path)
 
     def describe(self) -> dict:
         first = self.models[0]
@@ -241,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the JSON here (default: standard output)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     a = ap.parse_args(argv)
+
+    def say(line: str) -> None:
+        print(f"mefnet-predict: {line}", file=sys.stderr, flush=True)
+
     try:
         specs = _specs_from_args(a, ap)
-        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds)
+        predictor = Predictor.from_path(a.model, face=a.face, seed=a.seed, final=not a.folds, say=say)
         if a.out and Path(a.out).exists() and not a.overwrite:
             raise FileExistsError(f"{a.out} exists; choose another --out or pass --overwrite")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
@@ -251,10 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for w in predictor.warnings:
         print(f"mefnet-predict: warning: {w}", file=sys.stderr)
-
-    def say(line: str) -> None:
-        print(f"mefnet-predict: {line}", file=sys.stderr, flush=True)
-
     start = time.perf_counter()
     say(f"{plural(len(specs), 'clip')} with {predictor.models_line()}; each clip: {predictor.steps_line()}")
     clips = predictor.predict(specs, spot_stride=a.spot_stride, say=say)

@@ -75,6 +75,22 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
     return list(groups.values())
 
 
+def shared_folds(runs: list[Run]) -> tuple[list[str], list[str]]:
+    """(the folds every run in ``runs`` finished, the folds left out), in the first run's
+    fold order: what a comparison of partial runs (``--allow-missing``) is made on."""
+    order = list(dict.fromkeys(f for run in runs for f in run.record["folds"]))
+    finished = [set(run.record["folds"]) - set(run.missing) for run in runs]
+    shared = [f for f in order if all(f in done for done in finished)]
+    return shared, [f for f in order if f not in shared]
+
+
+def on_folds(run: Run, folds: list[str]) -> Run:
+    """``run`` restricted to the predictions of ``folds``; the other folds count as missing."""
+    keep = set(folds)
+    return Run(run.dir, run.record, [r for r in run.predictions if r["fold"] in keep],
+               [f for f in run.record["folds"] if f not in keep])
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -105,6 +121,7 @@ def run_rows(run: Run) -> list[dict]:
             "seed": run.seed,
             "clips": m["n"],
             "folds": len({r["fold"] for r in rows}),
+            "folds_total": len([f for f in run.record["folds"] if part == "all" or part in fold_datasets(f)]),
             "uf1": m["uf1"],
             "uar": m["uar"],
             "accuracy": m["accuracy"],
@@ -128,6 +145,15 @@ def experiment_rows(experiment_dir: str | Path, allow_missing: bool = False) -> 
         for k in ("uf1", "uar", "accuracy"):
             r[k] = round(r[k], 4)
     return rows
+
+
+def folds_text(row: dict) -> str:
+    """A row's folds as the tables print them: ``40``, or ``37 of 40`` when some of the
+    run's folds have no predictions (``--allow-missing``; with several seeds ``37-40 of 40``)."""
+    total = row.get("folds_total")
+    if not row.get("missing_folds") or total is None or str(total) == str(row["folds"]):
+        return str(row["folds"])
+    return f"{row['folds']} of {total}"
 
 
 def _span(values: list[int]) -> int | str:
@@ -159,6 +185,7 @@ def summarize(group: list[Run], bootstrap: int | None = None, bootstrap_seed: in
             "title": "all" if part == "all" else DATASET_TITLES.get(part, part),
             "clips": _span([r["clips"] for r in rows]),
             "folds": _span([r["folds"] for r in rows]),
+            "folds_total": _span([r["folds_total"] for r in rows]),
             "seeds": len(rows),
             "seed_list": [r["seed"] for r in rows],
         }
@@ -176,8 +203,8 @@ def summarize(group: list[Run], bootstrap: int | None = None, bootstrap_seed: in
             if part == "all" else 0
         )
         row["missing"] = missing if part == "all" else []
-        row["per_seed"] = [{key: r[key] for key in ("seed", "clips", "folds", "uf1", "uar", "accuracy",
-                                                     "missing_folds")} for r in rows]
+        row["per_seed"] = [{key: r[key] for key in ("seed", "clips", "folds", "folds_total", "uf1", "uar",
+                                                     "accuracy", "missing_folds")} for r in rows]
         out.append(row)
     return out
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.report.aggregate import group_runs
+from mefnet.report.aggregate import group_runs, on_folds, shared_folds
 from mefnet.report.bootstrap import (
     DEFAULT_BOOTSTRAP,
     paired_bootstrap,
@@ -48,6 +48,7 @@ from mefnet.report.bootstrap import (
     uf1_from_counts,
 )
 from mefnet.runs.store import ReportError, Run, find_runs, read_run
+from mefnet.utils.quiet import plural
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Comparison:
     n_boot: int
     bootstrap_seed: int
     mcnemar: list[McNemar] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    """folds some run did not finish, left out of the comparison (``allow_missing``)"""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,32 +118,40 @@ def _aligned(run_a: Run, run_b: Run) -> tuple[list[tuple], dict, dict]:
     return sorted(a), a, b
 
 
-def _experiment(path: str | Path) -> list[Run]:
+def _experiment(path: str | Path, allow_missing: bool = False) -> list[Run]:
     runs = [read_run(d) for d in find_runs([path])]
     groups = group_runs(runs)
     if len(groups) != 1:
         raise ReportError(f"{path} holds {len(groups)} experiments ({', '.join(g[0].name for g in groups)}); "
                           "give the folder of one experiment")
-    for run in groups[0]:
-        if run.missing:
-            raise ReportError(f"{run.name} seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds; "
-                              "a paired comparison needs every fold")
+    if not allow_missing:
+        _refuse_missing(groups[0])
     return groups[0]
 
 
-def compare(a: str | Path, b: str | Path, n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0) -> Comparison:
-    """Paired bootstrap and McNemar's test of experiment folder ``a`` against ``b``."""
-    return compare_groups(_experiment(a), _experiment(b), n_boot, bootstrap_seed)
+def _refuse_missing(runs: list[Run]) -> None:
+    for run in runs:
+        if run.missing:
+            raise ReportError(f"{run.name} seed {run.seed} ({run.dir}) is missing {plural(len(run.missing), 'fold')}; "
+                              "a paired comparison needs every fold (--allow-missing: compare on the folds "
+                              "both finished)")
+
+
+def compare(a: str | Path, b: str | Path, n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = 0,
+            allow_missing: bool = False) -> Comparison:
+    """Paired bootstrap and McNemar's test of experiment folder ``a`` against ``b``
+    (``allow_missing``: on the folds every compared run finished, the others named in
+    :attr:`Comparison.left_out`)."""
+    return compare_groups(_experiment(a, allow_missing), _experiment(b, allow_missing), n_boot, bootstrap_seed,
+                          allow_missing)
 
 
 def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT_BOOTSTRAP,
-                   bootstrap_seed: int = 0) -> Comparison:
+                   bootstrap_seed: int = 0, allow_missing: bool = False) -> Comparison:
     """:func:`compare` of two experiments given as their runs (the seeds of each, every fold
-    finished)."""
-    for run in (*group_a, *group_b):
-        if run.missing:
-            raise ReportError(f"{run.name} seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds; "
-                              "a paired comparison needs every fold")
+    finished unless ``allow_missing``)."""
+    if not allow_missing:
+        _refuse_missing([*group_a, *group_b])
     seeds_a, seeds_b = {r.seed: r for r in group_a}, {r.seed: r for r in group_b}
     shared = sorted(set(seeds_a) & set(seeds_b))
     if not shared:
@@ -153,6 +164,13 @@ def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT
                               f"{sorted(seeds_b)}) share no seed; compare one run of each")
     else:
         pairs = [(seeds_a[s], seeds_b[s]) for s in shared]
+    left_out: list[str] = []
+    if allow_missing:
+        folds, left_out = shared_folds([run for pair in pairs for run in pair])
+        if not folds:
+            raise ReportError(f"{group_a[0].name} and {group_b[0].name} have no fold that every compared run "
+                              "finished; nothing to compare")
+        pairs = [(on_folds(a, folds), on_folds(b, folds)) for a, b in pairs]
     names_a = list(pairs[0][0].record["class_names"])
     if names_a != list(pairs[0][1].record["class_names"]):
         raise ReportError(f"the two experiments have different classes: {names_a} and "
@@ -185,7 +203,7 @@ def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT
         a=pairs[0][0].name, b=pairs[0][1].name, seeds=[p[0].seed for p in pairs], clips=len(keys),
         subjects=len(subjects), uf1_a=uf1_a, uf1_b=uf1_b, difference=observed,
         ci_low=float(low), ci_high=float(high), p_bootstrap=float(min(1.0, 2 * far_side)) if observed else 1.0,
-        n_boot=n_boot, bootstrap_seed=bootstrap_seed, mcnemar=tests,
+        n_boot=n_boot, bootstrap_seed=bootstrap_seed, mcnemar=tests, left_out=left_out,
     )
 
 
@@ -194,6 +212,8 @@ def to_markdown(c: Comparison) -> str:
         f"# {c.a} vs {c.b}",
         "",
         f"{c.clips} clips of {c.subjects} subjects, predicted by both; seeds {', '.join(map(str, c.seeds))}.",
+        *(["", f"Partial runs (--allow-missing): left out {plural(len(c.left_out), 'fold')} that not every "
+               f"compared run finished: {', '.join(c.left_out)}."] if c.left_out else []),
         "",
         "| | UF1 |",
         "|---|---:|",

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mefnet.report.aggregate import summarize
+from mefnet.report.aggregate import on_folds, shared_folds, summarize
 from mefnet.runs.store import ReportError, Run
+from mefnet.utils.quiet import plural
 
 PROB_PREFIX = "prob_"
 
@@ -48,23 +49,27 @@ def _probabilities(run: Run) -> dict[tuple[str, str, str], np.ndarray]:
     return out
 
 
-def ensemble_predictions(members: list[Run]) -> list[dict]:
+def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> list[dict]:
     """Prediction rows of the ensemble of ``members`` (the seeds of one experiment).
 
     Every member must have predicted exactly the same clips; a member with unfinished
-    folds, or with other clips, is refused with the clips that differ. Rows keep the
-    first member's order and columns, with ``pred``, ``pred_name`` and the probability
-    columns replaced by the ensemble's.
+    folds is refused (``allow_missing``: the ensemble is made of the folds every member
+    finished, see :func:`shared_folds`), and members with other clips are refused with the
+    clips that differ. Rows keep the first member's order and columns, with ``pred``,
+    ``pred_name`` and the probability columns replaced by the ensemble's.
     """
     if len(members) < 2:
         raise ReportError("an ensemble needs at least 2 seeds")
     name = members[0].name
+    if allow_missing:
+        shared, _ = shared_folds(members)
+        members = [on_folds(run, shared) for run in members]
     for run in members:
-        if run.missing:
+        if run.missing and not allow_missing:
             raise ReportError(
-                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {len(run.missing)} folds "
-                f"({', '.join(run.missing[:5])}{' ...' if len(run.missing) > 5 else ''}); finish them, or leave "
-                "out --ensemble"
+                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {plural(len(run.missing), 'fold')} "
+                f"({', '.join(run.missing[:5])}{' ...' if len(run.missing) > 5 else ''}); finish them, pass "
+                "--allow-missing (the ensemble of the folds every seed finished), or leave out --ensemble"
             )
     probs = [_probabilities(run) for run in members]
     ref = set(probs[0])
@@ -89,26 +94,32 @@ def ensemble_predictions(members: list[Run]) -> list[dict]:
     return rows
 
 
-def ensemble_rows(members: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0) -> list[dict]:
+def ensemble_rows(members: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0,
+                  allow_missing: bool = False) -> list[dict]:
     """Table rows (all clips, then each source dataset) of the ensemble of ``members``
-    (``bootstrap``, ``bootstrap_seed``: its UF1 interval, as :func:`summarize`'s)."""
+    (``bootstrap``, ``bootstrap_seed``: its UF1 interval, as :func:`summarize`'s;
+    ``allow_missing``: on the folds every member finished, the others named in the rows'
+    ``left_out``)."""
     members = sorted(members, key=lambda r: r.seed)
     first = members[0]
     name = ensemble_name(first.name, len(members))
-    pseudo = Run(first.dir, {**first.record, "name": name}, ensemble_predictions(members), [])
+    _, left_out = shared_folds(members) if allow_missing else ([], [])
+    pseudo = Run(first.dir, {**first.record, "name": name}, ensemble_predictions(members, allow_missing),
+                 left_out)
     rows = summarize([pseudo], bootstrap, bootstrap_seed)
     for row in rows:
-        row.update(seeds=len(members), seed_list=[r.seed for r in members], per_seed=[], ensemble=len(members))
+        row.update(seeds=len(members), seed_list=[r.seed for r in members], per_seed=[], ensemble=len(members),
+                   missing=[], left_out=left_out if row["part"] == "all" else [])
     return rows
 
 
 def with_ensembles(rows: list[dict], groups: list[list[Run]], bootstrap: int | None = None,
-                   bootstrap_seed: int = 0) -> list[dict]:
+                   bootstrap_seed: int = 0, allow_missing: bool = False) -> list[dict]:
     """``rows`` (the experiments' mean ± std rows) with each multi-seed experiment's
-    ensemble rows inserted after its own."""
+    ensemble rows inserted after its own (``allow_missing``: see :func:`ensemble_rows`)."""
     out = []
     for group in groups:
         out += [r for r in rows if r["experiment"] == group[0].name]
         if len(group) > 1:
-            out += ensemble_rows(group, bootstrap, bootstrap_seed)
+            out += ensemble_rows(group, bootstrap, bootstrap_seed, allow_missing)
     return out

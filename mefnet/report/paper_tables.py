@@ -21,7 +21,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from mefnet.report.aggregate import DATASET_TITLES
+from mefnet.report.aggregate import DATASET_TITLES, folds_text
 from mefnet.report.metrics import format_mean_std, mean_std, pooled_metrics
 from mefnet.runs.store import Run
 from mefnet.utils.metrics import f1_from_counts
@@ -171,7 +171,7 @@ def to_latex(rows: list[dict], caption: str = "", label: str = "tab:results") ->
         name = latex_escape(r["experiment"]) if r["experiment"] != previous else ""
         part = r.get("title") or ("all" if r["part"] == "all" else DATASET_TITLES.get(r["part"], r["part"]))
         lines.append(
-            f"{name} & {latex_escape(part)} & {latex_escape(r['clips'])} & {latex_escape(r['folds'])} & "
+            f"{name} & {latex_escape(part)} & {latex_escape(r['clips'])} & {latex_escape(folds_text(r))} & "
             f"{r.get('seeds', 1)} & {_latex_score(r, 'uf1')} & {_latex_ci(r)} & {_latex_score(r, 'uar')} & "
             f"{_latex_score(r, 'accuracy')} \\\\"
         )
@@ -181,6 +181,8 @@ def to_latex(rows: list[dict], caption: str = "", label: str = "tab:results") ->
         "UF1, UAR and accuracy pooled over all leave-one-subject-out folds of each run "
         "(mean $\\pm$ sample standard deviation over seeds where there are several); "
         "UF1 95\\% CI: percentile bootstrap over subjects."
+        + (" Folds ``$k$ of $n$'': an unfinished run, scored on the $k$ folds that have predictions."
+           if any(r.get("missing_folds") for r in rows) else "")
     )
     lines += [
         r"\bottomrule",
@@ -234,7 +236,10 @@ def write_paper_tables(groups: list[list[Run]], rows: list[dict], out_dir: str |
         for r in classes:
             w.writerow([r["experiment"], r["part"], r["class"], r["clips"], _num(r["f1"]), _num(r["f1_std"]),
                         _num(r["recall"]), _num(r["recall_std"]), r["seeds"]])
-    (out / "per_class.md").write_text(per_class_markdown(classes))
+    partial = [f"WARNING: {run.name} seed {run.seed} is an unfinished run: "
+               f"{len(run.record['folds']) - len(run.missing)} of {len(run.record['folds'])} folds "
+               "(its per-class and per-subject rows are of those folds)." for g in groups for run in g if run.missing]
+    (out / "per_class.md").write_text(per_class_markdown(classes) + "".join(f"\n{w}\n" for w in partial))
     written += [out / "per_class.csv", out / "per_class.md"]
     subjects = per_subject_rows(groups)
     with (out / "per_subject.csv").open("w", newline="") as f:

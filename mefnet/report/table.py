@@ -40,6 +40,7 @@ from pathlib import Path
 
 from mefnet.report.aggregate import (
     DATASET_TITLES,
+    folds_text,
     group_runs,
     summarize,
 )
@@ -113,7 +114,7 @@ def to_markdown(rows: list[dict]) -> str:
     head = ("| experiment | part | clips | folds | seeds | UF1 | UF1 95% CI | UAR | accuracy |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
-        f"| {r['experiment']} | {r.get('title', r['part'])} | {r['clips']} | {r['folds']} | "
+        f"| {r['experiment']} | {r.get('title', r['part'])} | {r['clips']} | {folds_text(r)} | "
         f"{r.get('seeds', 1)} | {_fmt(r, 'uf1')} | {_ci(r)} | {_fmt(r, 'uar')} | {_fmt(r, 'accuracy')} |\n"
         for r in rows
     )
@@ -129,6 +130,9 @@ def to_markdown(rows: list[dict]) -> str:
         + (" n/a: the seeds did not predict the same clips." if any(r.get("uf1_ci_low") is None for r in rows)
            else ""),
     ]
+    if any(r.get("missing_folds") for r in rows):
+        notes.append("Folds \"k of n\": an unfinished run (--allow-missing), scored on the k folds that have "
+                     "predictions; its scores are not those of the whole dataset.")
     if any(r.get("ensemble") for r in rows):
         notes.append("Ensemble rows: each clip predicted by the mean of the seeds' stored class probabilities "
                      "(argmax), then pooled like one run; no standard deviation.")
@@ -143,7 +147,10 @@ def to_markdown(rows: list[dict]) -> str:
         for m in r.get("missing", []):
             notes.append(f"WARNING: {r['experiment']} seed {m['seed']} is missing {len(m['folds'])} "
                          f"folds: {', '.join(m['folds'])}.")
-        if not r.get("missing") and r["missing_folds"]:
+        if r.get("left_out"):
+            notes.append(f"WARNING: {r['experiment']} is made of the folds every seed finished; left out "
+                         f"{plural(len(r['left_out']), 'fold')}: {', '.join(r['left_out'])}.")
+        elif not r.get("missing") and r["missing_folds"]:
             notes.append(f"WARNING: {r['experiment']} is missing {plural(r['missing_folds'], 'fold')}.")
     return head + body + "\n".join(notes) + "\n"
 
@@ -208,7 +215,7 @@ def write_table(
     groups = [g for g in groups if g[0].record.get("task") != "au"]
     rows = [row for g in groups for row in summarize(g, bootstrap, bootstrap_seed)]
     if ensemble:
-        rows = with_ensembles(rows, groups, bootstrap, bootstrap_seed)
+        rows = with_ensembles(rows, groups, bootstrap, bootstrap_seed, allow_missing)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -230,7 +237,7 @@ def write_table(
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
-            w.writerow([r["experiment"], r["part"], r["clips"], r["folds"], _num(r["uf1"], 4), _num(r["uar"], 4),
+            w.writerow([r["experiment"], r["part"], r["clips"], folds_text(r), _num(r["uf1"], 4), _num(r["uar"], 4),
                         _num(r["accuracy"], 4), _num(r["uf1_std"], 4), _num(r["uar_std"], 4),
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
                         r["missing_folds"], r["selection"], r.get("ensemble", ""),
@@ -243,7 +250,7 @@ def write_table(
         for r in rows:
             missing = {m["seed"]: m["folds"] for m in r["missing"]}
             for s in r["per_seed"]:
-                w.writerow([r["experiment"], r["part"], s["seed"], s["clips"], s["folds"], _num(s["uf1"], 6),
+                w.writerow([r["experiment"], r["part"], s["seed"], s["clips"], folds_text(s), _num(s["uf1"], 6),
                             _num(s["uar"], 6), _num(s["accuracy"], 6), s["missing_folds"],
                             " ".join(missing.get(s["seed"], [])),
                             os.path.relpath(run_dir[(r["experiment"], s["seed"])], out)])
@@ -312,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="output folder (default: DIR if one is given, else table/ in the "
                                   "folders' common parent)")
     ap.add_argument("--allow-missing", action="store_true",
-                    help="score the finished folds of unfinished runs, and name the missing ones")
+                    help="score the finished folds of unfinished runs (folds 'k of n' in every table), and name "
+                         "the missing ones; with --compare / --ensemble: on the folds every run finished")
     ap.add_argument("--name", action="append", metavar="PATTERN",
                     help="keep only experiments whose name matches this glob (repeatable)")
     ap.add_argument("--no-figures", action="store_true", help="skip the confusion-matrix figures")
@@ -344,7 +352,7 @@ def _table(a: argparse.Namespace) -> None:
     try:
         if a.compare:
             out = Path(a.out) if a.out else default_out(list(a.compare)).with_name("compare")
-            result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed)
+            result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed, a.allow_missing)
             print(compare_markdown(result))
             print(f"written to {out}: {', '.join(p.name for p in write_comparison(result, out))}")
             if not a.dirs:
@@ -377,6 +385,9 @@ def _table(a: argparse.Namespace) -> None:
         for m in r.get("missing", []):
             print(f"mefnet-table: {r['experiment']} seed {m['seed']} ({m['dir']}) is missing "
                   f"{plural(len(m['folds']), 'fold')}: {', '.join(m['folds'])}", file=sys.stderr)
+        if r.get("left_out") and r["part"] == "all":
+            print(f"mefnet-table: {r['experiment']}: left out {plural(len(r['left_out']), 'fold')} not finished "
+                  f"by every seed: {', '.join(r['left_out'])}", file=sys.stderr)
     files = ["table.md", "table.csv", "table_seeds.csv", "confusion_*.csv"]
     files += (["table_au.csv"] if (out / "table_au.csv").is_file() else []) + \
         ([] if a.no_figures else [f"confusion_*.{a.format}"])
