@@ -49,11 +49,11 @@ from mefnet.datasets.clip_index import DatasetError
 from mefnet.datasets.flow_folder import AU_COLUMN, HEADER, LABEL_FILE
 from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
 
-EXAMPLE = """example:
-  mefnet-aus attach data/megc2019_flows \\
-      --casme2-sheet CASME2-coding-20140508.xlsx --samm-sheet SAMM_Micro_FACS_Codes_v2.xlsx
-  (fills data/megc2019_flows/labels.csv's aus column; the previous file is kept as
-  labels.csv.bak; then: mefnet-train dataset=flow_folder dataset.index.root=data/megc2019_flows task=au)"""
+EXAMPLE = """The previous labels.csv is kept as labels.csv.bak; then train with
+mefnet-train dataset=flow_folder dataset.index.root=data/megc2019_flows task=au
+
+example:
+  mefnet-aus attach data/megc2019_flows --casme2-sheet CASME2-coding-20140508.xlsx --samm-sheet SAMM_Micro_FACS_Codes_v2.xlsx"""
 
 
 @dataclass(frozen=True)
