@@ -29,7 +29,8 @@ from hydra.utils import instantiate
 
 from mefnet.config import absolute_paths, compose
 from mefnet.experiment.batched import run_batched
-from mefnet.experiment.train import _prepare_experiment, run_fold
+from mefnet.experiment.fold import run_fold
+from mefnet.experiment.train import _prepare_experiment
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.pretrain import pretrained_weights
 

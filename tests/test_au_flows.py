@@ -20,7 +20,8 @@ from mefnet.datasets.au_attach import read_sheet_aus
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.flow_folder import load_flow_folder
 from mefnet.datasets.frames_csv import load_frames_csv
-from mefnet.experiment.train import run, run_fold
+from mefnet.experiment.fold import run_fold
+from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.tasks import load_index
 from mefnet.tasks.au import AUTask, prepare_index

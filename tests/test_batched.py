@@ -235,8 +235,8 @@ def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, c
         assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "per_fold"
         assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "per_fold"
         assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "per_fold"
-    assert "engine=auto: per_fold (engine=batched trains emotion classes only" in caplog.text
-    assert "engine=auto: per_fold (engine=batched runs protocol=loso only" in caplog.text
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched trains emotion classes only" in caplog.text
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched runs protocol=loso only" in caplog.text
     assert "gradient clipping is global over all members" in caplog.text
     with pytest.raises(ValueError, match="engine: 'fast' is not one of auto, batched, per_fold"):
         resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=fast")))

@@ -79,7 +79,7 @@ def test_every_scheduler_option_builds_and_steps(option):
 @pytest.mark.parametrize("option", _options("scheduler"))
 def test_the_module_configures_every_scheduler_option(option, tmp_path):
     """The LightningModule's own configure_optimizers with each option, as a fold builds it."""
-    from mefnet.experiment.fold import build_module
+    from mefnet.experiment.fitting import build_module
     from mefnet.tasks import load_index
 
     cfg = compose(tiny_overrides(tmp_path, "sched", f"scheduler={option}"))
@@ -155,7 +155,7 @@ def test_an_experiment_stored_before_the_datamodule_configs_is_the_same_experime
 
 
 @pytest.mark.parametrize("option", _options("dataset"))
-def test_every_dataset_config_instantiates_its_datamodule(option, tmp_path):
+def test_every_dataset_config_instantiates_itsdatamodule(option, tmp_path):
     """Without reading any data: the clip index is built on first use."""
     cfg = compose([f"dataset={option}"])
     dm = instantiate(cfg.dataset, preprocessing=cfg.preprocessing, cache_dir=str(tmp_path), fold="s01")
@@ -164,7 +164,7 @@ def test_every_dataset_config_instantiates_its_datamodule(option, tmp_path):
     assert dm.preprocessing.size == cfg.preprocessing.size
 
 
-def test_dataset_index_overrides_reach_the_datamodule(tmp_path):
+def test_dataset_index_overrides_reach_thedatamodule(tmp_path):
     from hydra.errors import InstantiationException
 
     from mefnet.datasets.clip_index import DatasetError
@@ -193,7 +193,7 @@ def test_the_documented_datamodule_snippet_trains_and_predicts_a_fold(tmp_path):
 
 
 def test_a_dataset_config_without_target_is_refused_naming_the_key(tmp_path):
-    from mefnet.experiment.fold import _datamodule
+    from mefnet.experiment.fitting import datamodule
     from mefnet.tasks import load_index
 
     cfg = compose(tiny_overrides(tmp_path, "notarget"))
@@ -201,7 +201,7 @@ def test_a_dataset_config_without_target_is_refused_naming_the_key(tmp_path):
     with open_dict(cfg):
         del cfg.dataset["_target_"]
     with pytest.raises(ValueError, match=r"dataset: the config has no _target_"):
-        _datamodule(cfg, index, torch.zeros(len(index), 3, 28, 28), index.subjects[0])
+        datamodule(cfg, index, torch.zeros(len(index), 3, 28, 28), index.subjects[0])
 
 
 def test_the_runner_computes_the_maps_once_per_run_not_per_fold(tmp_path, monkeypatch):

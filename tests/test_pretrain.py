@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 
 from mefnet.config import ConfigError, absolute_paths, compose
-from mefnet.experiment.fold import _datamodule, build_module
+from mefnet.experiment.fitting import build_module, datamodule
 from mefnet.experiment.train import run
 from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -39,7 +39,7 @@ def test_every_fold_starts_from_the_seeds_pretrained_weights(tmp_path):
 
     index = instantiate(cfg.dataset.index)
     features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
-    dm = _datamodule(cfg, index, features, index.subjects[0])
+    dm = datamodule(cfg, index, features, index.subjects[0])
     module = build_module(cfg, index, dm)
     assert _same(module.backbone.state_dict(), saved["state_dict"])
     # ... which is not what the network starts from without pretraining: it was trained.

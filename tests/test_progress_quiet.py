@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from mefnet.report.progress import main as progress_main
 from mefnet.report.progress import running
 from mefnet.utils.quiet import plural
-from tests.helpers import TINY_SYNTHETIC
+from tests.helpers import TINY_SYNTHETIC, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ["is powered by Hydra", "Parallel(n_jobs=", "[ WARN:", "findDecoder", "exists and is not empty",
@@ -148,6 +149,45 @@ def test_mefnet_progress_lists_the_folds_running_now(tmp_path, capsys):
         {"epoch": 4, "max_epochs": 40, "updated": now - 7200}))
     progress_main([str(tmp_path), "--stale", "60"])
     assert "(stale: stopped?)" in capsys.readouterr().out
+
+
+def test_the_batched_engine_gives_mefnet_progress_a_time_estimate_before_any_fold_finishes(tmp_path, monkeypatch, capsys):
+    """The batched engine finishes its folds together, at the end of the group's fit, so
+    no finished fold can time the others: the estimate comes from each member's heartbeat."""
+    from mefnet.config import absolute_paths, compose
+    from mefnet.experiment.train import run
+    from mefnet.report.progress import progress
+    from mefnet.training.heartbeat import Heartbeat
+
+    cfg = absolute_paths(compose(tiny_overrides(tmp_path, "eta", "engine=batched")))
+    seen: list[dict] = []
+    beat = Heartbeat.on_train_epoch_end
+
+    def probe(self, trainer, pl_module):
+        beat(self, trainer, pl_module)
+        if trainer.current_epoch == 1 and not seen:  # after the second epoch, mid-fit
+            seen.append(progress(cfg.experiment_dir))
+            progress_main([str(cfg.experiment_dir)])
+
+    monkeypatch.setattr(Heartbeat, "on_train_epoch_end", probe)
+    run(cfg)
+    (mid,) = seen
+    assert mid["done"] == 0 and mid["left"] == 4 and mid["eta_from"] == "heartbeats"
+    assert 0 < mid["eta_s"] < 3600
+    assert "(from the running folds)" in capsys.readouterr().out
+    assert progress(cfg.experiment_dir)["eta_from"] in ("", "finished folds")  # all done: no estimate needed
+
+
+def test_a_heartbeat_estimate_is_the_slowest_running_fold_plus_the_folds_not_started():
+    from mefnet.report.progress import heartbeat_eta
+
+    beats = [{"epoch": 2, "max_epochs": 10, "started": 0.0, "updated": 20.0, "stage": ""},  # 80 s left
+             {"epoch": 5, "max_epochs": 10, "started": 0.0, "updated": 25.0, "stage": ""}]  # 25 s left
+    assert heartbeat_eta(beats, left=2) == 80.0
+    assert heartbeat_eta(beats, left=4, workers=2) == 80.0 + (100.0 + 50.0) / 2 * 2 / 2
+    inner = [{"epoch": 2, "max_epochs": 10, "started": 0.0, "updated": 20.0, "stage": "inner-validation run"}]
+    assert heartbeat_eta(inner, left=1) == 80.0 + 100.0  # the refit counted as a whole fit
+    assert math.isnan(heartbeat_eta([{"epoch": 0, "max_epochs": 10, "started": 0.0, "updated": 1.0}], left=1))
 
 
 def test_flow_progress_without_a_terminal_is_a_log_line(caplog):

@@ -12,7 +12,8 @@ import pytest
 from mefnet.config import absolute_paths, compose
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.composite import join_indices
-from mefnet.experiment.train import run, run_fold
+from mefnet.experiment.fold import run_fold
+from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.table import write_table
 from mefnet.runs.splits import Split, fold_contains

@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 
 from mefnet.config import absolute_paths, compose
 from mefnet.datasets.clip_index import DatasetError
-from mefnet.experiment.train import run, run_fold
+from mefnet.experiment.fold import run_fold
+from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.aggregate import experiment_rows
 from mefnet.report.metrics import pooled_metrics

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,29 +31,22 @@ from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.fold import (
-    _close_loggers,
-    _datamodule,
-    _instantiate_loggers,
-    _quiet_lightning,
+from mefnet.experiment.engine import Job, run_folds
+from mefnet.experiment.fitting import (
     build_module,
     build_trainer,
-    inner_tracker,
-    selection_rule,
-    write_fold,
+    close_loggers,
+    instantiate_loggers,
 )
-from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.tasks.au import is_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
-from mefnet.training.divergence import (
-    MemberFiniteCheck,
-    check_finite_probabilities,
-    check_finite_weights,
-)
+from mefnet.training.divergence import MemberFiniteCheck
 from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
-from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.training.module import MERModule
+from mefnet.training.selection import InnerValidation
 
 log = logging.getLogger("mefnet")
 
@@ -131,7 +123,7 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     cfg0 = jobs[0][0]
     max_epochs = max(int(e) for e in epochs)
     every = None if not trackers else trackers[0].check_every_n_epochs(trackers[0].every, max_epochs)
-    loggers = _instantiate_loggers(cfg0, out, "batched", log_name)
+    loggers = instantiate_loggers(cfg0, out, "batched", log_name)
     # As a fold's own fit has: the divergence check, and each fold's running.json (read by
     # mefnet-progress), with one heartbeat line for the whole group.
     stage = "inner-validation run" if log_name else ""
@@ -202,79 +194,68 @@ def run_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, featur
         return _train_batched(todo, index, features) if todo else []
 
 
-def _train_batched(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+class Batched:
+    """The engine of a group of folds (and seeds): each :meth:`fit` trains every member in
+    one Lightning fit of a :class:`~mefnet.training.batched.BatchedMERModule`; each member's
+    columns of the group's log are split into its fold's ``logs/metrics.csv`` at the end
+    of every fit (before any ``fold.json`` marks a fold finished)."""
+
+    def __init__(self, jobs: Sequence[Job], index: ClipIndex) -> None:
+        _check_compatible([cfg for cfg, _ in jobs])
+        self.jobs, self.index = list(jobs), index
+        self.names = _member_names(jobs)
+        self.outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
+        # The fit's own log folder, one per group (groups run side by side in n_jobs processes).
+        self.log_dir = Path(jobs[0][0].experiment_dir) / "batched" / self.names[0].replace("/", "_")
+        self.members: list[MERModule] = []
+        self.module: BatchedMERModule | None = None
+        self.trainer: L.Trainer | None = None
+        self._epochs: list[int] = []
+        self._logs_split = False
+
+    def tracker_options(self, k: int) -> dict:
+        return {"member": k, "suffix": f"/{self.names[k]}"}
+
+    def fit(self, dms: Sequence[MERDataModule], epochs: Sequence[int],
+            trackers: Sequence[InnerValidation] | None, log_name: str | None) -> None:
+        self.close()
+        self.module, self.trainer = fit_members(self.jobs, self.index, dms, epochs, self.names, trackers,
+                                                self.log_dir, log_name)
+        self.members, self._epochs, self._logs_split = list(self.module.members), [int(e) for e in epochs], False
+
+    def predict(self, dms: Sequence[MERDataModule]) -> list[torch.Tensor]:
+        out = self.trainer.predict(self.module, datamodule=BatchedData(dms))
+        self._split_logs()
+        per_member = [out] if len(self.jobs) == 1 else out
+        return [torch.cat(p).float() for p in per_member]
+
+    def epochs_trained(self, k: int) -> int:
+        return self._epochs[k]
+
+    def save_checkpoint(self, k: int, path: Path) -> None:
+        member = self.members[k]
+        torch.save({"state_dict": member.state_dict(), "epoch": self._epochs[k], "member": self.names[k],
+                    "pytorch-lightning_version": L.__version__, "hyper_parameters": dict(member.hparams)}, path)
+
+    @property
+    def loggers(self) -> list:
+        return self.trainer.loggers if self.trainer is not None else []
+
+    def _split_logs(self) -> None:
+        if not self._logs_split:
+            split_member_logs(self.trainer, self.log_dir, self.names, self.outs)
+            self._logs_split = True
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self._split_logs()
+            close_loggers(self.trainer)
+            self.trainer = None
+
+
+def _train_batched(jobs: Sequence[Job], index: ClipIndex, features: torch.Tensor) -> list[dict]:
     """:func:`run_batched` once the folds' locks are held."""
-    _quiet_lightning()
-    cfgs = [cfg for cfg, _ in jobs]
-    _check_compatible(cfgs)
-    for cfg in cfgs:
-        selection_rule(cfg)  # refuses an unknown rule before any training
-    cfg0 = cfgs[0]
-    torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
-    start = time.perf_counter()
-    outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
-    for out in outs:
-        out.mkdir(parents=True, exist_ok=True)
-    names = _member_names(jobs)
-    # The fit's own log folder, one per group (groups run side by side in n_jobs processes);
-    # each member's columns are split into its fold's logs/metrics.csv after the fit.
-    log_dir = Path(cfg0.experiment_dir) / "batched" / names[0].replace("/", "_")
-    selections: list[dict] = [{"rule": cfg.selection} for cfg in cfgs]
-    max_epochs = int(cfg0.trainer.max_epochs)
-    K = len(jobs)
-
-    if uses_inner_val(cfg0.selection):
-        iv = cfg0.inner_val
-        val_subjects = [choose_val_subjects(index, s, float(iv.val_fraction), int(cfg.seed)) for cfg, s in jobs]
-        dms = [_datamodule(cfg, index, features, s, v) for (cfg, s), v in zip(jobs, val_subjects, strict=True)]
-        trackers = [inner_tracker(cfg, index, member=k, suffix=f"/{names[k]}") for k, cfg in enumerate(cfgs)]
-        module, trainer = fit_members(jobs, index, dms, [max_epochs] * K, names, trackers, log_dir,
-                                      "inner" if bool(iv.refit) else None)
-        for k, t in enumerate(trackers):
-            selections[k].update(val_subjects=val_subjects[k], n_val=len(dms[k].val_idx), refit=bool(iv.refit),
-                                 **t.summary())
-        epochs = [max_epochs] * K
-        if bool(iv.refit):
-            split_member_logs(trainer, log_dir, names, outs)
-            _close_loggers(trainer)
-            dms = [_datamodule(cfg, index, features, s) for cfg, s in jobs]
-            epochs = [t.best_epoch for t in trackers]
-            module, trainer = fit_members(jobs, index, dms, epochs, names, None, log_dir, None)
-        else:
-            for k, t in enumerate(trackers):
-                module.members[k].load_state_dict(t.best_state())
-    else:
-        dms = [_datamodule(cfg, index, features, s) for cfg, s in jobs]
-        epochs = [max_epochs] * K
-        module, trainer = fit_members(jobs, index, dms, epochs, names, None, log_dir, None)
-
-    # The one and only look at the test subjects.
-    out = trainer.predict(module, datamodule=BatchedData(dms))
-    split_member_logs(trainer, log_dir, names, outs)  # before any fold.json marks a fold finished
-    per_member = [out] if K == 1 else out
-    share = (time.perf_counter() - start) / K
-    # Every member checked before any fold is written, as run_fold checks its one model.
-    probs_of = [torch.cat(per_member[k]).float() for k in range(K)]
-    for k, (_, s) in enumerate(jobs):
-        check_finite_weights(module.members[k], f"fold {s}, the trained model")
-        if len(probs_of[k]) != len(dms[k].test_idx):  # e.g. fast_dev_run / limit_predict_batches
-            raise ValueError(
-                f"fold {s}: {len(probs_of[k])} predictions for {len(dms[k].test_idx)} test clips; the trainer "
-                "predicted only part of the test fold (trainer.fast_dev_run or trainer.limit_predict_batches "
-                "with more test clips than data.batch_size); nothing of the fold was written")
-        check_finite_probabilities(probs_of[k], f"fold {s}")
-    records = []
-    for k, (cfg, s) in enumerate(jobs):
-        member, probs = module.members[k], probs_of[k]
-
-        def save_checkpoint(path, member=member, k=k):
-            torch.save({"state_dict": member.state_dict(), "epoch": epochs[k], "member": names[k],
-                        "pytorch-lightning_version": L.__version__, "hyper_parameters": dict(member.hparams)}, path)
-
-        records.append(write_fold(cfg, index, outs[k], s, dms[k], member, probs, selections[k], epochs[k], share,
-                                  trainer.loggers, save_checkpoint))
-    _close_loggers(trainer)
-    return records
+    return run_folds(Batched(jobs, index), jobs, index, features)
 
 
 def _run_chunk(jobs: list[tuple[dict, str]], index: ClipIndex, features: torch.Tensor) -> list[dict]:

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.fold import _close_loggers, _fit, versions
+from mefnet.experiment.fitting import close_loggers, fit_model, versions
 from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.runs.selection import uses_inner_val
@@ -99,10 +99,10 @@ def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Te
     dm.setup("fit")
     log.info("final model: %d clips of %s, %s (%s)", len(everything), plural(len(index.subjects), "subject"),
              plural(epochs, "epoch"), rule)
-    module, trainer = _fit(cfg, index, dm, out, FINAL_DIR, epochs, task=task)
+    module, trainer = fit_model(cfg, index, dm, out, FINAL_DIR, epochs, task=task)
     check_finite_weights(module, "the final model")
     save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold="")
-    _close_loggers(trainer)
+    close_loggers(trainer)
     record = {
         "status": "complete",
         "what": "final model: trained on every subject, no test subject (not a fold; tables do not use it)",

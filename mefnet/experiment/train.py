@@ -37,15 +37,10 @@ from mefnet.datasets.bad_clips import BadClipWarning
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment import hydra_callbacks
 from mefnet.experiment.batched import run_jobs, unsupported
+from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
-from mefnet.experiment.fold import (  # noqa: F401  (re-exported: one fold's work lives there)
-    _quiet_lightning,
-    _run_fold_job,
-    run_fold,
-    run_fold_locked,
-    selection_rule,
-    versions,
-)
+from mefnet.experiment.fitting import quiet_lightning
+from mefnet.experiment.fold import _run_fold_job, run_fold_locked
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -182,7 +177,7 @@ def synthetic_data_warning(cfg: DictConfig, environ: dict[str, str] | None = Non
 
 def run(cfg: DictConfig) -> list[dict] | None:
     """Run the configured folds; return the table rows when every fold is done."""
-    _quiet_lightning()
+    quiet_lightning()
     warning = synthetic_data_warning(cfg)
     if warning:  # first, before hours of training on data the user did not mean
         log.warning("%s", warning)

@@ -31,7 +31,9 @@ def progress(exp_dir: str | Path, workers: int = 1) -> dict:
     """Folds finished / total of one experiment and an estimate of the time left.
 
     The estimate is the mean time of a finished fold times the folds left, divided by
-    the workers running them.
+    the workers running them. Before any fold has finished (the batched engine finishes
+    its folds together, at the end of the group's fit) it comes from the running folds'
+    heartbeats instead (:func:`heartbeat_eta`); ``eta_from`` says which.
     """
     exp_dir = Path(exp_dir)
     record = read_experiment(exp_dir)
@@ -44,9 +46,36 @@ def progress(exp_dir: str | Path, workers: int = 1) -> dict:
     total = len(record["folds"])
     left = max(0, total - len(times))
     mean = sum(times) / len(times) if times else math.nan
+    eta, source = (mean * left / max(1, workers), "finished folds") if times else (math.nan, "")
+    if not times and left:
+        eta = heartbeat_eta(running(exp_dir), left, workers)
+        source = "" if math.isnan(eta) else "heartbeats"
     return {"name": record.get("name", exp_dir.name), "seed": record.get("seed"), "done": len(times),
-            "total": total, "left": left, "mean_fold_s": mean,
-            "eta_s": mean * left / max(1, workers) if times else math.nan}
+            "total": total, "left": left, "mean_fold_s": mean, "eta_s": eta, "eta_from": source}
+
+
+def heartbeat_eta(beats: list[dict], left: int, workers: int = 1) -> float:
+    """Seconds left, from the heartbeats of running folds (NaN when none has finished an
+    epoch yet): each running fold's epochs left at the pace of its fit so far (an
+    inner-validation run is followed by a refit, counted as a whole fit: an upper bound),
+    the slowest of them (a batched group's folds finish together), plus the folds not
+    started yet at the running folds' mean time per fit, shared by ``workers``."""
+    left_s, fit_s = [], []
+    for b in beats:
+        try:
+            epoch, total = int(b["epoch"]), int(b["max_epochs"])
+            per_epoch = (float(b["updated"]) - float(b["started"])) / epoch
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if per_epoch <= 0 or total < epoch:
+            continue
+        refit = per_epoch * total if b.get("stage") == "inner-validation run" else 0.0
+        left_s.append(per_epoch * (total - epoch) + refit)
+        fit_s.append(per_epoch * total + refit)
+    if not left_s:
+        return math.nan
+    unstarted = max(0, left - len(beats))
+    return max(left_s) + (sum(fit_s) / len(fit_s)) * unstarted / max(1, workers)
 
 
 def running(exp_dir: str | Path) -> list[dict]:
@@ -79,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| experiment | seed | folds done | mean fold | time left |")
     print("|---|---:|---:|---:|---:|")
     for p in rows:
-        print(f"| {p['name']} | {p['seed']} | {p['done']}/{p['total']} | {duration(p['mean_fold_s'])} | "
-              f"{'done' if not p['left'] else duration(p['eta_s'])} |")
+        left = "done" if not p["left"] else duration(p["eta_s"])
+        if p["left"] and p["eta_from"] == "heartbeats":
+            left = f"~{left} (from the running folds)"
+        print(f"| {p['name']} | {p['seed']} | {p['done']}/{p['total']} | {duration(p['mean_fold_s'])} | {left} |")
     now = time.time()
     beats = [(p, b) for p, d in zip(rows, runs, strict=True) for b in running(d)]
     if beats:

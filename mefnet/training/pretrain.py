@@ -35,6 +35,7 @@ from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.tasks.au import is_au
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.module import MERModule
+from mefnet.training.trainer import make_trainer
 from mefnet.utils.files import atomic_path
 from mefnet.utils.locks import exclusive
 from mefnet.utils.quiet import duration, plural
@@ -174,9 +175,8 @@ def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor
                            augment=instantiate(cfg.augment) if cfg.get("augment") else None)
         loader = DataLoader(TensorDataset(x, y), batch_size=int(cfg.data.batch_size), shuffle=True,
                             generator=torch.Generator().manual_seed(int(cfg.seed)))
-        trainer = instantiate(cfg.trainer, logger=False, callbacks=[FiniteCheck("pretraining")],
-                              max_epochs=int(cfg.pretrain.epochs), enable_checkpointing=False,
-                              limit_val_batches=0, default_root_dir=str(Path(cfg.paths.cache_dir) / "pretrain"))
+        trainer = make_trainer(cfg.trainer, Path(cfg.paths.cache_dir) / "pretrain", int(cfg.pretrain.epochs),
+                               [FiniteCheck("pretraining")], enable_checkpointing=False, limit_val_batches=0)
         log.info("pretraining %s on %d synthetic clips for %s (seed %s)", cfg.backbone.get("name", "the model"),
                  len(y), plural(int(cfg.pretrain.epochs), "epoch"), cfg.seed)
         with warnings.catch_warnings():  # no validation here: the pretraining has no held-out clips

@@ -1,0 +1,253 @@
+"""The fold-engine contract: how a fold is selected and how it ends, written once.
+
+An *engine* only fits and predicts: "fit these K members for these epochs (validating on
+these trackers' subjects) / predict these clips". :class:`Engine` is that protocol;
+:class:`mefnet.experiment.fold.PerFold` fits one member at a time (K=1),
+:class:`mefnet.experiment.batched.Batched` fits K members in one vectorised fit.
+
+Everything else is here, above the engines, so both run it unchanged:
+
+* :func:`run_folds`: the selection protocol (``selection=fixed_epochs`` or ``inner_val``;
+  the inner-validation subjects, drawn per fold among its training subjects; refit for
+  the chosen epochs or keep the best epoch's weights; per-AU thresholds chosen on the
+  inner-validation subjects);
+* :func:`finish_folds`: the end of a fold (the one look at the test subjects, the
+  finite checks and the check that every test clip was predicted, each with its error
+  text, then :func:`write_fold` for each: predictions, checkpoint, model file, pictures
+  and ``fold.json`` last).
+
+What a fold writes, and where, is :mod:`mefnet.runs.store`; what a fit is built from
+(model, DataModule, loggers, Trainer) is :mod:`mefnet.experiment.fitting`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mefnet.data.datamodule import MERDataModule
+from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.fitting import datamodule, inner_tracker, quiet_lightning, versions
+from mefnet.inference.checkpoint import MODEL_FILE, save_model
+from mefnet.inference.pictures import fold_pictures
+from mefnet.runs.selection import uses_inner_val
+from mefnet.runs.splits import split_of
+from mefnet.runs.store import (
+    FOLD_DONE,
+    PREDICTIONS,
+    fold_dir,
+    write_au_predictions,
+    write_predictions,
+)
+from mefnet.training.divergence import check_finite_probabilities, check_finite_weights
+from mefnet.training.module import MERModule
+from mefnet.training.selection import InnerValidation, choose_val_subjects
+from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.utils.files import write_json
+from mefnet.utils.testing_seam import pause_point
+
+Job = tuple[DictConfig, str]  # a fold to compute: its config and its test subject (fold key)
+
+
+class Engine(Protocol):
+    """Fits and predicts the K members of one call (member k: ``jobs[k]`` of
+    :func:`run_folds`). Selection and the end of a fold are not its business."""
+
+    members: list[MERModule]  # the fitted members, after :meth:`fit`
+
+    def tracker_options(self, k: int) -> dict:
+        """Extra arguments of member ``k``'s :class:`InnerValidation` (how it finds its
+        member's scores and weights in the fit)."""
+        ...
+
+    def fit(self, dms: Sequence[MERDataModule], epochs: Sequence[int],
+            trackers: Sequence[InnerValidation] | None, log_name: str | None) -> None:
+        """Fit a fresh model per member on ``dms[k]`` for ``epochs[k]`` epochs (validating
+        with ``trackers[k]`` when given; ``log_name``: the log folder of an inner run
+        before a refit). A previous fit of this engine is closed first."""
+        ...
+
+    def predict(self, dms: Sequence[MERDataModule]) -> list[torch.Tensor]:
+        """Each member's probabilities for its test clips (``dms[k]``), as float."""
+        ...
+
+    def epochs_trained(self, k: int) -> int:
+        """The epochs member ``k``'s last fit ran."""
+        ...
+
+    def save_checkpoint(self, k: int, path: Path) -> None:
+        """Member ``k``'s Lightning checkpoint (``model.ckpt``)."""
+        ...
+
+    @property
+    def loggers(self) -> list:
+        """The loggers of the last fit (the fold pictures go to wandb through them)."""
+        ...
+
+    def close(self) -> None:
+        """Finish the last fit's logs and loggers."""
+        ...
+
+
+def selection_rule(cfg: DictConfig) -> str:
+    """The selection rule of ``cfg`` in words (stored with the experiment); refuses an
+    unknown rule or an ``inner_val`` without its block."""
+    if cfg.selection == "fixed_epochs":
+        return (
+            f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
+            "after training; it is never used for early stopping, checkpoint choice or priors"
+        )
+    if uses_inner_val(cfg.selection):
+        iv = cfg.get("inner_val")
+        if iv is None:
+            raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
+        then = ("retrained on the whole training fold for that many epochs" if iv.refit
+                else "the weights of that epoch kept")
+        return (
+            f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
+            f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
+            f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
+            "never used for epoch choice, checkpoint choice or priors"
+        )
+    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
+
+
+
+def run_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: torch.Tensor) -> list[dict]:
+    """Select, fit and finish the folds ``jobs`` with ``engine`` (their locks held by the
+    caller); returns each fold's record. The members share ``selection`` and ``inner_val``
+    (the batched engine checks this)."""
+    quiet_lightning()
+    cfg0 = jobs[0][0]
+    for cfg, _ in jobs:
+        selection_rule(cfg)  # refuses an unknown rule before any training
+    torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
+    start = time.perf_counter()
+    outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+    tasks = [task_runner(cfg, index) for cfg, _ in jobs]
+    K = len(jobs)
+    selections: list[dict] = [{"rule": cfg.selection} for cfg, _ in jobs]
+    thresholds: list[list[float] | None] = [None] * K
+    epochs = [int(cfg0.trainer.max_epochs)] * K
+
+    if uses_inner_val(cfg0.selection):
+        refit = bool(cfg0.inner_val.refit)
+        val_subjects = []
+        for cfg, s in jobs:
+            split = split_of(cfg)
+            val_subjects.append(choose_val_subjects(
+                index, s, float(cfg.inner_val.val_fraction), int(cfg.seed),
+                train_subjects=None if split.name == "loso" else split.train_subjects(index, s)))
+        dms = [datamodule(cfg, index, features, s, v, task=t)
+               for (cfg, s), v, t in zip(jobs, val_subjects, tasks, strict=True)]
+        trackers = [inner_tracker(cfg, index, tasks[k], **engine.tracker_options(k))
+                    for k, (cfg, _) in enumerate(jobs)]
+        engine.fit(dms, epochs, trackers, "inner" if refit else None)
+        for k, tracker in enumerate(trackers):
+            if tasks[k].name == "au" and tasks[k].task.threshold == "inner_val":
+                thresholds[k] = tracker.thresholds()
+            selections[k].update(val_subjects=val_subjects[k], n_val=len(dms[k].val_idx), refit=refit,
+                                 **tracker.summary())
+        if refit:
+            dms = [datamodule(cfg, index, features, s, task=t) for (cfg, s), t in zip(jobs, tasks, strict=True)]
+            epochs = [t.best_epoch for t in trackers]
+            engine.fit(dms, epochs, None, None)
+        else:
+            for k, tracker in enumerate(trackers):
+                engine.members[k].load_state_dict(tracker.best_state())
+    else:
+        dms = [datamodule(cfg, index, features, s, task=t) for (cfg, s), t in zip(jobs, tasks, strict=True)]
+        engine.fit(dms, epochs, None, None)
+    return finish_folds(engine, jobs, index, dms, selections, thresholds, tasks, start)
+
+
+def finish_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, dms: Sequence[MERDataModule],
+                 selections: Sequence[dict], thresholds: Sequence[list[float] | None],
+                 tasks: Sequence[TaskRunner], start: float) -> list[dict]:
+    """The one and only look at the test subjects, then every fold written. Every member
+    is checked before any fold is written; a fold's ``elapsed_s`` is its share of the
+    engine's time."""
+    probs_of = engine.predict(dms)
+    for k, (_, s) in enumerate(jobs):
+        check_finite_weights(engine.members[k], f"fold {s}, the trained model")
+        if len(probs_of[k]) != len(dms[k].test_idx):  # e.g. fast_dev_run / limit_predict_batches: one batch only
+            raise ValueError(
+                f"fold {s}: {len(probs_of[k])} predictions for {len(dms[k].test_idx)} test clips; the trainer "
+                "predicted only part of the test fold (trainer.fast_dev_run or trainer.limit_predict_batches "
+                "with more test clips than data.batch_size); nothing of the fold was written"
+            )
+        check_finite_probabilities(probs_of[k], f"fold {s}")
+    share = (time.perf_counter() - start) / len(jobs)
+    records = []
+    for k, (cfg, s) in enumerate(jobs):
+        records.append(write_fold(
+            cfg, index, fold_dir(cfg.experiment_dir, s), s, dms[k], engine.members[k], probs_of[k], selections[k],
+            engine.epochs_trained(k), share, engine.loggers,
+            save_checkpoint=lambda path, k=k: engine.save_checkpoint(k, path), task=tasks[k],
+            thresholds=thresholds[k]))
+    engine.close()
+    return records
+
+
+def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
+               module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
+               loggers: list, save_checkpoint: Callable[[Path], None], task: TaskRunner | None = None,
+               thresholds: list[float] | None = None) -> dict:
+    """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
+    fold.json last (the mark of a finished fold). Every engine ends here (through :func:`finish_folds`).
+
+    ``task=au``: ``probs`` are per-AU probabilities, cut at ``thresholds`` (per AU; the
+    task's fixed value when None)."""
+    task = task or task_runner(cfg, index)
+    if task.name == "au":
+        thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
+        preds = (probs >= torch.tensor(thresholds)).int()
+        # Labels are read only now, after prediction, for the file.
+        write_au_predictions(out / PREDICTIONS, [(index[i].dataset, index[i].subject, index[i].clip)
+                                                 for i in dm.test_idx],
+                             task.output_names, task.targets()[dm.test_idx].int().tolist(), preds.tolist(),
+                             probs.tolist(), thresholds)
+        selection["thresholds"] = dict(zip(task.output_names, thresholds, strict=True))
+        train_counts = {n: int(v) for n, v in zip(task.output_names,
+                                                  task.targets()[dm.train_idx].sum(0).tolist(), strict=True)}
+    else:
+        train_counts = dm.train_class_counts()
+        preds = probs.argmax(dim=1)
+        names = index.class_names
+        write_predictions(out, [
+            [index[i].dataset, index[i].subject, index[i].clip, index[i].label, index[i].label_name, p, names[p],
+             *[f"{x:.6f}" for x in pr]]
+            for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True)
+        ], names)
+    if cfg.get("save_checkpoint", True):
+        save_checkpoint(out / "model.ckpt")
+    if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
+        save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
+    # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
+    # (after the predictions are written; nothing here feeds back into training).
+    if task.name == "emotion":
+        fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
+                      [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
+    record = {
+        "status": "complete",
+        "fold": subject_key,
+        "seed": int(cfg.seed),
+        "selection": selection,
+        "epochs": int(epochs),
+        "n_train": len(dm.train_idx),
+        "n_test": len(dm.test_idx),
+        "train_class_counts": train_counts,
+        "elapsed_s": round(elapsed_s, 2),
+        "versions": versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(out / FOLD_DONE, record)
+    pause_point("fold")
+    return record

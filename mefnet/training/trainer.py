@@ -1,0 +1,24 @@
+"""The one place that constructs a Lightning ``Trainer`` for fitting.
+
+Every fit of the package goes through :func:`make_trainer`: a fold's fit under either
+engine and the final model (through :func:`mefnet.experiment.fitting.build_trainer`, which
+adds the configured callbacks and loggers) and the synthetic pretraining
+(:mod:`mefnet.training.pretrain`). A setting every fit needs is added here once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def make_trainer(trainer_cfg: DictConfig, root: str | Path, max_epochs: int, callbacks: list,
+                 loggers: list | None = None, **settings) -> L.Trainer:
+    """The configured trainer (``trainer_cfg``: the ``trainer`` config group, instantiated
+    by its ``_target_``) writing under ``root``, for ``max_epochs`` epochs, with these
+    callbacks and loggers (none: no logger); ``settings`` override the group's keys."""
+    return instantiate(trainer_cfg, logger=loggers or False, callbacks=list(callbacks),
+                       default_root_dir=str(root), max_epochs=int(max_epochs), **settings)
