@@ -46,7 +46,7 @@ def annotations(realdata: Path) -> Path:
 # fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
 TRAINING_MODULES = frozenset({
     "test_api", "test_api_notebook", "test_averaging", "test_batched", "test_benchmarks", "test_cli",
-    "test_config_groups", "test_datasets_frames_csv", "test_ensemble", "test_experiment_folders", "test_export",
+    "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_ensemble", "test_experiment_folders", "test_export",
     "test_face", "test_final_model", "test_flow_cache", "test_golden", "test_integrity", "test_notebooks",
     "test_paper_reports", "test_pictures", "test_predict", "test_pretrain", "test_progress_quiet",
     "test_protocols_tasks", "test_readme_examples", "test_reproduce", "test_reproduce_flows",
