@@ -158,8 +158,9 @@ ELSEWHERE = {
         "fake flow folder",
 }
 
-# Shell lines that only set a variable: run with their block.
-SETTERS = re.compile(r"^(export )?[A-Z_][A-Z0-9_]*=\S+$")
+# Shell lines that only set a variable (run with their block), and a loop's own lines.
+SETTERS = re.compile(r"^(export )?([A-Z_][A-Z0-9_]*)=(\"[^\"]*\"|'[^']*'|\S+)$")
+LOOP = re.compile(r"^(for \w+ in [^;]*; do|done)$")
 
 # What a recipe trains on when the line names no dataset.
 EXPERIMENT_DATA = {"megc2019_flows": "flow_folder", "ststnet_paper": "flow_folder",
@@ -173,16 +174,24 @@ def _placeholders(text: str, trees: dict[str, Path]) -> str:
     return re.sub(r"/(?:path/to|data)/([\w.-]+)", sub, text)
 
 
-def _block_env(lines: list[tuple[int, str]], upto: int) -> dict[str, str]:
-    """The variables the block's ``export`` lines (before line ``upto``) set."""
-    env = {}
+def _block_vars(lines: list[tuple[int, str]], upto: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The variables the block's lines before line ``upto`` set: (exported, all)."""
+    env, shell = {}, {}
     for n, line in lines:
         if n >= upto:
             break
-        m = re.fullmatch(r"export ([A-Z_][A-Z0-9_]*)=(\S+)", line)
+        m = SETTERS.fullmatch(line)
         if m:
-            env[m.group(1)] = m.group(2)
-    return env
+            value = shlex.split(m.group(3))[0] if m.group(3)[0] in "'\"" else m.group(3)
+            shell[m.group(2)] = value
+            if m.group(1):
+                env[m.group(2)] = value
+    return env, shell
+
+
+def _expand(text: str, shell: dict[str, str]) -> str:
+    """``$NAME`` from the block's variables; a loop variable (``$s``, ``$seed``) as 1."""
+    return re.sub(r"\$(\w+)", lambda m: shell.get(m.group(1), "1"), text)
 
 
 def _single_run(args: list[str]) -> list[str]:
@@ -207,7 +216,8 @@ def _train_lines() -> list[tuple[str, int, str, dict[str, str]]]:
         for n, line in lines:
             m = re.search(r"(?:^|; do )mefnet-train (.*?)(?:; done)?$", line)
             if m or line == "mefnet-train":
-                out.append((rel, n, m.group(1) if m else "", _block_env(lines, n)))
+                env, shell = _block_vars(lines, n)
+                out.append((rel, n, _expand(m.group(1), shell) if m else "", env))
     return out
 
 
@@ -217,7 +227,8 @@ def test_every_documented_line_is_checked():
     run = {line for lines in run_blocks for _, line in lines}  # the same command elsewhere is the same test
     unchecked = [f"{rel}:{n}: {line}" for rel, n, line in doc_lines()
                  if (rel, n) not in train and line not in run and line not in README_RUN
-                 and line not in NOT_RUN and line not in ELSEWHERE and not SETTERS.match(line)]
+                 and line not in NOT_RUN and line not in ELSEWHERE and not SETTERS.match(line)
+                 and not LOOP.match(line)]
     assert not unchecked, ("documented shell lines no test runs (run them in tests/test_docs_commands.py, "
                            "or list them in NOT_RUN with the reason):\n" + "\n".join(unchecked))
 
@@ -270,7 +281,7 @@ def test_a_documented_training_line_composes_and_names_its_data(item, fake_trees
 
     rel, n, args_text, env = item
     env = {k: _placeholders(v, fake_trees) for k, v in env.items()}
-    args = _single_run(shlex.split(_placeholders(args_text.replace("$s", "1"), fake_trees)))
+    args = _single_run(shlex.split(_placeholders(args_text, fake_trees)))
     code, out, err = _compose(args, env)
     assert code == 0, f"{rel}:{n}: mefnet-train {args_text}\n{err[-2000:]}"
     cfg = yaml.safe_load(out)
