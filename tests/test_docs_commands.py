@@ -107,9 +107,6 @@ NOT_RUN = {
         "the set flows, over an hour; tests/test_reproduce_flows.py runs the set on a fake flow folder",
     "MEFNET_FLOW_ROOT=/path/to/megc2019_flows make reproduce-table ARGS='--only megc2019-am3f'":
         "the set flows; tests/test_reproduce_flows.py runs --only on a fake flow folder",
-    "MEFNET_FLOW_ROOT=/data/megc2019_flows make reproduce-table": "the set flows (tests/test_reproduce_flows.py)",
-    "MEFNET_FLOW_ROOT=/data/megc2019_flows make reproduce-table ARGS='--only megc2019-am3f'":
-        "the set flows (tests/test_reproduce_flows.py)",
     "mefnet-reproduce --set flows --only megc2019-am3f megc2019-ststnet-paper trainer.max_epochs=20":
         "the set flows (tests/test_reproduce_flows.py)",
     "mefnet-aus attach data/megc2019_flows --casme2-sheet CASME2-coding-20140508.xlsx "
