@@ -272,17 +272,18 @@ def _compose(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("item", _train_lines(), ids=_id)
-def test_a_documented_training_line_composes_and_names_its_data(item, fake_trees):
+def _training_line_problem(item: tuple[str, int, str, dict[str, str]], trees: dict[str, Path]) -> str | None:
+    """Why the documented ``mefnet-train`` line ``item`` is wrong, or None: it does not
+    compose, or it would train on other data than it names."""
     import yaml
 
     rel, n, args_text, env = item
-    env = {k: _placeholders(v, fake_trees) for k, v in env.items()}
-    args = _single_run(shlex.split(_placeholders(args_text, fake_trees)))
+    env = {k: _placeholders(v, trees) for k, v in env.items()}
+    args = _single_run(shlex.split(_placeholders(args_text, trees)))
     code, out, err = _compose(args, env)
-    assert code == 0, f"{rel}:{n}: mefnet-train {args_text}\n{err[-2000:]}"
-    cfg = yaml.safe_load(out)
-    data = cfg["dataset"]["name"]
+    if code != 0:
+        return f"{rel}:{n}: mefnet-train {args_text}\n{err[-2000:]}"
+    data = yaml.safe_load(out)["dataset"]["name"]
     named = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith(("+", "~", "'")))
     if "dataset" in named:
         expected = named["dataset"]
@@ -292,11 +293,30 @@ def test_a_documented_training_line_composes_and_names_its_data(item, fake_trees
         expected = data  # a set chooses per run
     else:
         expected = "synthetic"
-    assert data == expected, f"{rel}:{n}: mefnet-train {args_text} would train on {data}, not {expected}"
+    if data != expected:
+        return f"{rel}:{n}: mefnet-train {args_text} would train on {data}, not {expected}"
     exported = sorted(k for k in env if k in ROOTS)
-    if data == "synthetic" and exported:
-        assert "debug" in named, \
-            f"{rel}:{n}: trains on the synthetic set although the block exports {exported}"
+    if data == "synthetic" and exported and "debug" not in named:
+        return f"{rel}:{n}: mefnet-train {args_text} trains on the synthetic set although the block exports {exported}"
+    return None
+
+
+@pytest.mark.parametrize("item", _train_lines(), ids=_id)
+def test_a_documented_training_line_composes_and_names_its_data(item, fake_trees):
+    problem = _training_line_problem(item, fake_trees)
+    assert problem is None, problem
+
+
+def test_the_training_line_check_notices_wrong_data_and_bad_overrides(fake_trees, monkeypatch):
+    flows = {"MEFNET_FLOW_ROOT": "/path/to/megc2019_flows"}
+    problem = _training_line_problem(("x.md", 1, "experiment=synthetic_ststnet", flows), fake_trees)
+    assert problem and "synthetic set although the block exports ['MEFNET_FLOW_ROOT']" in problem
+    # A recipe for a flow folder whose config sets no dataset (the old experiment=ststnet_paper).
+    monkeypatch.setitem(EXPERIMENT_DATA, "synthetic_ststnet", "flow_folder")
+    problem = _training_line_problem(("x.md", 2, "experiment=synthetic_ststnet", {}), fake_trees)
+    assert problem and "would train on synthetic, not flow_folder" in problem
+    problem = _training_line_problem(("x.md", 3, "dataset.index.no_such_key=1", {}), fake_trees)
+    assert problem and "x.md:3" in problem and "no_such_key" in problem
 
 
 # Blocks run as written (slow), keyed by (file, first line); the size overrides appended to
