@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 
 from tests.flow_trees import make_flow_folder
+from tests.test_readme_examples import DOCS_RUN
 from tests.test_readme_examples import RUN as README_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,46 +114,50 @@ NOT_RUN = {
     "--samm-sheet SAMM_Micro_FACS_Codes_v2.xlsx":
         "needs the licensed CASME II / SAMM coding sheets (tests/test_au_flows.py runs it on the real sheets where present)",
     "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --out /tmp/r1 --seeds 1 2 3 --jobs 3 "
-    "hflip=1 translate=2 zoom=0.1": "a research benchmark of hours (tests/test_benchmarks.py runs the benchmarks small)",
+    "hflip=1 translate=2 zoom=0.1": "a research benchmark of hours on the MEGC2019 flow images",
     "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --analyse /tmp/r1":
         "reads the output of the line before",
     "wandb sync outputs/<experiment>/seed_42/folds/*/*/wandb/offline-run-* outputs/<experiment>/seed_42/wandb/offline-run-*":
         "uploads to a wandb server",
     "mefnet-synth --root /tmp/my_synthetic --seed 1":
-        "writes a 200-clip dataset to /tmp; tests/test_synthetic.py runs mefnet-synth small",
+        "writes a 200-clip dataset to /tmp; the generator behind it is tested in tests/test_synthetic.py",
 }
 
-# Non-training lines checked by a slow test of their own elsewhere (the test named).
+# Non-training lines not run here: what they need, and the test of the code behind them.
 ELSEWHERE = {
-    "mefnet-table outputs --name 'casme2-*' --out paper/casme2": "tests/test_table.py (--name)",
-    "mefnet-table outputs/megc2019-am3f-logit_adjusted": "tests/test_table.py",
-    "mefnet-table outputs --name 'megc2019-*' --out paper": "tests/test_table.py (--name)",
-    "mefnet-table outputs/sweep --allow-missing": "tests/test_table.py (--allow-missing)",
-    "mefnet-table outputs --name 'smic-*' --latex --curves --out paper/smic": "tests/test_table.py (--latex, --curves)",
+    "mefnet-table outputs --name 'casme2-*' --out paper/casme2":
+        "needs CASME II runs; --name in tests/test_table.py",
+    "mefnet-table outputs/megc2019-am3f-logit_adjusted": "needs a real-data run; tests/test_table.py",
+    "mefnet-table outputs --name 'megc2019-*' --out paper":
+        "needs real-data runs; --name in tests/test_table.py",
+    "mefnet-table outputs/sweep --allow-missing":
+        "needs a sweep's folder; --allow-missing is run through the command in tests/test_table.py",
+    "mefnet-table outputs --name 'smic-*' --latex --curves --out paper/smic":
+        "needs SMIC runs; --latex in tests/test_uncertainty.py, --curves in tests/test_figure_formats.py",
     "mefnet-table --compare outputs/smic-am3f-cross_entropy outputs/smic-ststnet-cross_entropy":
-        "tests/test_table.py (--compare)",
-    "mefnet-table outputs/megc2019-am3f --ensemble": "tests/test_ensemble.py",
-    "mefnet-table outputs/megc2019-am3f --calibration": "tests/test_uncertainty.py (--calibration)",
+        "needs SMIC runs; --compare in tests/test_paper_reports.py",
+    "mefnet-table outputs/megc2019-am3f --ensemble": "needs the recipe's seeds; --ensemble in tests/test_ensemble.py",
+    "mefnet-table outputs/megc2019-am3f --calibration":
+        "needs the recipe's seeds; --calibration is run through the command in tests/test_uncertainty.py",
     "mefnet-table --compare outputs/megc2019-am3f/seed_1 outputs/megc2019-ststnet-paper/seed_42":
-        "tests/test_table.py (--compare); the set flows' names",
-    "mefnet-cache dataset=casme2 preprocessing.size=28 preprocessing.n_jobs=2":
-        "needs the licensed CASME II frames; tests/test_flow_cache.py runs mefnet-cache on synthetic data",
-    "mefnet-predict $M --frames recordings/clip07/ --onset 117 --apex 123": "tests/test_predict.py (--frames folder)",
-    "mefnet-predict $M --frames clip07/ --onset 117 --offset 140": "tests/test_predict.py (--offset)",
-    "mefnet-predict $M --frames interview.mp4 --onset 40": "tests/test_predict.py (video)",
-    "mefnet-predict $E --batch clips.csv --out predictions.json": "tests/test_predict.py (--batch)",
-    "mefnet-export $M --torchscript model.torchscript.pt --onnx model.onnx": "tests/test_export.py",
-    "mefnet-pictures $E --onset pair.gif --out pictures/": "tests/test_pictures.py (a folder)",
-    "mefnet-pictures $E --dataset --out pictures/": "tests/test_pictures.py (--dataset)",
-    "mefnet-pictures $M --onset onset.png --apex apex.png --format pdf --out pictures-pdf/":
-        "tests/test_figure_formats.py (--format pdf)",
-    "mefnet-pictures $M --onset onset.png --apex apex.png --dpi 300 --out pictures-300dpi/":
-        "tests/test_figure_formats.py (--dpi)",
+        "needs the set flows' runs; --compare in tests/test_paper_reports.py",
     "mefnet-table outputs/megc2019-am3f outputs/flow_folder-ststnet-paper --ensemble --out outputs/dev-table":
-        "the two runs of the docs/training.md block run below; --ensemble: tests/test_ensemble.py",
+        "the two runs of the docs/training.md block run below; --ensemble in tests/test_ensemble.py",
+    "mefnet-cache dataset=casme2 preprocessing.size=28 preprocessing.n_jobs=2":
+        "needs the licensed CASME II frames; mefnet-cache on synthetic data in tests/test_flow_cache.py",
+    "mefnet-predict $M --frames recordings/clip07/ --onset 117 --apex 123":
+        "a frame folder of the user's; frame folders through the Python API in tests/test_predict.py",
+    "mefnet-predict $M --frames clip07/ --onset 117 --offset 140":
+        "a frame folder of the user's; --offset (spotting) through the Python API in tests/test_predict.py",
+    "mefnet-predict $M --frames interview.mp4 --onset 40":
+        "a video of the user's; videos through the Python API in tests/test_predict.py",
+    "mefnet-predict $E --batch clips.csv --out predictions.json":
+        "a clip list of the user's; --batch is run through the command in tests/test_predict.py",
+    "mefnet-pictures $E --dataset --out pictures/":
+        "draws every class of a dataset; --dataset is run through the command in tests/test_pictures.py",
     "for s in 1 2 3; do mefnet-train experiment=ststnet_paper n_jobs=2 seed=$s; done":
-        "its mefnet-train line is composed below; tests/test_first_hour.py trains experiment=ststnet_paper on a "
-        "fake flow folder",
+        "800 epochs a seed; its mefnet-train line is composed below, and tests/test_first_hour.py trains "
+        "experiment=ststnet_paper on a fake flow folder",
 }
 
 # Shell lines that only set a variable (run with their block), and a loop's own lines.
@@ -223,7 +228,7 @@ def test_every_documented_line_is_checked():
     run_blocks = [lines for rel, lines in doc_blocks() if (rel, _block_start(rel, lines)) in RUN_BLOCKS]
     run = {line for lines in run_blocks for _, line in lines}  # the same command elsewhere is the same test
     unchecked = [f"{rel}:{n}: {line}" for rel, n, line in doc_lines()
-                 if (rel, n) not in train and line not in run and line not in README_RUN
+                 if (rel, n) not in train and line not in run and line not in README_RUN and line not in DOCS_RUN
                  and line not in NOT_RUN and line not in ELSEWHERE and not SETTERS.match(line)
                  and not LOOP.match(line)]
     assert not unchecked, ("documented shell lines no test runs (run them in tests/test_docs_commands.py, "
