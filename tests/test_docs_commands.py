@@ -153,7 +153,7 @@ ELSEWHERE = {
         "a video of the user's; videos through the Python API in tests/test_predict.py",
     "mefnet-predict $E --batch clips.csv --out predictions.json":
         "a clip list of the user's; --batch is run through the command in tests/test_predict.py",
-    "mefnet-pictures $E --dataset --out pictures/":
+    "mefnet-pictures $E --dataset --out pictures-classes/":
         "draws every class of a dataset; --dataset is run through the command in tests/test_pictures.py",
     "for s in 1 2 3; do mefnet-train experiment=ststnet_paper n_jobs=2 seed=$s; done":
         "800 epochs a seed; its mefnet-train line is composed below, and tests/test_first_hour.py trains "

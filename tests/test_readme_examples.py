@@ -58,7 +58,7 @@ RUN = [
 DOCS = ROOT / "docs" / "inference.md"
 DOCS_RUN = [
     "mefnet-export $M --torchscript model.torchscript.pt --onnx model.onnx",
-    "mefnet-pictures $E --onset pair.gif --out pictures/",
+    "mefnet-pictures $E --onset pair.gif --out pictures-all/",
     "mefnet-pictures $M --onset onset.png --apex apex.png --format pdf --out pictures-pdf/",
     "mefnet-pictures $M --onset onset.png --apex apex.png --dpi 300 --out pictures-300dpi/",
 ]
@@ -176,6 +176,7 @@ def test_readme_examples_run_and_their_paths_exist(readme_run):
     assert (tmp / "model.torchscript.pt").is_file() and (tmp / "model.onnx").is_file()
     assert list((tmp / "pictures-pdf").glob("*/*.pdf")), sorted(str(p) for p in (tmp / "pictures-pdf").rglob("*"))
     assert list((tmp / "pictures-300dpi").glob("*/flow_color.png"))
+    assert (tmp / "pictures-all" / "pictures.json").is_file()
 
 
 @pytest.mark.slow
