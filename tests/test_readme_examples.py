@@ -54,6 +54,15 @@ RUN = [
     "mefnet-pictures $M --onset onset.png --apex apex.png --out pictures/",
 ]
 
+# Lines of docs/inference.md run after the README's, on the same runs and inputs.
+DOCS = ROOT / "docs" / "inference.md"
+DOCS_RUN = [
+    "mefnet-export $M --torchscript model.torchscript.pt --onnx model.onnx",
+    "mefnet-pictures $E --onset pair.gif --out pictures-all/",
+    "mefnet-pictures $M --onset onset.png --apex apex.png --format pdf --out pictures-pdf/",
+    "mefnet-pictures $M --onset onset.png --apex apex.png --dpi 300 --out pictures-300dpi/",
+]
+
 # Lines of mefnet's own output that must never appear (replaced by our one-liners or silenced).
 NOISE = [
     re.compile(r"is powered by Hydra"),
@@ -110,6 +119,12 @@ def test_the_runnable_examples_are_still_in_the_readme():
     assert not gone, f"README.md no longer has these examples (update RUN in {Path(__file__).name}): {gone}"
 
 
+def test_the_runnable_examples_are_still_in_docs_inference():
+    lines = bash_lines(DOCS.read_text(encoding="utf-8"))
+    gone = [line for line in DOCS_RUN if line not in lines]
+    assert not gone, f"docs/inference.md no longer has these examples (update DOCS_RUN in {Path(__file__).name}): {gone}"
+
+
 @pytest.fixture(scope="module")
 def readme_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("readme")
@@ -118,6 +133,7 @@ def readme_run(tmp_path_factory):
     lines = [line for line in bash_lines(README.read_text(encoding="utf-8")) if line in RUN]
     train = [line for line in lines if line.startswith("mefnet-train")]
     rest = [line for line in lines if not line.startswith("mefnet-train")]
+    rest += [line for line in bash_lines(DOCS.read_text(encoding="utf-8")) if line in DOCS_RUN]
     logs = []
     for part in (train, rest):
         script = "\n".join([_prelude(), *part])
@@ -156,6 +172,11 @@ def test_readme_examples_run_and_their_paths_exist(readme_run):
     assert (tmp / "ensemble.torchscript.pt").is_file()
     assert (tmp / "pictures" / "pictures.json").is_file()
     assert list((tmp / "pictures").glob("*/flow_color.png")), sorted(p.name for p in (tmp / "pictures").iterdir())
+    # docs/inference.md's lines: ONNX beside TorchScript, vector and 300-dpi pictures.
+    assert (tmp / "model.torchscript.pt").is_file() and (tmp / "model.onnx").is_file()
+    assert list((tmp / "pictures-pdf").glob("*/*.pdf")), sorted(str(p) for p in (tmp / "pictures-pdf").rglob("*"))
+    assert list((tmp / "pictures-300dpi").glob("*/flow_color.png"))
+    assert (tmp / "pictures-all" / "pictures.json").is_file()
 
 
 @pytest.mark.slow
