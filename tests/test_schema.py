@@ -146,6 +146,8 @@ REFUSED = [
     ("trainer.max_epochs=0", "trainer.max_epochs: 0 is out of range"),
     ("optimizer.lr=0", "optimizer.lr: 0.0 is out of range"),
     ("fold=each", "fold=each expands to one job per subject"),
+    ("+preprocessing.channel_order=bgr", "preprocessing.channel_order: 'bgr' is not one of"),
+    ("preprocessing.face=dlib", "preprocessing.face: 'dlib' is not one of"),
 ]
 
 
@@ -204,4 +206,14 @@ def test_the_command_refuses_before_writing(output_dir, args, message):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines[0].startswith(message), out.stderr
     assert "Traceback" not in out.stderr and "Warning" not in out.stderr, out.stderr
+    assert _snapshot(output_dir) == before
+
+
+def test_mefnet_reproduce_refuses_before_writing(output_dir):
+    from mefnet.experiment.reproduce import main
+
+    before = _snapshot(output_dir)
+    with pytest.raises(SystemExit) as e:
+        main(["--set", "synthetic", "seed=-1"])
+    assert str(e.value.code).startswith("reproduce-table: seed: -1 is out of range"), e.value.code
     assert _snapshot(output_dir) == before

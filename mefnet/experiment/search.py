@@ -46,9 +46,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.schema import INNER_VAL_METRICS as METRICS  # the schema owns the list
 
 METRIC_PREFIX = "inner_val/"
-METRICS = ("uf1", "uar", "accuracy", "loss")
 TRIALS = "trials"
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from mefnet.config import ConfigError
 from mefnet.datasets.action_units import check_au_set
+from mefnet.preprocessing.features import Preprocessing
 from mefnet.schema import TrainConfig, number, validate, validator, whole
 from mefnet.training.pretrain import check_pretrain_config
 
@@ -99,6 +100,21 @@ def check_task_au_set(cfg: DictConfig) -> None:
             check_au_set(list(task.get("au_set") or []))
         except ValueError as e:
             raise ConfigError(str(e)) from None
+
+
+@validator
+def check_preprocessing(cfg: DictConfig) -> None:
+    """The whole ``preprocessing`` block as the features are built from it (face method and
+    options, flow parameters, channel order; :meth:`Preprocessing.from_config`), before
+    the experiment is recorded rather than when its maps are computed."""
+    if cfg.get("preprocessing") is None:
+        return
+    try:
+        Preprocessing.from_config(cfg.preprocessing)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @validator
