@@ -203,7 +203,8 @@ class SetTable(Callback):
     @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.dirs = list(dict.fromkeys(str(cfg.experiment_dir) for _, cfg in sweep_experiments(config) or []))
-        log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
+        if self.dirs:  # none: the sweeper refuses the set's config next, naming the key
+            log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
 
     @_guarded
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
