@@ -26,8 +26,8 @@ import numpy as np
 
 from mefnet.report.aggregate import group_runs
 from mefnet.report.metrics import format_mean_std, mean_std
-from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
+from mefnet.schema import uses_inner_val
 from mefnet.tasks.au import au_scores
 from mefnet.utils.metrics import f1_from_counts
 

@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from mefnet.config import compose
 from mefnet.experiment.search import best_recipe_yaml, holdout, optimized_metric
 from mefnet.experiment.train import main
-from mefnet.runs.selection import RULES, uses_inner_val
+from mefnet.schema import RULES, uses_inner_val
 from tests.flow_trees import make_flow_folder
 
 TEST_CONF = Path(__file__).resolve().parent / "conf"

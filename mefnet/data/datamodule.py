@@ -31,9 +31,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing, build_features
+from mefnet.schema import TRAIN_ORDERS, choice  # the schema owns the list
 
 #: ``data.order``: how the training clips are ordered (matters with ``shuffle=False``).
-TRAIN_ORDERS = ("index", "class")
 
 
 class MERDataModule(L.LightningDataModule):
@@ -119,8 +119,7 @@ class MERDataModule(L.LightningDataModule):
         self.val_subjects = list(val_subjects or [])
         self.split = split
         self.targets = targets
-        if order not in TRAIN_ORDERS:
-            raise ValueError(f"data.order: '{order}' is not one of {', '.join(TRAIN_ORDERS)}")
+        choice("data.order", order, TRAIN_ORDERS)
         self.shuffle = bool(shuffle)
         self.order = order
         self._fold_indices: tuple[list[int], list[int], list[int]] | None = None

@@ -35,7 +35,6 @@ from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import datamodule, inner_tracker, quiet_lightning, versions
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
-from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     FOLD_DONE,
@@ -44,6 +43,7 @@ from mefnet.runs.store import (
     write_au_predictions,
     write_predictions,
 )
+from mefnet.schema import uses_inner_val
 from mefnet.training.divergence import check_finite_probabilities, check_finite_weights
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects

@@ -38,8 +38,8 @@ from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import close_loggers, fit_model, versions
 from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing
-from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import fold_records
+from mefnet.schema import uses_inner_val
 from mefnet.training.divergence import check_finite_weights
 from mefnet.training.task_runner import task_runner
 from mefnet.utils.files import write_json

@@ -33,6 +33,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.experiment.sweeper import TARGET, fold_override, grid, job_config
+from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.aggregate import group_runs
 from mefnet.report.compare import write_anchor_comparisons
@@ -94,7 +95,15 @@ def sweep_experiments(config: DictConfig) -> list[tuple[list[str], DictConfig]] 
         loader = GlobalHydra.instance().config_loader()
         jobs = grid(OverridesParser.create(config_loader=loader), sweeper.get("params"),
                     list(config.hydra.overrides.task), sweeper.get("runs"))
-        _last = (config, [(job, job_config(loader, config, job)) for job in jobs])
+        pairs = [(job, job_config(loader, config, job)) for job in jobs]
+        try:  # as the sweeper checks them (fold=each: as one fold=all run)
+            for job, cfg in pairs:
+                check_train_config(OmegaConf.merge(cfg, {"fold": "all"}) if fold_override(job) is not None else cfg)
+        except ValueError:
+            # Hydra calls these callbacks before the sweeper, which refuses the sweep with the
+            # key's message before any job starts: nothing is prepared or written for it.
+            pairs = []
+        _last = (config, pairs)
     return _last[1]
 
 
@@ -200,7 +209,8 @@ class SetTable(Callback):
     @_guarded
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.dirs = list(dict.fromkeys(str(cfg.experiment_dir) for _, cfg in sweep_experiments(config) or []))
-        log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
+        if self.dirs:  # none: the sweeper refuses the set's config next, naming the key
+            log.info("reproduce set '%s': %d runs; table: %s", self.name, len(self.dirs), self.out_dir / "table.md")
 
     @_guarded
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:

@@ -46,10 +46,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.runs.selection import uses_inner_val
+from mefnet.schema import INNER_VAL_METRICS as METRICS  # the schema owns the list
+from mefnet.schema import uses_inner_val
 
 METRIC_PREFIX = "inner_val/"
-METRICS = ("uf1", "uar", "accuracy", "loss")
 TRIALS = "trials"
 
 

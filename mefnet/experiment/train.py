@@ -42,7 +42,7 @@ from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
 from mefnet.experiment.search import holdout, objective, optimized_metric
-from mefnet.experiment.validate import check_train_config
+from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.finish import finish_experiment
 from mefnet.report.progress import progress
@@ -59,6 +59,7 @@ from mefnet.runs.store import (
     fold_problem,
     read_experiment,
 )
+from mefnet.schema import ENGINES, choice
 from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.task_runner import task_runner
@@ -70,6 +71,7 @@ from mefnet.utils.quiet import duration, plural, quiet
 # launchers import it in every job process (joblib, submitit) and resolve the run
 # directory (${mefnet.name:...}) there before the task function runs.
 register_resolvers()
+register_check_resolver()  # hydra.run.dir's ${mefnet.checked:...}: the config checked before Hydra writes
 
 log = logging.getLogger("mefnet")
 
@@ -268,9 +270,7 @@ def resolve_engine(cfg: DictConfig) -> str:
     (the default) is ``batched`` wherever that engine runs the config (emotion classes
     under LOSO, a per-parameter optimizer, no gradient clipping, one device) and
     ``per_fold`` otherwise, saying why; an explicit ``batched`` that cannot run is an error."""
-    engine = str(cfg.get("engine", "auto"))
-    if engine not in ("auto", "per_fold", "batched"):
-        raise ValueError(f"engine: '{engine}' is not one of auto, batched, per_fold")
+    engine = choice("engine", str(cfg.get("engine", "auto")), ENGINES)
     if engine != "auto":
         return engine
     reason = unsupported(cfg)

@@ -1,64 +1,20 @@
-"""Checks on a training config's values, made before any work, each naming its key.
+"""The checks of a training config that need more of mefnet than :mod:`mefnet.schema` may
+import (the trainer's strategy, the optimizer, the backbone's options, pretraining),
+registered with the schema's :func:`~mefnet.schema.validator`, so that
+:func:`check_train_config` (the schema plus these) checks every value once, before any work.
 
 A value out of range is refused, never clamped: what the table prints is what ran.
 """
 
 from __future__ import annotations
 
-import math
-
 from omegaconf import DictConfig
 
-from mefnet.config import ConfigError, check_experiment_name
-from mefnet.runs.selection import RULES, uses_inner_val
+from mefnet.config import ConfigError
+from mefnet.datasets.action_units import check_au_set
+from mefnet.preprocessing.features import Preprocessing
+from mefnet.schema import TrainConfig, number, validate, validator, whole
 from mefnet.training.pretrain import check_pretrain_config
-
-
-def _get(cfg: DictConfig, key: str):
-    node = cfg
-    for part in key.split("."):
-        if node is None or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _integer(cfg: DictConfig, key: str, low: int, high: int | None = None, hint: str = "") -> int | None:
-    value = _get(cfg, key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError
-            value = int(float(value))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: {value!r} is not a whole number{hint}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(f"{key}: {value} is out of range; it must be {bound}{hint}")
-    return value
-
-
-def _number(cfg: DictConfig, key: str, low: float, high: float | None = None, open_low: bool = True,
-            open_high: bool = True) -> float | None:
-    value = _get(cfg, key)
-    if value is None:
-        return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: {value!r} is not a number") from None
-    too_low = value <= low if open_low else value < low
-    too_high = high is not None and (value >= high if open_high else value > high)
-    if not math.isfinite(value) or too_low or too_high:
-        lo = f"> {low}" if open_low else f">= {low}"
-        hi = "" if high is None else (f" and < {high}" if open_high else f" and <= {high}")
-        raise ConfigError(f"{key}: {value} is out of range; it must be {lo}{hi}")
-    return value
-
 
 # Lightning strategies that keep training and prediction in this one process.
 _ONE_PROCESS_STRATEGIES = ("auto", "single_device")
@@ -66,6 +22,7 @@ _PARALLEL_HINT = ("run folds in parallel instead: n_jobs=N (fold=all) or "
                   "mefnet-train -m fold=each hydra/launcher=joblib")
 
 
+@validator
 def check_one_process(cfg: DictConfig) -> None:
     """Refuse a trainer that would train or predict a fold in several processes (DDP and
     the like), naming the key: under such a strategy ``trainer.predict`` returns only this
@@ -97,46 +54,81 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, ListConfig))
 
 
-def check_train_config(cfg: DictConfig) -> None:
-    """Refuse a training config whose values cannot work, naming the key (before any work)."""
-    check_experiment_name(cfg.get("experiment_name"))
-    check_one_process(cfg)
-    _integer(cfg, "seed", -(2**63))
-    _integer(cfg, "data.batch_size", 1)
-    _number(cfg, "optimizer.lr", 0.0)
-    _integer(cfg, "n_jobs", 1, hint=" (processes running folds at once)")
-    _integer(cfg, "preprocessing.n_jobs", 1, hint=" (processes filling the flow cache)")
-    _integer(cfg, "threads_per_fold", 1)
-    max_epochs = _integer(cfg, "trainer.max_epochs", 1, hint=" (epochs to train)")
-    _integer(cfg, "preprocessing.size", 1)
-    if str(cfg.get("fold")) == "each":
-        raise ConfigError(
-            "fold=each expands to one job per subject and needs a multirun: "
-            "mefnet-train -m fold=each (add hydra/launcher=joblib to run the folds in parallel)"
-        )
-    selection = cfg.get("selection")
-    if selection not in RULES:
-        raise ConfigError(f"selection: {selection!r} is not supported; use fixed_epochs or inner_val")
-    if uses_inner_val(selection):
-        if cfg.get("inner_val") is None:
-            raise ConfigError("selection=inner_val needs the inner_val block "
-                              "(val_fraction, metric, smooth, every_n_epochs, min_epochs, refit)")
-        _number(cfg, "inner_val.val_fraction", 0.0, 1.0)
-        _integer(cfg, "inner_val.smooth", 1, hint=" (evaluations in the moving average)")
-        _integer(cfg, "inner_val.every_n_epochs", 1, hint=" (the last epoch is always evaluated too)")
-        _integer(cfg, "inner_val.min_epochs", 1, max_epochs,
-                 hint=" (and at most trainer.max_epochs, or no epoch qualifies)")
-        metric = _get(cfg, "inner_val.metric")
-        if metric not in ("uf1", "uar", "accuracy", "loss"):
-            raise ConfigError(f"inner_val.metric: {metric!r} is not one of uf1, uar, accuracy, loss")
+def check_train_config(cfg: DictConfig) -> TrainConfig:
+    """Refuse a training config whose values cannot work, naming the key (before any work):
+    :func:`mefnet.schema.validate`, which runs the checks registered here as well."""
+    return validate(cfg)
 
+
+def checked_run_dir(run_dir: str, *, _root_: DictConfig) -> str:
+    """The ``${mefnet.checked:${experiment_dir}}`` resolver of ``hydra.run.dir``: the whole
+    config checked (:func:`check_train_config`), then the run directory unchanged.
+
+    Hydra resolves ``hydra.run.dir`` before it creates that directory and the job's log
+    in it, so a refused value leaves nothing on disk. (A Hydra callback's ``on_run_start``
+    would come early enough, but Hydra turns a callback's exception into a warning and
+    runs the job anyway.) A multirun's jobs are checked by the LOSO sweeper instead,
+    every job before the first starts."""
+    check_train_config(_root_)
+    return run_dir
+
+
+def register_check_resolver() -> None:
+    """Register ``${mefnet.checked:...}`` (:func:`checked_run_dir`); called by the entry
+    modules of ``mefnet-train`` and ``mefnet-reproduce``, whose config uses it. Idempotent."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("mefnet.checked", checked_run_dir, replace=True)
+
+
+@validator
+def check_optimizer_and_threads(cfg: DictConfig) -> None:
+    """``optimizer.lr`` above 0; ``threads_per_fold`` at least 1 (where given)."""
+    lr = (cfg.get("optimizer") or {}).get("lr")
+    if lr is not None:
+        number("optimizer.lr", lr, 0.0)
+    if cfg.get("threads_per_fold") is not None:
+        whole("threads_per_fold", cfg.get("threads_per_fold"), 1)
+
+
+@validator
+def check_task_au_set(cfg: DictConfig) -> None:
+    """``task.au_set`` of the AU task: action-unit numbers, each once."""
+    task = cfg.get("task") or {}
+    if task.get("name") == "au":
+        try:
+            check_au_set(list(task.get("au_set") or []))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+@validator
+def check_preprocessing(cfg: DictConfig) -> None:
+    """The whole ``preprocessing`` block as the features are built from it (face method and
+    options, flow parameters, channel order; :meth:`Preprocessing.from_config`), before
+    the experiment is recorded rather than when its maps are computed."""
+    if cfg.get("preprocessing") is None:
+        return
     try:
-        check_pretrain_config(cfg)
+        Preprocessing.from_config(cfg.preprocessing)
+    except ConfigError:
+        raise
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    check_backbone_keys(cfg)
 
 
+@validator
+def check_pretrain(cfg: DictConfig) -> None:
+    """The ``pretrain`` group's values (:func:`mefnet.training.pretrain.check_pretrain_config`)."""
+    try:
+        check_pretrain_config(cfg)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@validator
 def check_backbone_keys(cfg: DictConfig) -> None:
     """Refuse a ``backbone`` key its model does not take, naming it (an experiment's setting
     for one backbone left over after ``backbone=`` chose another, or a typo)."""

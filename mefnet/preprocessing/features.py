@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from mefnet import schema
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, frame_path, list_frames
 from mefnet.datasets.flow_folder import read_flow_map
 from mefnet.preprocessing.cache import FlowCache, cache_key
 from mefnet.preprocessing.face import FaceCropper
 from mefnet.preprocessing.flow import (
-    NORMALIZATIONS,
     FlowParams,
     compute_flow,
     flow_maps,
@@ -88,15 +88,11 @@ class Preprocessing:
                 f"preprocessing.face: '{face}' is not one of {FACE_METHODS} "
                 "(or a mapping dataset -> method)"
             )
-        size = cfg.get("size", 28)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"preprocessing.size: expected a positive whole number, got {size!r}")
-        normalize = cfg.get("normalize", "minmax")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"preprocessing.normalize: '{normalize}' is not one of {NORMALIZATIONS}")
-        scale = cfg.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
-            raise ValueError(f"preprocessing.scale: expected a positive number, got {scale!r}")
+        # The same checks as mefnet-train's schema, for the commands that build features
+        # without it (mefnet-cache, mefnet-predict).
+        checked = schema.Preprocessing(size=cfg.get("size", 28), normalize=cfg.get("normalize", "minmax"),
+                                       n_jobs=cfg.get("n_jobs", 1), scale=cfg.get("scale", 1.0))
+        size, normalize, scale = checked.size, checked.normalize, checked.scale
         order = cfg.get("channel_order", "uvs")
         if order not in CHANNEL_ORDERS:
             raise ValueError(f"preprocessing.channel_order: '{order}' is not one of {list(CHANNEL_ORDERS)}")

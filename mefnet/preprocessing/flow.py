@@ -30,6 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mefnet.schema import NORMALIZATIONS  # noqa: F401  (re-exported: the schema owns the list)
+
 
 def _require(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
@@ -293,7 +295,6 @@ def optical_strain(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
 
 
-NORMALIZATIONS = ("minmax", "none", "standardize")
 
 
 def normalize_maps(maps: np.ndarray, how: str) -> np.ndarray:

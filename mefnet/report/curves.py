@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mefnet.runs.selection import uses_inner_val
 from mefnet.runs.store import FOLD_DONE, Run, fold_dir
+from mefnet.schema import uses_inner_val
 from mefnet.utils.figure_output import save
 from mefnet.utils.quiet import plural
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
-
-PROTOCOLS = ("loso", "lodo", "holdout")
+from mefnet.schema import PROTOCOLS, choice  # the schema owns the list
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,7 @@ class Split:
         """From the ``protocol`` config block (None or absent: ``loso``)."""
         if cfg is None:
             return cls()
-        name = str(cfg.get("name", "loso"))
-        if name not in PROTOCOLS:
-            raise ValueError(f"protocol: '{name}' is not one of {', '.join(PROTOCOLS)}")
+        name = choice("protocol", str(cfg.get("name", "loso")), PROTOCOLS)
         train = tuple(str(d) for d in (cfg.get("train") or ()))
         test = tuple(str(d) for d in (cfg.get("test") or ()))
         if name == "holdout":

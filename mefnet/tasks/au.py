@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mefnet import schema
 from mefnet.datasets.action_units import au_names, au_vector, check_au_set, parse_normalised
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
 from mefnet.utils.metrics import f1_from_counts
@@ -53,17 +54,11 @@ class AUTask:
 
     @classmethod
     def from_config(cls, task) -> AUTask:
-        no_au = str(task.get("no_au_clips", "drop"))
-        if no_au not in ("drop", "keep"):
-            raise ValueError(f"task.no_au_clips: '{no_au}' is not one of drop, keep")
-        threshold = str(task.get("threshold", "fixed"))
-        if threshold not in ("fixed", "inner_val"):
-            raise ValueError(f"task.threshold: '{threshold}' is not one of fixed, inner_val")
-        value = float(task.get("threshold_value", 0.5))
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"task.threshold_value: {value} is not between 0 and 1")
-        return cls(check_au_set(list(task.get("au_set") or [])), no_au, bool(task.get("pos_weight", True)),
-                   threshold, value)
+        checked = schema.Task(name="au", no_au_clips=task.get("no_au_clips", "drop"),
+                              threshold=task.get("threshold", "fixed"),
+                              threshold_value=task.get("threshold_value", 0.5))
+        return cls(check_au_set(list(task.get("au_set") or [])), checked.no_au_clips,
+                   bool(task.get("pos_weight", True)), checked.threshold, checked.threshold_value)
 
     @property
     def names(self) -> list[str]:

@@ -23,8 +23,8 @@ import lightning as L
 import numpy as np
 
 from mefnet.datasets.clip_index import ClipIndex
-
-METRICS = ("uf1", "uar", "accuracy", "loss")
+from mefnet.schema import INNER_VAL_METRICS as METRICS  # the schema owns the list
+from mefnet.schema import choice
 
 
 def choose_val_subjects(
@@ -104,8 +104,7 @@ class InnerValidation(L.Callback):
         member: int | None = None,
         suffix: str = "",
     ) -> None:
-        if metric not in METRICS:
-            raise ValueError(f"inner_val.metric: '{metric}' is not one of {', '.join(METRICS)}")
+        choice("inner_val.metric", metric, METRICS)
         self.num_classes = num_classes
         self.metric = metric
         self.smooth = max(1, int(smooth))

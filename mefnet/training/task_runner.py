@@ -8,7 +8,7 @@ import torch
 
 from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.runs.selection import uses_inner_val
+from mefnet.schema import uses_inner_val
 from mefnet.tasks.au import AUBCELoss, AUTask, is_au, positive_weights, targets
 from mefnet.training.au import AUModule
 from mefnet.training.module import MERModule

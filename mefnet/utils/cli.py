@@ -100,6 +100,7 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
         text = str(e).strip() or type(e).__name__
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
+        text = re.split(r"\n\s*full_key: ", text)[0]  # OmegaConf's note on where it resolved
         text = missing_name_hint(retired_hint(text), sys.argv[1:])
         how = "HYDRA_FULL_ERROR=1 or --debug" if argv_debug else "HYDRA_FULL_ERROR=1"
         sys.exit(f"{prog}: {text}\n({how} shows the traceback)")
