@@ -101,7 +101,13 @@ BAD_ROWS = [
     ("p3,c3,10,x,14,happy", r"apex 'x' is not a frame number"),
     ("p3,c3,10,12,16,happy", r"2 are missing \(15\.\.16\)"),
     ("p3,nofolder,10,12,14,happy", r"no frames found: expected a folder .*nofolder"),
-    ("p3,../c3,10,12,14,happy", r"must be non-empty names without '/'"),
+    ("p3,../c3,10,12,14,happy", r"clip '\.\./c3' contains a path separator"),
+    ("/abs/p3,c3,10,12,14,happy", r"subject '/abs/p3' contains a path separator"),
+    ("..,c3,10,12,14,happy", r"subject '\.\.' starts with '\.'"),
+    ("p3,c\\3,10,12,14,happy", r"clip 'c\\\\3' contains a path separator"),
+    (",c3,10,12,14,happy", r"subject '' is empty"),
+    ("p3,c\x013,10,12,14,happy", r"clip 'c\\x013' contains a control character"),
+    ("p3," + "c" * 200 + ",10,12,14,happy", r"is 200 characters long \(at most 128\)"),
     ("p3,c3,10,12,14,", r"the label cell is blank"),
 ]
 

@@ -349,3 +349,14 @@ def test_the_composite_names_its_own_sheet_keys(tmp_path):
     with pytest.raises(DatasetError) as e:
         load_megc2019(casme2_root=roots["casme2"], samm_root=roots["samm"], smic_root=roots["smic"])
     assert "dataset.index.casme2_sheet" in str(e.value) and "dataset.index.sheet" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["../x", "casme2/../../..", "/abs/olute", "casme2/sub01/extra", "casme2/..",
+                                 "casme2/", "casme2/s\x00b"])
+def test_the_store_refuses_a_fold_folder_outside_the_experiment(tmp_path, key):
+    from mefnet.runs.store import UnsafePathError, fold_dir
+
+    with pytest.raises(UnsafePathError, match=r"a fold's folder must be .*folds/<dataset>/<subject>"):
+        fold_dir(tmp_path / "exp", key)
+    assert fold_dir(tmp_path / "exp", "casme2/sub01") == tmp_path / "exp" / "folds" / "casme2" / "sub01"
+    assert fold_dir(tmp_path / "exp", "holdout/casme2+samm").parent.name == "holdout"

@@ -35,7 +35,7 @@ from mefnet.datasets.bad_clips import BadClipLog
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.protocols import check_no_empty_class
 from mefnet.datasets.sheet_io import require_root
-from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
+from mefnet.datasets.subject_ids import canonical_clip, canonical_subject, ids_problem
 
 LABEL_FILE = "labels.csv"
 HEADER = ("dataset", "subject", "clip", "label")
@@ -163,6 +163,10 @@ def load_flow_folder(
             log.bad(f"{where}: expected 4 values {','.join(HEADER)}, got {cells}")
             continue
         dataset, subject, clip, label_text = cells[:4]
+        bad_id = ids_problem(where, dataset=dataset, subject=subject, clip=clip)
+        if bad_id:
+            log.bad(bad_id)
+            continue
         try:
             subject_id = canonical_subject(dataset, subject)
             clip_id = canonical_clip(dataset, clip)

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mefnet.datasets.subject_ids import id_problem
 from mefnet.runs.identity import listed
 from mefnet.runs.splits import fold_contains
 from mefnet.utils.cli import UserError
@@ -59,9 +60,27 @@ class RefusedRunError(UserError, RuntimeError):
 # --------------------------------------------------------------------------- layout
 
 
+class UnsafePathError(UserError, ValueError):
+    """A path the store was asked to create would lie outside the experiment folder."""
+
+
 def fold_dir(experiment_dir: str | Path, subject_key: str) -> Path:
-    """Where a fold's outputs live: ``<experiment>/folds/<dataset>/<subject>``."""
-    return Path(experiment_dir) / FOLDS / subject_key
+    """Where a fold's outputs live: ``<experiment>/folds/<dataset>/<subject>``.
+
+    Refuses (:class:`UnsafePathError`) a key that is not two plain names or whose folder
+    would resolve outside the experiment folder: the adapters check the ids they read, and
+    this is the store's own guarantee that no fold ever writes elsewhere."""
+    root = Path(experiment_dir)
+    parts = str(subject_key).split("/")
+    problems = [p for p in (id_problem(part) for part in parts) if p]
+    path = root / FOLDS / subject_key
+    if len(parts) != 2 or problems or not path.resolve().is_relative_to((root / FOLDS).resolve()):
+        why = problems[0] if problems else "is not '<dataset>/<subject>'"
+        raise UnsafePathError(
+            f"fold {subject_key!r} of {root}: the key {why}; a fold's folder must be "
+            f"{root / FOLDS}/<dataset>/<subject> with plain names (check the ids in the data files)"
+        )
+    return path
 
 
 def _read_fold_record(marker: Path) -> dict:
