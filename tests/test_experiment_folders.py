@@ -176,4 +176,3 @@ def test_clip_spec_images_need_two(tmp_path):
         prepare_clip(ClipSpec(name="x", onset="", images=(str(one),)), None)
     with pytest.raises(ClipError, match=f"image {tmp_path / 'two.png'} does not exist"):
         prepare_clip(ClipSpec(name="x", onset="", images=(str(one), str(tmp_path / "two.png"))), None)
-
