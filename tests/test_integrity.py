@@ -360,3 +360,112 @@ def test_the_store_refuses_a_fold_folder_outside_the_experiment(tmp_path, key):
         fold_dir(tmp_path / "exp", key)
     assert fold_dir(tmp_path / "exp", "casme2/sub01") == tmp_path / "exp" / "folds" / "casme2" / "sub01"
     assert fold_dir(tmp_path / "exp", "holdout/casme2+samm").parent.name == "holdout"
+
+
+# ---------------------------------------------------------------------------- stored predictions
+
+
+def _edit_row(path: Path, line: int, **cells: str) -> None:
+    """Set ``cells`` (column -> text) in line ``line`` of a CSV file (the header is line 1)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[line - 2].update(cells)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _row(path: Path, line: int) -> dict:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))[line - 2]
+
+
+CLASSES = ("negative", "positive", "surprise")
+
+
+def _other(k: str) -> int:
+    return (int(k) + 1) % 3
+
+
+# Each edit of line 2 of a fold's predictions.csv, and the column the refusal names.
+EDITS = {
+    "pred and pred_name": (lambda r: {"pred": str(_other(r["pred"])), "pred_name": CLASSES[_other(r["pred"])]},
+                           "pred"),
+    "pred only": (lambda r: {"pred": str(_other(r["pred"]))}, "pred_name"),
+    "true and true_name": (lambda r: {"true": str(_other(r["true"])), "true_name": CLASSES[_other(r["true"])]},
+                           "true"),
+    "true, true_name blank": (lambda r: {"true": str(_other(r["true"])), "true_name": ""}, "true"),
+    "true only": (lambda r: {"true": str(_other(r["true"]))}, "true_name"),
+    "a NaN probability": (lambda r: {"prob_positive": "nan"}, "prob_positive"),
+    "probabilities of another class": (
+        lambda r: {f"prob_{c}": ("1.000000" if k == _other(r["pred"]) else "0.000000") for k, c in enumerate(CLASSES)},
+        "pred"),
+    "probabilities not summing to 1": (lambda r: {f"prob_{c}": "0.500000" for c in CLASSES}, "prob_negative"),
+}
+
+
+def _edited(finished: Path, tmp_path: Path, edit: str, fold: str = "sub02") -> tuple[Path, Path, list[str]]:
+    exp, overrides = _copy(finished, tmp_path)
+    preds = exp / "folds" / "synthetic" / fold / "predictions.csv"
+    change, _ = EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    return exp, preds, overrides
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_the_table_refuses_edited_predictions_naming_file_line_and_column(finished, tmp_path, edit):
+    exp, preds, _ = _edited(finished, tmp_path, edit)
+    column = EDITS[edit][1]
+    with pytest.raises(ReportError) as e:
+        write_table([exp], tmp_path / "table")
+    msg = str(e.value)
+    assert f"{preds}, line 2" in msg and (f"column '{column}'" in msg or f"columns {column}" in msg), msg
+    assert "The fold is damaged" in msg
+    assert not (tmp_path / "table" / "table.md").exists()
+
+
+def test_the_table_command_refuses_an_edited_pred_in_one_line(finished, tmp_path):
+    import subprocess
+    import sys
+
+    exp, preds, _ = _edited(finished, tmp_path, "pred and pred_name")
+    out = subprocess.run([sys.executable, "-m", "mefnet.report.table", str(exp), "--out", str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"{preds}, line 2, column 'pred'" in out.stderr
+
+
+@pytest.mark.parametrize("edit", ["pred and pred_name", "true and true_name", "a NaN probability"])
+def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, caplog, edit):
+    exp, preds, overrides = _edited(finished, tmp_path, edit, fold="sub03")
+    intact = (finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub03" / "predictions.csv")
+    with caplog.at_level("WARNING", logger="mefnet"):
+        run(compose(overrides))
+    assert "fold synthetic/sub03 is marked finished but is damaged" in caplog.text
+    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in caplog.text
+    assert preds.read_text() == intact.read_text()  # recomputed, deterministically
+
+
+def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path):
+    from mefnet.inference.checkpoint import ModelFileError, load_models
+    from mefnet.report.compare import compare
+
+    exp, preds, _ = _edited(finished, tmp_path, "true and true_name")
+    with pytest.raises(ReportError, match=re.escape(f"{preds}, line 2, column 'true'")):
+        compare(exp, finished / "outputs" / "exp" / "seed_42")
+    with pytest.raises(ModelFileError, match=re.escape(f"{preds}, line 2, column 'true'")):
+        load_models(exp, final=False)
+    assert len(load_models(finished / "outputs" / "exp" / "seed_42", final=False)) == 4
+
+
+def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
+    base = tmp_path / "two"
+    for seed in (1, 2):
+        run(compose([*tiny_overrides(base, "exp"), f"seed={seed}", "save_model=false", "save_checkpoint=false"]))
+    preds = base / "outputs" / "exp" / "seed_2" / "folds" / "synthetic" / "sub01" / "predictions.csv"
+    write_table([base / "outputs" / "exp"], tmp_path / "ok", ensemble=True)  # intact: accepted
+    _edit_row(preds, 3, prob_negative="nan")
+    with pytest.raises(ReportError, match=re.escape(f"{preds}, line 3, column 'prob_negative'")):
+        write_table([base / "outputs" / "exp"], tmp_path / "table", ensemble=True)

@@ -36,6 +36,7 @@ from torch import nn
 import mefnet
 from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.store import ReportError, missing_message, read_run
 from mefnet.training.augment import FlowAugment
 from mefnet.utils.files import atomic_path
 
@@ -300,6 +301,14 @@ def _run_model_files(path: Path) -> list[Path]:
             f"experiment {path}: {missing} of {len(found)} folds have no {MODEL_FILE} (unfinished "
             f"folds?); finish the experiment or give one fold's {MODEL_FILE}"
         )
+    # The fold models are used as the run that made them: a fold whose stored predictions
+    # are damaged or disagree with the experiment is refused here as mefnet-table refuses it.
+    try:
+        run = read_run(path)
+    except ReportError as e:
+        raise ModelFileError(str(e)) from None
+    if run.missing:
+        raise ModelFileError(f"{missing_message(run)}; finish the experiment or give one fold's {MODEL_FILE}")
     return present
 
 
