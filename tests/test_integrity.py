@@ -469,3 +469,49 @@ def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
     _edit_row(preds, 3, prob_negative="nan")
     with pytest.raises(ReportError, match=re.escape(f"{preds}, line 3, column 'prob_negative'")):
         write_table([base / "outputs" / "exp"], tmp_path / "table", ensemble=True)
+
+
+# ---------------------------------------------------------------------------- one message, once
+
+
+def _table_cli(tmp_path: Path, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mefnet.report.table", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_a_refused_single_run_says_its_dataset_error_once_without_hydra_wrapping(tmp_path):
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    with (root / "labels.csv").open("a") as f:
+        f.write("casme2,../../escape,c,0\n")
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none")
+    assert out.returncode == 1, out.stderr
+    said = f"{root / 'labels.csv'}, row 8: subject '../../escape' contains a path separator"
+    assert out.stderr.count(said) == 1, out.stderr
+    for noise in ("the sweep goes on", "Error in call to target", "full_key", "Error executing job", "Traceback"):
+        assert noise not in out.stderr, out.stderr
+    assert not list(tmp_path.rglob("escape*"))
+
+
+def test_table_out_refuses_to_overwrite_a_runs_own_files(finished, tmp_path):
+    exp, _ = _copy(finished, tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(exp, other / "seed_42")
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    for out_dir in (exp, exp / "folds", exp / "folds" / "synthetic" / "sub01"):
+        out = _table_cli(tmp_path, str(exp), str(other), "--out", str(out_dir))
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert f"--out {out_dir} " in out.stderr and f"run folder {exp}" in out.stderr, out.stderr
+    out = _table_cli(tmp_path, str(other / "seed_42"), "--out", str(exp / "folds"))
+    assert out.returncode == 1 and "lies inside the run folder" in out.stderr
+    assert before == {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    out = _table_cli(tmp_path, str(exp), "--out", str(exp))  # a run's own table, rebuilt from it alone
+    assert out.returncode == 0, out.stderr
+    assert (exp / "table.csv").read_bytes() == before[exp / "table.csv"]

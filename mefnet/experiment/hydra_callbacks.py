@@ -46,6 +46,7 @@ from mefnet.runs.store import (
     read_experiment,
     read_run,
 )
+from mefnet.utils.cli import user_message
 
 log = logging.getLogger("mefnet")
 
@@ -148,8 +149,9 @@ class ExperimentTables(Callback):
         sweep raises the first failure only when every job has returned."""
         if job_return is not None and job_return.status == JobStatus.FAILED:
             err = getattr(job_return, "_return_value", None)
-            log.error("job failed (%s): %s: %s; the sweep goes on with the next job and fails at the end",
-                      " ".join(job_return.overrides or []) or "no overrides", type(err).__name__, err)
+            log.error("job failed (%s): %s; the sweep goes on with the next job and fails at the end",
+                      " ".join(job_return.overrides or []) or "no overrides",
+                      user_message(err) if err is not None else "unknown error")
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ recomputed or overwritten.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -64,7 +65,7 @@ from mefnet.runs.store import (
 from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.task_runner import task_runner
-from mefnet.utils.cli import cli, open_map_overrides
+from mefnet.utils.cli import cli, expected_errors, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
 
@@ -285,6 +286,17 @@ def resolve_engine(cfg: DictConfig) -> str:
     return "batched"
 
 
+def _single_run() -> bool:
+    """Whether this job is a plain run (``mefnet-train``), not one job of a sweep (``-m``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.RUN
+    except ValueError:
+        return False
+
+
 def _launcher_workers() -> int:
     """Parallel jobs of the Hydra launcher running this job (1 outside a parallel sweep)."""
     try:
@@ -337,7 +349,24 @@ def main() -> None:
 
     def entry() -> None:
         hydra_callbacks._failures.clear()
-        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+        held: list[BaseException] = []
+
+        # A single run's refusal is said once, by cli(): held here and raised after Hydra
+        # returns, Hydra would otherwise print "Error executing job" before it, and the
+        # sweep callbacks a failed-job line meant for sweeps.
+        @functools.wraps(task)
+        def single_or_sweep_job(cfg: DictConfig):
+            try:
+                return task(cfg)
+            except expected_errors() as e:
+                if not _single_run():
+                    raise
+                held.append(e)
+                return None
+
+        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(single_or_sweep_job)()
+        if held:
+            raise held[0]
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
     sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like

@@ -45,6 +45,17 @@ RETIRED_OPTIONS = {
 MAP_OPTIONS = ("class_map", "parts", "face_options")
 
 
+def user_message(e: BaseException) -> str:
+    """The message of an expected error as the user should read it: an error raised inside
+    a configured loader (a dataset's ``_target_``) without Hydra's ``Error in call to target
+    ... full_key`` wrapping, which names Hydra's machinery rather than the user's file."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(e, InstantiationException) and isinstance(e.__cause__, expected_errors()):
+        e = e.__cause__
+    return str(e).strip() or type(e).__name__
+
+
 def open_map_overrides(overrides: list[str]) -> list[str]:
     """``overrides`` with every plain ``<map option>='{...}'`` (or ``<map option>.<key>='{...}'``,
     e.g. ``dataset.index.parts.mine='{_target_: ..., root: ...}'``) given as ``++...``."""
@@ -97,7 +108,7 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
     except expected_errors() as e:
         if debug:
             raise
-        text = str(e).strip() or type(e).__name__
+        text = user_message(e)
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
         text = missing_name_hint(retired_hint(text), sys.argv[1:])
