@@ -515,3 +515,22 @@ def test_table_out_refuses_to_overwrite_a_runs_own_files(finished, tmp_path):
     out = _table_cli(tmp_path, str(exp), "--out", str(exp))  # a run's own table, rebuilt from it alone
     assert out.returncode == 0, out.stderr
     assert (exp / "table.csv").read_bytes() == before[exp / "table.csv"]
+
+
+# ---------------------------------------------------------------------------- faults end cleanly
+
+
+def test_a_truncated_fold_record_is_a_damaged_fold_recomputed_by_the_command(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    marker = exp / "folds" / "synthetic" / "sub02" / "fold.json"
+    preds = marker.with_name("predictions.csv")
+    intact = preds.read_text()
+    marker.write_text(marker.read_text()[:25])
+    table = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert table.returncode == 1 and f"{marker}: not a valid fold record" in table.stderr
+    assert "The fold is damaged" in table.stderr and "Traceback" not in table.stderr
+    out = _train_cli(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr
+    log = (exp / "train.log").read_text() if (exp / "train.log").is_file() else out.stderr + out.stdout
+    assert "fold synthetic/sub02 is marked finished but is damaged" in log
+    assert json.loads(marker.read_text())["status"] == "complete" and preds.read_text() == intact

@@ -101,15 +101,34 @@ def fold_records(experiment_dir: str | Path) -> dict[str, dict]:
             for marker in sorted(root.glob(f"*/*/{FOLD_DONE}"))}
 
 
+def damaged_fold_records(experiment_dir: str | Path) -> dict[str, str]:
+    """Fold records (``fold.json``) that cannot be read (truncated, not a JSON object), by
+    subject key, with what is wrong: such a fold is damaged, not finished."""
+    out = {}
+    for marker in sorted((Path(experiment_dir) / FOLDS).glob(f"*/*/{FOLD_DONE}")):
+        try:
+            _read_fold_record(marker)
+        except (ReportError, OSError) as e:
+            out[f"{marker.parent.parent.name}/{marker.parent.name}"] = str(e)
+    return out
+
+
+def _complete(marker: Path) -> bool:
+    try:
+        return marker.is_file() and _read_fold_record(marker).get("status") == "complete"
+    except ReportError:
+        return False  # damaged (damaged_fold_records): computed again, never counted
+
+
 def finished_folds(experiment_dir: str | Path) -> set[str]:
-    """Subject keys whose fold wrote its completion record."""
-    return {k for k, r in fold_records(experiment_dir).items() if r.get("status") == "complete"}
+    """Subject keys whose fold wrote its completion record (a readable one)."""
+    return {f"{m.parent.parent.name}/{m.parent.name}"
+            for m in sorted((Path(experiment_dir) / FOLDS).glob(f"*/*/{FOLD_DONE}")) if _complete(m)}
 
 
 def fold_finished(experiment_dir: str | Path, subject_key: str) -> bool:
-    """Whether this one fold wrote its completion record."""
-    marker = fold_dir(experiment_dir, subject_key) / FOLD_DONE
-    return marker.is_file() and _read_fold_record(marker).get("status") == "complete"
+    """Whether this one fold wrote its completion record (a readable one)."""
+    return _complete(fold_dir(experiment_dir, subject_key) / FOLD_DONE)
 
 
 def read_experiment(experiment_dir: str | Path) -> dict:
@@ -455,6 +474,10 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
     """Experiment record and pooled predictions of the finished folds of one run."""
     record = record if record is not None else read_experiment(experiment_dir)
     done = finished_folds(experiment_dir)
+    damaged = {k: why for k, why in damaged_fold_records(experiment_dir).items() if k in record["folds"]}
+    if damaged:
+        raise ReportError(f"{next(iter(damaged.values()))}\nThe fold is damaged: run the experiment again to "
+                          "recompute it.")
     names = list(record["class_names"])
     au_names = list(record["au_names"]) if record.get("task") == "au" else None
     clips = read_clip_keys(experiment_dir)
