@@ -172,3 +172,10 @@ def test_a_loso_run_on_a_generated_frame_tree_end_to_end(tmp_path):
     clips = list(csv.DictReader((exp / "clips.csv").open()))
     assert clips[0]["apex_source"] == "spotted"
     assert json.loads((exp / "experiment.json").read_text())["class_names"] == ["negative", "positive", "surprise"]
+
+
+def test_a_clip_list_that_is_not_utf8_is_named_with_what_to_do(tmp_path):
+    root = make_tree(tmp_path / "d", GOOD, frames=GOOD_FRAMES)
+    (root / "clips.csv").write_bytes((root / "clips.csv").read_bytes().replace(b"happy", "héppy".encode("latin-1")))
+    with pytest.raises(DatasetError, match=r"clips\.csv is not UTF-8 text \(byte 0xe9 .*save it as UTF-8"):
+        load_frames_csv(root)

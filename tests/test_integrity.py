@@ -534,3 +534,35 @@ def test_a_truncated_fold_record_is_a_damaged_fold_recomputed_by_the_command(fin
     log = (exp / "train.log").read_text() if (exp / "train.log").is_file() else out.stderr + out.stdout
     assert "fold synthetic/sub02 is marked finished but is damaged" in log
     assert json.loads(marker.read_text())["status"] == "complete" and preds.read_text() == intact
+
+
+def _flow_train(tmp_path: Path, edit, *extra: str):
+    """mefnet-train on a tiny flow folder whose labels.csv text ``edit`` changes."""
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    labels = root / "labels.csv"
+    labels.write_bytes(edit(labels.read_bytes()))
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none", *extra)
+    return out, labels
+
+
+def _one_line(out) -> str:
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-train: ")]
+    assert len(said) == 1, out.stderr
+    return said[0]
+
+
+def test_a_latin1_labels_file_is_one_line_naming_it_and_what_to_do(tmp_path):
+    out, labels = _flow_train(tmp_path, lambda b: b.replace(b"sub01_00", "sub01_é".encode("latin-1")))
+    line = _one_line(out)
+    assert f"{labels} is not UTF-8 text (byte 0xe9" in line and "save it as UTF-8" in line
+    assert "\\x" not in line  # not the file's bytes
+
+
+def test_a_superscript_label_cell_names_file_and_row(tmp_path):
+    out, labels = _flow_train(tmp_path, lambda b: b.replace(b"sub01_01,1", "sub01_01,²".encode()))
+    line = _one_line(out)
+    assert f"{labels}, row 3 (clip casme2/sub01/sub01_01): unknown label '²'" in line

@@ -55,7 +55,7 @@ from mefnet.datasets.apex import midpoint_apex, spot_apex
 from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
 from mefnet.datasets.protocols import check_no_empty_class
-from mefnet.datasets.sheet_io import require_root
+from mefnet.datasets.sheet_io import not_utf8, require_root
 from mefnet.datasets.subject_ids import id_problem, ids_problem
 
 DEFAULT_CSV = "clips.csv"
@@ -218,14 +218,17 @@ def load_frames_csv(
     log = BadClipLog(f"frames_csv ({table})", on_bad_clip)
 
     rows: list[tuple[int, dict[str, str]]] = []
-    with table.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        column = _header_map(table, reader.fieldnames)
-        for row_no, row in enumerate(reader, start=2):
-            cells = {k: (row.get(name) or "").strip() for k, name in column.items()}
-            if not any(cells.values()):
-                continue  # a blank line
-            rows.append((row_no, cells))
+    try:
+        with table.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            column = _header_map(table, reader.fieldnames)
+            for row_no, row in enumerate(reader, start=2):
+                cells = {k: (row.get(name) or "").strip() for k, name in column.items()}
+                if not any(cells.values()):
+                    continue  # a blank line
+                rows.append((row_no, cells))
+    except UnicodeDecodeError as e:
+        raise not_utf8(table, e) from None
 
     seen: dict[tuple[str, str], int] = {}
     accepted: list[tuple[str, dict]] = []
