@@ -566,3 +566,10 @@ def test_a_superscript_label_cell_names_file_and_row(tmp_path):
     out, labels = _flow_train(tmp_path, lambda b: b.replace(b"sub01_01,1", "sub01_01,²".encode()))
     line = _one_line(out)
     assert f"{labels}, row 3 (clip casme2/sub01/sub01_01): unknown label '²'" in line
+
+
+def test_a_too_long_experiment_name_is_one_line_and_writes_nothing(tmp_path):
+    out = _train_cli(tmp_path, *tiny_overrides(tmp_path / "o", "x" * 300))
+    line = _one_line(out)
+    assert "experiment_name: 'xxxx" in line and "is 300 characters long; use at most 128" in line
+    assert not (tmp_path / "o" / "outputs").exists()
