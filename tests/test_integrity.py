@@ -573,3 +573,42 @@ def test_a_too_long_experiment_name_is_one_line_and_writes_nothing(tmp_path):
     line = _one_line(out)
     assert "experiment_name: 'xxxx" in line and "is 300 characters long; use at most 128" in line
     assert not (tmp_path / "o" / "outputs").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "afile", "ro")))
+    assert f"cannot write {tmp_path / 'afile' / 'outputs'}" in line and "Not a directory" in line
+    log = tmp_path / "o" / "outputs" / "ro" / "seed_42" / "train.log"
+    log.mkdir(parents=True)  # the run's log file cannot be opened (logging's "Unable to configure handler")
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "o", "ro")))
+    assert f"cannot write {log}: Is a directory" in line and "Unable to configure" not in line
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "ro", "exp")))
+    assert f"cannot write {tmp_path / 'ro' / 'outputs'}: Permission denied" in line
+
+
+@pytest.mark.parametrize("code,hint", [("EACCES", "make it writable"), ("EROFS", "read-only"),
+                                       ("ENOSPC", "the disk is full")])
+def test_write_errors_of_any_command_are_one_line_with_what_to_do(monkeypatch, capsys, code, hint):
+    import errno
+    import os
+
+    from mefnet.utils.cli import cli
+
+    def entry():
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), "/data/out/x.csv")
+
+    monkeypatch.setattr("sys.argv", ["mefnet-x"])
+    with pytest.raises(SystemExit) as e:
+        cli("mefnet-x", entry)
+    assert str(e.value).startswith(f"mefnet-x: cannot write /data/out/x.csv: {os.strerror(getattr(errno, code))}; ")
+    assert hint in str(e.value)
+    with pytest.raises(OSError):  # another OS error is not the user's to fix: its traceback stays
+        cli("mefnet-x", lambda: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
