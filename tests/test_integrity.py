@@ -612,3 +612,47 @@ def test_write_errors_of_any_command_are_one_line_with_what_to_do(monkeypatch, c
     assert hint in str(e.value)
     with pytest.raises(OSError):  # another OS error is not the user's to fix: its traceback stays
         cli("mefnet-x", lambda: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+
+
+def test_a_model_file_whose_config_disagrees_with_its_weights_is_one_line(finished, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    source = finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub01" / "model.pt"
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    config = json.loads(payload["config"])
+    config["preprocessing"]["size"] = int(config["preprocessing"]["size"]) * 2
+    payload["config"] = json.dumps(config)
+    edited = tmp_path / "model.pt"
+    torch.save(payload, edited)
+    for name in ("onset.png", "apex.png"):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / name)
+    out = subprocess.run([sys.executable, "-m", "mefnet.inference.predict", str(edited), "--onset",
+                          str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # mefnet-predict's refused input
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-predict: ")]
+    assert len(said) == 1 and f"{edited}: the stored config disagrees with the weights" in said[0], out.stderr
+    assert "preprocessing.size" in said[0]
+
+
+@pytest.mark.parametrize("engine", ["per_fold", "batched"])
+def test_a_finite_but_exploding_loss_warns_in_the_log_and_in_fold_json(tmp_path, engine):
+    out = _train_cli(tmp_path, *tiny_overrides(tmp_path, "exploding", f"engine={engine}", "optimizer.lr=1e8"))
+    assert out.returncode == 0, out.stderr
+    exp = tmp_path / "outputs" / "exploding" / "seed_42"
+    said = "fold synthetic/sub01: the training loss diverges: mean "
+    assert said in (exp / "train.log").read_text() and said in out.stdout + out.stderr
+    record = json.loads((exp / "folds" / "synthetic" / "sub01" / "fold.json").read_text())
+    assert record["warnings"] and record["warnings"][0].startswith(said)
+
+
+def test_a_training_loss_that_settles_leaves_no_warning(finished):
+    for marker in (finished / "outputs" / "exp" / "seed_42").glob("folds/*/*/fold.json"):
+        assert "warnings" not in json.loads(marker.read_text())

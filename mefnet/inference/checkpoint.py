@@ -183,6 +183,26 @@ def _read(path: Path) -> dict:
     return payload
 
 
+def _check_config_fits(path: Path, model: nn.Module, config: dict, target: str) -> None:
+    """One forward pass of a blank input of the stored size: weights that load into the
+    backbone can still disagree with the stored input size (an edited config, or the config
+    of another model), which would otherwise fail later in a matrix product."""
+    try:
+        size = int(config["preprocessing"]["size"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path}: the stored config has no usable preprocessing.size") from None
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError) as e:
+        raise ModelFileError(
+            f"{path}: the stored config disagrees with the weights: backbone {target} with input size "
+            f"{size} (preprocessing.size) fails ({str(e).splitlines()[0][:200]}); the file was edited or "
+            f"mixes two models: use the {MODEL_FILE} that mefnet-train wrote"
+        ) from None
+
+
 def load_model(path: str | Path) -> LoadedModel:
     """Read a model file safely and rebuild its backbone (CPU, eval mode)."""
     path = Path(path)
@@ -201,6 +221,7 @@ def load_model(path: str | Path) -> LoadedModel:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the stored weights do not fit backbone {target} ({str(e)[:300]})") from None
+    _check_config_fits(path, model, config, str(target))
     bad = [k for k, t in payload["state_dict"].items()
            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
