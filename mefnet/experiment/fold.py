@@ -39,7 +39,12 @@ from mefnet.runs.store import (
 )
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
-from mefnet.training.divergence import FiniteCheck, check_finite_probabilities, check_finite_weights
+from mefnet.training.divergence import (
+    FiniteCheck,
+    check_finite_probabilities,
+    check_finite_weights,
+    training_warnings,
+)
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
@@ -336,6 +341,8 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if training_warnings(module):  # a loss that exploded while finite (training/divergence.py)
+        record["warnings"] = training_warnings(module)
     write_json(out / FOLD_DONE, record)
     pause_point("fold")
     return record
