@@ -19,6 +19,9 @@ from mefnet.utils.cli import open_map_overrides
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_\-+=,@.]+$")
 
 
+MAX_NAME_LENGTH = 128
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and what it accepts."""
 
@@ -46,6 +49,11 @@ def check_experiment_name(name) -> str:
         raise ConfigError(
             f"experiment_name: {name!r} is not a plain name; use letters, digits and . _ - + = , @ "
             "(no path separators, not empty, not '..'): it names a folder inside paths.output_dir"
+        )
+    if len(name) > MAX_NAME_LENGTH:  # folder names stop at 255 bytes; and a table row must stay legible
+        raise ConfigError(
+            f"experiment_name: {name[:40]!r}... is {len(name)} characters long; use at most "
+            f"{MAX_NAME_LENGTH}: it names a folder inside paths.output_dir"
         )
     return name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,34 @@ def test_a_map_of_another_size_is_a_warning_naming_it(tmp_path):
     root = make_folder(tmp_path, [*three_classes(), "samm,6,006_1_3,1"], files)
     with pytest.warns(UserWarning, match=r"1 flow map\(s\) are 8x8 while 3 are 4x4: .*006_1_3.png"):
         assert len(load_flow_folder(root)) == 4
+
+
+BAD_IDS = [  # (dataset, subject, clip) cells, the column named, what is wrong
+    ("samm", "../../../../../X", "c", "subject", "path separator"),
+    ("samm", "/tmp/abs", "c", "subject", "path separator"),
+    ("samm", "..", "c", "subject", "starts with '.'"),
+    ("..", "6", "c", "dataset", "starts with '.'"),
+    ("samm", "6", "a\\b", "clip", "path separator"),
+    ("samm", "6", "c\x01d", "clip", "control character"),
+    ("data\x7fset", "6", "c", "dataset", "control character"),
+    ("samm", "6", "c" * 129, "clip", "129 characters long"),
+]
+
+
+@pytest.mark.parametrize("dataset,subject,clip,column,problem", BAD_IDS)
+def test_an_id_that_is_not_a_plain_name_is_refused_naming_file_row_and_cell(tmp_path, dataset, subject, clip,
+                                                                           column, problem):
+    files = {f"samm/6/006_1_{k}.png": RGB for k in range(3)}
+    root = make_folder(tmp_path / "f", [*three_classes(), f"{dataset},{subject},{clip},0"], files)
+    with pytest.raises(DatasetError, match=rf"labels.csv, row 4: {column} .*{re.escape(problem)}"):
+        load_flow_folder(root)
+    with pytest.warns(UserWarning, match=column):
+        assert len(load_flow_folder(root, on_bad_clip="skip")) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # nothing was written beside it
+
+
+def test_an_empty_id_cell_is_refused(tmp_path):
+    files = {f"samm/6/006_1_{k}.png": RGB for k in range(3)}
+    root = make_folder(tmp_path, [*three_classes(), "samm, ,c,0"], files)
+    with pytest.raises(DatasetError, match=r"labels.csv, row 4: expected 4 values"):
+        load_flow_folder(root)

@@ -101,7 +101,13 @@ BAD_ROWS = [
     ("p3,c3,10,x,14,happy", r"apex 'x' is not a frame number"),
     ("p3,c3,10,12,16,happy", r"2 are missing \(15\.\.16\)"),
     ("p3,nofolder,10,12,14,happy", r"no frames found: expected a folder .*nofolder"),
-    ("p3,../c3,10,12,14,happy", r"must be non-empty names without '/'"),
+    ("p3,../c3,10,12,14,happy", r"clip '\.\./c3' contains a path separator"),
+    ("/abs/p3,c3,10,12,14,happy", r"subject '/abs/p3' contains a path separator"),
+    ("..,c3,10,12,14,happy", r"subject '\.\.' starts with '\.'"),
+    ("p3,c\\3,10,12,14,happy", r"clip 'c\\\\3' contains a path separator"),
+    (",c3,10,12,14,happy", r"subject '' is empty"),
+    ("p3,c\x013,10,12,14,happy", r"clip 'c\\x013' contains a control character"),
+    ("p3," + "c" * 200 + ",10,12,14,happy", r"is 200 characters long \(at most 128\)"),
     ("p3,c3,10,12,14,", r"the label cell is blank"),
 ]
 
@@ -166,3 +172,10 @@ def test_a_loso_run_on_a_generated_frame_tree_end_to_end(tmp_path):
     clips = list(csv.DictReader((exp / "clips.csv").open()))
     assert clips[0]["apex_source"] == "spotted"
     assert json.loads((exp / "experiment.json").read_text())["class_names"] == ["negative", "positive", "surprise"]
+
+
+def test_a_clip_list_that_is_not_utf8_is_named_with_what_to_do(tmp_path):
+    root = make_tree(tmp_path / "d", GOOD, frames=GOOD_FRAMES)
+    (root / "clips.csv").write_bytes((root / "clips.csv").read_bytes().replace(b"happy", "héppy".encode("latin-1")))
+    with pytest.raises(DatasetError, match=r"clips\.csv is not UTF-8 text \(byte 0xe9 .*save it as UTF-8"):
+        load_frames_csv(root)

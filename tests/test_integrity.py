@@ -349,3 +349,310 @@ def test_the_composite_names_its_own_sheet_keys(tmp_path):
     with pytest.raises(DatasetError) as e:
         load_megc2019(casme2_root=roots["casme2"], samm_root=roots["samm"], smic_root=roots["smic"])
     assert "dataset.index.casme2_sheet" in str(e.value) and "dataset.index.sheet" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["../x", "casme2/../../..", "/abs/olute", "casme2/sub01/extra", "casme2/..",
+                                 "casme2/", "casme2/s\x00b"])
+def test_the_store_refuses_a_fold_folder_outside_the_experiment(tmp_path, key):
+    from mefnet.runs.store import UnsafePathError, fold_dir
+
+    with pytest.raises(UnsafePathError, match=r"a fold's folder must be .*folds/<dataset>/<subject>"):
+        fold_dir(tmp_path / "exp", key)
+    assert fold_dir(tmp_path / "exp", "casme2/sub01") == tmp_path / "exp" / "folds" / "casme2" / "sub01"
+    assert fold_dir(tmp_path / "exp", "holdout/casme2+samm").parent.name == "holdout"
+
+
+# ---------------------------------------------------------------------------- stored predictions
+
+
+def _edit_row(path: Path, line: int, **cells: str) -> None:
+    """Set ``cells`` (column -> text) in line ``line`` of a CSV file (the header is line 1)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[line - 2].update(cells)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _row(path: Path, line: int) -> dict:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))[line - 2]
+
+
+CLASSES = ("negative", "positive", "surprise")
+
+
+def _other(k: str) -> int:
+    return (int(k) + 1) % 3
+
+
+# Each edit of line 2 of a fold's predictions.csv, and the column the refusal names.
+EDITS = {
+    "pred and pred_name": (lambda r: {"pred": str(_other(r["pred"])), "pred_name": CLASSES[_other(r["pred"])]},
+                           "pred"),
+    "pred only": (lambda r: {"pred": str(_other(r["pred"]))}, "pred_name"),
+    "true and true_name": (lambda r: {"true": str(_other(r["true"])), "true_name": CLASSES[_other(r["true"])]},
+                           "true"),
+    "true, true_name blank": (lambda r: {"true": str(_other(r["true"])), "true_name": ""}, "true"),
+    "true only": (lambda r: {"true": str(_other(r["true"]))}, "true_name"),
+    "a NaN probability": (lambda r: {"prob_positive": "nan"}, "prob_positive"),
+    "probabilities of another class": (
+        lambda r: {f"prob_{c}": ("1.000000" if k == _other(r["pred"]) else "0.000000") for k, c in enumerate(CLASSES)},
+        "pred"),
+    "probabilities not summing to 1": (lambda r: {f"prob_{c}": "0.500000" for c in CLASSES}, "prob_negative"),
+}
+
+
+def _edited(finished: Path, tmp_path: Path, edit: str, fold: str = "sub02") -> tuple[Path, Path, list[str]]:
+    exp, overrides = _copy(finished, tmp_path)
+    preds = exp / "folds" / "synthetic" / fold / "predictions.csv"
+    change, _ = EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    return exp, preds, overrides
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_the_table_refuses_edited_predictions_naming_file_line_and_column(finished, tmp_path, edit):
+    exp, preds, _ = _edited(finished, tmp_path, edit)
+    column = EDITS[edit][1]
+    with pytest.raises(ReportError) as e:
+        write_table([exp], tmp_path / "table")
+    msg = str(e.value)
+    assert f"{preds}, line 2" in msg and (f"column '{column}'" in msg or f"columns {column}" in msg), msg
+    assert "The fold is damaged" in msg
+    assert not (tmp_path / "table" / "table.md").exists()
+
+
+def test_the_table_command_refuses_an_edited_pred_in_one_line(finished, tmp_path):
+    import subprocess
+    import sys
+
+    exp, preds, _ = _edited(finished, tmp_path, "pred and pred_name")
+    out = subprocess.run([sys.executable, "-m", "mefnet.report.table", str(exp), "--out", str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"{preds}, line 2, column 'pred'" in out.stderr
+
+
+@pytest.mark.parametrize("edit", ["pred and pred_name", "true and true_name", "a NaN probability"])
+def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, caplog, edit):
+    exp, preds, overrides = _edited(finished, tmp_path, edit, fold="sub03")
+    intact = (finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub03" / "predictions.csv")
+    with caplog.at_level("WARNING", logger="mefnet"):
+        run(compose(overrides))
+    assert "fold synthetic/sub03 is marked finished but is damaged" in caplog.text
+    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in caplog.text
+    assert preds.read_text() == intact.read_text()  # recomputed, deterministically
+
+
+def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path):
+    from mefnet.inference.checkpoint import ModelFileError, load_models
+    from mefnet.report.compare import compare
+
+    exp, preds, _ = _edited(finished, tmp_path, "true and true_name")
+    with pytest.raises(ReportError, match=re.escape(f"{preds}, line 2, column 'true'")):
+        compare(exp, finished / "outputs" / "exp" / "seed_42")
+    with pytest.raises(ModelFileError, match=re.escape(f"{preds}, line 2, column 'true'")):
+        load_models(exp, final=False)
+    assert len(load_models(finished / "outputs" / "exp" / "seed_42", final=False)) == 4
+
+
+def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
+    base = tmp_path / "two"
+    for seed in (1, 2):
+        run(compose([*tiny_overrides(base, "exp"), f"seed={seed}", "save_model=false", "save_checkpoint=false"]))
+    preds = base / "outputs" / "exp" / "seed_2" / "folds" / "synthetic" / "sub01" / "predictions.csv"
+    write_table([base / "outputs" / "exp"], tmp_path / "ok", ensemble=True)  # intact: accepted
+    _edit_row(preds, 3, prob_negative="nan")
+    with pytest.raises(ReportError, match=re.escape(f"{preds}, line 3, column 'prob_negative'")):
+        write_table([base / "outputs" / "exp"], tmp_path / "table", ensemble=True)
+
+
+# ---------------------------------------------------------------------------- one message, once
+
+
+def _table_cli(tmp_path: Path, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mefnet.report.table", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+def test_a_refused_single_run_says_its_dataset_error_once_without_hydra_wrapping(tmp_path):
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    with (root / "labels.csv").open("a") as f:
+        f.write("casme2,../../escape,c,0\n")
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none")
+    assert out.returncode == 1, out.stderr
+    said = f"{root / 'labels.csv'}, row 8: subject '../../escape' contains a path separator"
+    assert out.stderr.count(said) == 1, out.stderr
+    for noise in ("the sweep goes on", "Error in call to target", "full_key", "Error executing job", "Traceback"):
+        assert noise not in out.stderr, out.stderr
+    assert not list(tmp_path.rglob("escape*"))
+
+
+def test_table_out_refuses_to_overwrite_a_runs_own_files(finished, tmp_path):
+    exp, _ = _copy(finished, tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(exp, other / "seed_42")
+    before = {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    for out_dir in (exp, exp / "folds", exp / "folds" / "synthetic" / "sub01"):
+        out = _table_cli(tmp_path, str(exp), str(other), "--out", str(out_dir))
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert f"--out {out_dir} " in out.stderr and f"run folder {exp}" in out.stderr, out.stderr
+    out = _table_cli(tmp_path, str(other / "seed_42"), "--out", str(exp / "folds"))
+    assert out.returncode == 1 and "lies inside the run folder" in out.stderr
+    assert before == {p: p.read_bytes() for p in exp.rglob("*") if p.is_file()}
+    out = _table_cli(tmp_path, str(exp), "--out", str(exp))  # a run's own table, rebuilt from it alone
+    assert out.returncode == 0, out.stderr
+    assert (exp / "table.csv").read_bytes() == before[exp / "table.csv"]
+
+
+# ---------------------------------------------------------------------------- faults end cleanly
+
+
+def test_a_truncated_fold_record_is_a_damaged_fold_recomputed_by_the_command(finished, tmp_path):
+    exp, overrides = _copy(finished, tmp_path)
+    marker = exp / "folds" / "synthetic" / "sub02" / "fold.json"
+    preds = marker.with_name("predictions.csv")
+    intact = preds.read_text()
+    marker.write_text(marker.read_text()[:25])
+    table = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert table.returncode == 1 and f"{marker}: not a valid fold record" in table.stderr
+    assert "The fold is damaged" in table.stderr and "Traceback" not in table.stderr
+    out = _train_cli(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr
+    log = (exp / "train.log").read_text() if (exp / "train.log").is_file() else out.stderr + out.stdout
+    assert "fold synthetic/sub02 is marked finished but is damaged" in log
+    assert json.loads(marker.read_text())["status"] == "complete" and preds.read_text() == intact
+
+
+def _flow_train(tmp_path: Path, edit, *extra: str):
+    """mefnet-train on a tiny flow folder whose labels.csv text ``edit`` changes."""
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    labels = root / "labels.csv"
+    labels.write_bytes(edit(labels.read_bytes()))
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none", *extra)
+    return out, labels
+
+
+def _one_line(out) -> str:
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-train: ")]
+    assert len(said) == 1, out.stderr
+    return said[0]
+
+
+def test_a_latin1_labels_file_is_one_line_naming_it_and_what_to_do(tmp_path):
+    out, labels = _flow_train(tmp_path, lambda b: b.replace(b"sub01_00", "sub01_é".encode("latin-1")))
+    line = _one_line(out)
+    assert f"{labels} is not UTF-8 text (byte 0xe9" in line and "save it as UTF-8" in line
+    assert "\\x" not in line  # not the file's bytes
+
+
+def test_a_superscript_label_cell_names_file_and_row(tmp_path):
+    out, labels = _flow_train(tmp_path, lambda b: b.replace(b"sub01_01,1", "sub01_01,²".encode()))
+    line = _one_line(out)
+    assert f"{labels}, row 3 (clip casme2/sub01/sub01_01): unknown label '²'" in line
+
+
+def test_a_too_long_experiment_name_is_one_line_and_writes_nothing(tmp_path):
+    out = _train_cli(tmp_path, *tiny_overrides(tmp_path / "o", "x" * 300))
+    line = _one_line(out)
+    assert "experiment_name: 'xxxx" in line and "is 300 characters long; use at most 128" in line
+    assert not (tmp_path / "o" / "outputs").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "afile", "ro")))
+    assert f"cannot write {tmp_path / 'afile' / 'outputs'}" in line and "Not a directory" in line
+    log = tmp_path / "o" / "outputs" / "ro" / "seed_42" / "train.log"
+    log.mkdir(parents=True)  # the run's log file cannot be opened (logging's "Unable to configure handler")
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "o", "ro")))
+    assert f"cannot write {log}: Is a directory" in line and "Unable to configure" not in line
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    line = _one_line(_train_cli(tmp_path, *tiny_overrides(tmp_path / "ro", "exp")))
+    assert f"cannot write {tmp_path / 'ro' / 'outputs'}: Permission denied" in line
+
+
+@pytest.mark.parametrize("code,hint", [("EACCES", "make it writable"), ("EROFS", "read-only"),
+                                       ("ENOSPC", "the disk is full")])
+def test_write_errors_of_any_command_are_one_line_with_what_to_do(monkeypatch, capsys, code, hint):
+    import errno
+    import os
+
+    from mefnet.utils.cli import cli
+
+    def entry():
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), "/data/out/x.csv")
+
+    monkeypatch.setattr("sys.argv", ["mefnet-x"])
+    with pytest.raises(SystemExit) as e:
+        cli("mefnet-x", entry)
+    assert str(e.value).startswith(f"mefnet-x: cannot write /data/out/x.csv: {os.strerror(getattr(errno, code))}; ")
+    assert hint in str(e.value)
+    with pytest.raises(OSError):  # another OS error is not the user's to fix: its traceback stays
+        cli("mefnet-x", lambda: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+
+
+def test_a_model_file_whose_config_disagrees_with_its_weights_is_one_line(finished, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    source = finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub01" / "model.pt"
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    config = json.loads(payload["config"])
+    config["preprocessing"]["size"] = int(config["preprocessing"]["size"]) * 2
+    payload["config"] = json.dumps(config)
+    edited = tmp_path / "model.pt"
+    torch.save(payload, edited)
+    for name in ("onset.png", "apex.png"):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / name)
+    out = subprocess.run([sys.executable, "-m", "mefnet.inference.predict", str(edited), "--onset",
+                          str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # mefnet-predict's refused input
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-predict: ")]
+    assert len(said) == 1 and f"{edited}: the stored config disagrees with the weights" in said[0], out.stderr
+    assert "preprocessing.size" in said[0]
+
+
+@pytest.mark.parametrize("engine", ["per_fold", "batched"])
+def test_a_finite_but_exploding_loss_warns_in_the_log_and_in_fold_json(tmp_path, engine):
+    out = _train_cli(tmp_path, *tiny_overrides(tmp_path, "exploding", f"engine={engine}", "optimizer.lr=1e8"))
+    assert out.returncode == 0, out.stderr
+    exp = tmp_path / "outputs" / "exploding" / "seed_42"
+    said = "fold synthetic/sub01: the training loss diverges: mean "
+    assert said in (exp / "train.log").read_text() and said in out.stdout + out.stderr
+    record = json.loads((exp / "folds" / "synthetic" / "sub01" / "fold.json").read_text())
+    assert record["warnings"] and record["warnings"][0].startswith(said)
+
+
+def test_a_training_loss_that_settles_leaves_no_warning(finished):
+    for marker in (finished / "outputs" / "exp" / "seed_42").glob("folds/*/*/fold.json"):
+        assert "warnings" not in json.loads(marker.read_text())

@@ -34,8 +34,8 @@ from mefnet.datasets.action_units import aus_column_value, check_uncertain
 from mefnet.datasets.bad_clips import BadClipLog
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.protocols import check_no_empty_class
-from mefnet.datasets.sheet_io import require_root
-from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
+from mefnet.datasets.sheet_io import not_utf8, require_root
+from mefnet.datasets.subject_ids import canonical_clip, canonical_subject, ids_problem
 
 LABEL_FILE = "labels.csv"
 HEADER = ("dataset", "subject", "clip", "label")
@@ -95,8 +95,11 @@ def _label_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]
     its clip rows."""
     # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first cell;
     # newline="": the csv module takes CRLF and LF line ends alike.
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if any(row)]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(f), start=1) if any(row)]
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, e) from None
     if not rows:
         raise DatasetError(f"{path} is empty; expected one row per clip: {','.join(HEADER)}")
     header = None
@@ -119,7 +122,8 @@ def has_au_column(root: str | Path) -> bool:
 
 
 def _class_of(value: str, class_names: Sequence[str]) -> int | None:
-    if value.isdigit() and int(value) < len(class_names):
+    # isdecimal() and ASCII: "²" or "٣" pass isdigit() but are not class indices.
+    if value.isascii() and value.isdecimal() and int(value) < len(class_names):
         return int(value)
     lowered = [c.lower() for c in class_names]
     return lowered.index(value.lower()) if value.lower() in lowered else None
@@ -163,6 +167,10 @@ def load_flow_folder(
             log.bad(f"{where}: expected 4 values {','.join(HEADER)}, got {cells}")
             continue
         dataset, subject, clip, label_text = cells[:4]
+        bad_id = ids_problem(where, dataset=dataset, subject=subject, clip=clip)
+        if bad_id:
+            log.bad(bad_id)
+            continue
         try:
             subject_id = canonical_subject(dataset, subject)
             clip_id = canonical_clip(dataset, clip)

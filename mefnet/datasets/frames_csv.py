@@ -55,7 +55,8 @@ from mefnet.datasets.apex import midpoint_apex, spot_apex
 from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError, list_frames
 from mefnet.datasets.protocols import check_no_empty_class
-from mefnet.datasets.sheet_io import require_root
+from mefnet.datasets.sheet_io import not_utf8, require_root
+from mefnet.datasets.subject_ids import id_problem, ids_problem
 
 DEFAULT_CSV = "clips.csv"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -103,10 +104,6 @@ def _frame_number(text: str) -> int | None:
     except ValueError:
         return None
     return int(value) if value.is_integer() and value >= 0 else None
-
-
-def _safe_id(text: str) -> bool:
-    return bool(text) and "/" not in text and "\\" not in text and not text.startswith(".")
 
 
 def _clip_source(root: Path, subject: str, clip: str, path_text: str) -> Path | str:
@@ -203,8 +200,10 @@ def load_frames_csv(
             "(config key dataset.index.apex_fallback)"
         )
     check_uncertain(au_uncertain, "dataset.index.au_uncertain")
-    if not _safe_id(str(dataset_name)):
-        raise DatasetError(f"frames_csv dataset_name {dataset_name!r} must be a plain name (no '/')")
+    name_problem = id_problem(str(dataset_name))
+    if name_problem:
+        raise DatasetError(f"frames_csv dataset_name {dataset_name!r} {name_problem}; expected a plain name "
+                           "(config key dataset.index.dataset_name)")
     table = Path(csv_file).expanduser() if csv_file else root_path / DEFAULT_CSV
     if not table.is_absolute() and not table.is_file():
         table = root_path / table
@@ -219,25 +218,26 @@ def load_frames_csv(
     log = BadClipLog(f"frames_csv ({table})", on_bad_clip)
 
     rows: list[tuple[int, dict[str, str]]] = []
-    with table.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        column = _header_map(table, reader.fieldnames)
-        for row_no, row in enumerate(reader, start=2):
-            cells = {k: (row.get(name) or "").strip() for k, name in column.items()}
-            if not any(cells.values()):
-                continue  # a blank line
-            rows.append((row_no, cells))
+    try:
+        with table.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            column = _header_map(table, reader.fieldnames)
+            for row_no, row in enumerate(reader, start=2):
+                cells = {k: (row.get(name) or "").strip() for k, name in column.items()}
+                if not any(cells.values()):
+                    continue  # a blank line
+                rows.append((row_no, cells))
+    except UnicodeDecodeError as e:
+        raise not_utf8(table, e) from None
 
     seen: dict[tuple[str, str], int] = {}
     accepted: list[tuple[str, dict]] = []
     for row_no, cells in rows:
         at = f"{table}, row {row_no}"
         subject, clip = cells["subject"], cells["clip"]
-        if not _safe_id(subject) or not _safe_id(clip):
-            log.bad(
-                f"{at}: subject {subject!r} / clip {clip!r} must be non-empty names without "
-                "'/' or '\\' that do not start with '.'"
-            )
+        bad_id = ids_problem(at, subject=subject, clip=clip)
+        if bad_id:
+            log.bad(bad_id)
             continue
         where = f"{at} (clip {dataset_name}/{subject}/{clip})"
         if (subject, clip) in seen:

@@ -23,7 +23,7 @@ from mefnet.datasets.bad_clips import BadClipLog, missing_frames_problem
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.protocols import MEGC2019_APEX_RULE, Protocol, check_no_empty_class
 from mefnet.datasets.sheet_io import as_frame_number, describe_cell
-from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
+from mefnet.datasets.subject_ids import canonical_clip, canonical_subject, ids_problem
 
 # Sheet table keys every adapter maps its headers to.
 REQUIRED_KEYS = ("subject", "clip", "onset", "apex", "offset")
@@ -88,6 +88,10 @@ def clips_from_sheet(
         where = f"{at_row} (clip {dataset}/{subject}/{clip})"
         if not clip:
             log.bad(f"{at_row}: the clip name cell is blank; expected the clip folder name")
+            continue
+        bad_id = ids_problem(at_row, clip=clip)
+        if bad_id:
+            log.bad(bad_id)
             continue
         if len(rows_of[key]) > 1:
             log.bad(

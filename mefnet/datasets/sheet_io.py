@@ -22,6 +22,15 @@ from mefnet.datasets.clip_index import DatasetError
 HEADER_SEARCH_ROWS = 40
 
 
+def not_utf8(path: str | Path, e: UnicodeDecodeError) -> DatasetError:
+    """The error for a text file (labels.csv, a clip list) that is not UTF-8: which file,
+    where, and how to save it so that it reads."""
+    return DatasetError(
+        f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start} cannot be decoded); "
+        "save it as UTF-8 (in Excel: 'CSV UTF-8'; elsewhere e.g. iconv -f latin1 -t utf-8)"
+    )
+
+
 def require_root(root: str | Path | None, *, dataset_title: str, env_var: str, config_key: str) -> Path:
     """The dataset root as a Path, or an error telling the user which setting to fill in."""
     if root is None or str(root).strip() in ("", "None", "null", "???"):

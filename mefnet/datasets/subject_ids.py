@@ -66,3 +66,40 @@ def canonical_clip(dataset: str, clip: str) -> str:
         if m:
             return f"s{int(m.group(1)):02d}_{m.group(2)}"
     return clip
+
+
+# Ids become folder and file names (``folds/<dataset>/<subject>/``, ``<clip>.png``), so an id
+# read from a data file must be a plain name: anything else could place a file outside the
+# experiment folder, or make a fold whose folder never matches its key.
+MAX_ID_LENGTH = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a dataset, subject or clip id (None: it can): ids are used as
+    folder and file names, so they must be non-empty, without path separators or control
+    characters, not ``.``/``..`` nor hidden (a leading ``.``), at most ``MAX_ID_LENGTH``
+    characters."""
+    if not text:
+        return "is empty"
+    if "/" in text or "\\" in text:
+        return "contains a path separator ('/' or '\\')"
+    if text.startswith("."):
+        return "starts with '.' ('.', '..' or a hidden name)"
+    if _CONTROL.search(text):
+        return "contains a control character"
+    if len(text) > MAX_ID_LENGTH:
+        return f"is {len(text)} characters long (at most {MAX_ID_LENGTH})"
+    return None
+
+
+def ids_problem(where: str, **cells: str) -> str | None:
+    """The message for the first of ``cells`` (column name -> cell text) that is not a
+    usable id (:func:`id_problem`), naming ``where`` (file and row) and the column; None when
+    every cell is usable. The one check every adapter reading ids from a file applies."""
+    for column, value in cells.items():
+        problem = id_problem(value)
+        if problem:
+            return (f"{where}: {column} {value!r} {problem}; expected a plain name (it becomes a "
+                    f"folder or file name): letters, digits, '_', '-', ... up to {MAX_ID_LENGTH} characters")
+    return None

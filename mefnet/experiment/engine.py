@@ -44,7 +44,11 @@ from mefnet.runs.store import (
     write_predictions,
 )
 from mefnet.schema import uses_inner_val
-from mefnet.training.divergence import check_finite_probabilities, check_finite_weights
+from mefnet.training.divergence import (
+    check_finite_probabilities,
+    check_finite_weights,
+    training_warnings,
+)
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
 from mefnet.training.task_runner import TaskRunner, task_runner
@@ -248,6 +252,8 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if training_warnings(module):  # a loss that exploded while finite (training/divergence.py)
+        record["warnings"] = training_warnings(module)
     write_json(out / FOLD_DONE, record)
     pause_point("fold")
     return record

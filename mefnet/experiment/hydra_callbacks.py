@@ -47,6 +47,7 @@ from mefnet.runs.store import (
     read_experiment,
     read_run,
 )
+from mefnet.utils.cli import user_message
 
 log = logging.getLogger("mefnet")
 
@@ -163,8 +164,9 @@ class ExperimentTables(Callback):
         says nothing here: there is no next job, and mefnet-train prints its error."""
         if job_return is not None and job_return.status == JobStatus.FAILED and not self.single_job:
             err = getattr(job_return, "_return_value", None)
-            log.error("job failed (%s): %s: %s; the sweep goes on with the next job and fails at the end",
-                      " ".join(job_return.overrides or []) or "no overrides", type(err).__name__, err)
+            log.error("job failed (%s): %s; the sweep goes on with the next job and fails at the end",
+                      " ".join(job_return.overrides or []) or "no overrides",
+                      user_message(err) if err is not None else "unknown error")
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

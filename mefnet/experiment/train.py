@@ -53,6 +53,7 @@ from mefnet.runs.store import (
     EXPERIMENT,
     FOLD_DONE,
     RefusedRunError,
+    damaged_fold_records,
     finished_folds,
     fold_clips,
     fold_dir,
@@ -141,6 +142,8 @@ def _intact_folds(exp_dir: Path, index: ClipIndex) -> set[str]:
     exactly once. A damaged one is said so and reopened (its record removed), so that this
     run computes it again; no other fold is touched."""
     done = finished_folds(exp_dir)
+    for f, problem in damaged_fold_records(exp_dir).items():  # not counted as finished: computed again
+        log.warning("fold %s is marked finished but is damaged (%s); computing it again", f, problem)
     record = read_experiment(exp_dir)
     au_names = list(record["au_names"]) if record.get("task") == "au" else None
     by_subject: dict[str, list[str]] = {}

@@ -37,6 +37,7 @@ from torch import nn
 import mefnet
 from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.store import ReportError, read_run
 from mefnet.training.augment import FlowAugment, mirror_averaged
 from mefnet.utils.files import atomic_path
 
@@ -181,6 +182,26 @@ def _read(path: Path) -> dict:
     return payload
 
 
+def _check_config_fits(path: Path, model: nn.Module, config: dict, target: str) -> None:
+    """One forward pass of a blank input of the stored size: weights that load into the
+    backbone can still disagree with the stored input size (an edited config, or the config
+    of another model), which would otherwise fail later in a matrix product."""
+    try:
+        size = int(config["preprocessing"]["size"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path}: the stored config has no usable preprocessing.size") from None
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError) as e:
+        raise ModelFileError(
+            f"{path}: the stored config disagrees with the weights: backbone {target} with input size "
+            f"{size} (preprocessing.size) fails ({str(e).splitlines()[0][:200]}); the file was edited or "
+            f"mixes two models: use the {MODEL_FILE} that mefnet-train wrote"
+        ) from None
+
+
 def load_model(path: str | Path) -> LoadedModel:
     """Read a model file safely and rebuild its backbone (CPU, eval mode)."""
     path = Path(path)
@@ -199,6 +220,7 @@ def load_model(path: str | Path) -> LoadedModel:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the stored weights do not fit backbone {target} ({str(e)[:300]})") from None
+    _check_config_fits(path, model, config, str(target))
     bad = [k for k, t in payload["state_dict"].items()
            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
@@ -304,6 +326,12 @@ def _run_model_files(path: Path, say: Callable[[str], None]) -> list[Path]:
         shown = ", ".join(absent[:10]) + (f" ... and {len(absent) - 10} more" if len(absent) > 10 else "")
         say(f"{path}: {len(present)} of {len(found)} folds have a model; using those "
             f"(no {MODEL_FILE} in: {shown})")
+    # The fold models are used as the run that made them: a fold whose stored predictions
+    # are damaged or disagree with the experiment is refused here as mefnet-table refuses it.
+    try:
+        read_run(path)
+    except ReportError as e:
+        raise ModelFileError(str(e)) from None
     return present
 
 

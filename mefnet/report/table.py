@@ -53,6 +53,7 @@ from mefnet.report.figures import plot_confusion
 from mefnet.report.metrics import format_mean_std
 from mefnet.report.paper_tables import write_paper_tables
 from mefnet.runs.store import (
+    EXPERIMENT,
     IncompleteExperimentError,
     ReportError,
     find_runs,
@@ -306,6 +307,22 @@ def default_out(dirs: list[str]) -> Path:
     return common / "table"
 
 
+def check_out(out: Path, dirs: list[str]) -> None:
+    """Refuse an ``--out`` that would overwrite a run's own files: a folder inside a run
+    (its ``folds/``, ``.hydra/`` ...), or a run's folder when the table is not of that run
+    alone (its own table.md / table.csv are the run's record; rebuilding them from the run
+    itself, as ``mefnet-table RUN`` does, is allowed)."""
+    target = out.resolve()
+    for folder in (target, *target.parents):
+        if (folder / EXPERIMENT).is_file():
+            alone = len(dirs) == 1 and Path(dirs[0]).resolve() == folder == target
+            if not alone:
+                where = "is the run folder" if folder == target else "lies inside the run folder"
+                raise ReportError(f"--out {out} {where} {folder}: its own table and folds would be "
+                                  "overwritten; give --out a folder outside every run (e.g. tables/<name>)")
+            return
+
+
 def main(argv: list[str] | None = None) -> None:
     """``mefnet-table``: the pooled results table of experiments, rebuilt from their predictions."""
     ap = argparse.ArgumentParser(
@@ -350,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _table(a: argparse.Namespace) -> None:
     try:
+        if a.out:
+            check_out(Path(a.out), list(a.dirs))
         if a.compare:
             out = Path(a.out) if a.out else default_out(list(a.compare)).with_name("compare")
             result = compare(a.compare[0], a.compare[1], a.bootstrap, a.bootstrap_seed, a.allow_missing)

@@ -22,11 +22,13 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mefnet.datasets.subject_ids import id_problem
 from mefnet.runs.identity import listed
 from mefnet.runs.splits import fold_contains
 from mefnet.utils.cli import UserError
@@ -59,9 +61,27 @@ class RefusedRunError(UserError, RuntimeError):
 # --------------------------------------------------------------------------- layout
 
 
+class UnsafePathError(UserError, ValueError):
+    """A path the store was asked to create would lie outside the experiment folder."""
+
+
 def fold_dir(experiment_dir: str | Path, subject_key: str) -> Path:
-    """Where a fold's outputs live: ``<experiment>/folds/<dataset>/<subject>``."""
-    return Path(experiment_dir) / FOLDS / subject_key
+    """Where a fold's outputs live: ``<experiment>/folds/<dataset>/<subject>``.
+
+    Refuses (:class:`UnsafePathError`) a key that is not two plain names or whose folder
+    would resolve outside the experiment folder: the adapters check the ids they read, and
+    this is the store's own guarantee that no fold ever writes elsewhere."""
+    root = Path(experiment_dir)
+    parts = str(subject_key).split("/")
+    problems = [p for p in (id_problem(part) for part in parts) if p]
+    path = root / FOLDS / subject_key
+    if len(parts) != 2 or problems or not path.resolve().is_relative_to((root / FOLDS).resolve()):
+        why = problems[0] if problems else "is not '<dataset>/<subject>'"
+        raise UnsafePathError(
+            f"fold {subject_key!r} of {root}: the key {why}; a fold's folder must be "
+            f"{root / FOLDS}/<dataset>/<subject> with plain names (check the ids in the data files)"
+        )
+    return path
 
 
 def _read_fold_record(marker: Path) -> dict:
@@ -81,15 +101,34 @@ def fold_records(experiment_dir: str | Path) -> dict[str, dict]:
             for marker in sorted(root.glob(f"*/*/{FOLD_DONE}"))}
 
 
+def damaged_fold_records(experiment_dir: str | Path) -> dict[str, str]:
+    """Fold records (``fold.json``) that cannot be read (truncated, not a JSON object), by
+    subject key, with what is wrong: such a fold is damaged, not finished."""
+    out = {}
+    for marker in sorted((Path(experiment_dir) / FOLDS).glob(f"*/*/{FOLD_DONE}")):
+        try:
+            _read_fold_record(marker)
+        except (ReportError, OSError) as e:
+            out[f"{marker.parent.parent.name}/{marker.parent.name}"] = str(e)
+    return out
+
+
+def _complete(marker: Path) -> bool:
+    try:
+        return marker.is_file() and _read_fold_record(marker).get("status") == "complete"
+    except ReportError:
+        return False  # damaged (damaged_fold_records): computed again, never counted
+
+
 def finished_folds(experiment_dir: str | Path) -> set[str]:
-    """Subject keys whose fold wrote its completion record."""
-    return {k for k, r in fold_records(experiment_dir).items() if r.get("status") == "complete"}
+    """Subject keys whose fold wrote its completion record (a readable one)."""
+    return {f"{m.parent.parent.name}/{m.parent.name}"
+            for m in sorted((Path(experiment_dir) / FOLDS).glob(f"*/*/{FOLD_DONE}")) if _complete(m)}
 
 
 def fold_finished(experiment_dir: str | Path, subject_key: str) -> bool:
-    """Whether this one fold wrote its completion record."""
-    marker = fold_dir(experiment_dir, subject_key) / FOLD_DONE
-    return marker.is_file() and _read_fold_record(marker).get("status") == "complete"
+    """Whether this one fold wrote its completion record (a readable one)."""
+    return _complete(fold_dir(experiment_dir, subject_key) / FOLD_DONE)
 
 
 def read_experiment(experiment_dir: str | Path) -> dict:
@@ -135,8 +174,70 @@ def write_predictions(out_dir: str | Path, rows: list[list], class_names: list[s
     return path
 
 
-def read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) -> list[dict]:
-    """The rows of one fold's predictions.csv, each checked against its fold and the classes."""
+# Stored probabilities are rounded to 6 decimals; their sum may miss 1 by the rounding of
+# each class and by float32 softmax, far below this.
+PROB_SUM_TOLERANCE = 1e-4
+# A stored probability is within 5e-7 of the one the prediction was made from.
+ROUNDING = 1e-6
+
+
+def _probability(path: Path, line: int, row: dict, column: str) -> float:
+    text = row.get(column)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ReportError(f"{path}, line {line}, column '{column}': {text!r} is not a probability") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ReportError(f"{path}, line {line}, column '{column}': {text!r} is not a probability "
+                          "(expected a finite number in [0, 1])")
+    return value
+
+
+def _check_emotion_row(path: Path, line: int, r: dict, class_names: list[str], prob_columns: list[str],
+                       labels: dict[str, str] | None) -> None:
+    """A prediction row agrees with itself and with the experiment: ``pred_name`` names
+    ``pred``, ``pred`` is the argmax of the stored probabilities (one of the tied classes
+    where rounding made them equal), the probabilities are finite and sum to 1, and
+    ``true`` is the clip's label recorded in clips.csv."""
+    if r.get("pred_name") and r["pred_name"] != class_names[r["pred"]]:
+        raise ReportError(f"{path}, line {line}, column 'pred_name': pred = {r['pred']} is "
+                          f"'{class_names[r['pred']]}' in {EXPERIMENT} but the row says '{r['pred_name']}'")
+    key = f"{r['dataset']}/{r['subject']}/{r['clip']}"
+    recorded = (labels or {}).get(key)
+    if recorded is not None and recorded != class_names[r["true"]]:
+        raise ReportError(f"{path}, line {line}, column 'true': clip {key} is '{recorded}' in the "
+                          f"experiment's {CLIPS} but the row says {r['true']} ('{class_names[r['true']]}')")
+    if not prob_columns:
+        return  # a table without probabilities (hand-made): nothing more to compare
+    probs = [_probability(path, line, r, c) for c in prob_columns]
+    if abs(sum(probs) - 1.0) > PROB_SUM_TOLERANCE:
+        raise ReportError(f"{path}, line {line}, columns {prob_columns[0]}..{prob_columns[-1]}: the "
+                          f"probabilities sum to {sum(probs):.6f}, expected 1")
+    if probs[r["pred"]] < max(probs):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        raise ReportError(f"{path}, line {line}, column 'pred': pred = {r['pred']} ('{class_names[r['pred']]}', "
+                          f"{prob_columns[r['pred']]} = {probs[r['pred']]:.6f}) is not the most probable class: "
+                          f"{prob_columns[best]} = {probs[best]:.6f}")
+
+
+def read_clip_labels(experiment_dir: str | Path) -> dict[str, str] | None:
+    """Each clip's recorded class name (``label_name`` of the experiment's ``clips.csv``) by
+    ``<dataset>/<subject>/<clip>``; None when the file or the column is absent."""
+    path = Path(experiment_dir) / CLIPS
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"dataset", "subject", "clip", "label_name"} <= set(reader.fieldnames or []):
+            return None
+        return {f"{r['dataset']}/{r['subject']}/{r['clip']}": r["label_name"] for r in reader}
+
+
+def read_fold_predictions(path: Path, subject_key: str, class_names: list[str],
+                          labels: dict[str, str] | None = None) -> list[dict]:
+    """The rows of one fold's predictions.csv, each checked against its fold, the classes,
+    its own probabilities and, given ``labels`` (:func:`read_clip_labels`), the clips'
+    recorded labels (:func:`_check_emotion_row`)."""
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
     k = len(class_names)
@@ -148,6 +249,11 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) 
                 f"{path}: missing column(s) {absent}; expected {','.join(REQUIRED_COLUMNS)},... "
                 f"(got {reader.fieldnames})"
             )
+        prob_columns = [f"prob_{n}" for n in class_names]
+        present = [c for c in prob_columns if c in (reader.fieldnames or [])]
+        if present and len(present) < len(prob_columns):
+            raise ReportError(f"{path}: missing column(s) {[c for c in prob_columns if c not in present]} "
+                              f"(it has {present}); expected one prob_<class> column per class")
         rows = []
         for line, r in enumerate(reader, start=2):
             for key in ("true", "pred"):
@@ -159,13 +265,14 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str]) 
                     raise ReportError(f"{path}, line {line}: '{key}' = {r[key]} is outside 0..{k - 1} ({class_names})")
             if r.get("true_name") and r["true_name"] != class_names[r["true"]]:
                 raise ReportError(
-                    f"{path}, line {line}: true = {r['true']} is '{class_names[r['true']]}' in "
+                    f"{path}, line {line}, column 'true_name': true = {r['true']} is '{class_names[r['true']]}' in "
                     f"{EXPERIMENT} but the row says '{r['true_name']}'"
                 )
             if not fold_contains(subject_key, r["dataset"], r["subject"]):
                 raise ReportError(
                     f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}"
                 )
+            _check_emotion_row(path, line, r, class_names, present, labels)
             rows.append(r)
     if not rows:
         raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
@@ -250,30 +357,78 @@ def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str]) 
         rows = read_au_predictions(path, au_names)
     except ValueError as e:
         raise ReportError(str(e)) from None
+    thresholds = _au_thresholds(path, au_names)
     for line, r in enumerate(rows, start=2):
         if not fold_contains(subject_key, r["dataset"], r["subject"]):
             raise ReportError(f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}")
+        _check_au_row(path, line, r, au_names, thresholds)
     if not rows:
         raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
     return rows
 
 
+def _au_thresholds(path: Path, au_names: list[str]) -> dict[str, tuple[float, float]] | None:
+    """Each AU's threshold and the tolerance it is known to: the fold record's (as used),
+    else the file's ``thr_<AU>`` columns (2 decimals); None where neither has them."""
+    marker = path.parent / FOLD_DONE
+    if marker.is_file():
+        stored = (_read_fold_record(marker).get("selection") or {}).get("thresholds")
+        if isinstance(stored, dict) and all(isinstance(stored.get(n), (int, float)) for n in au_names):
+            return {n: (float(stored[n]), ROUNDING) for n in au_names}
+    return None
+
+
+def _check_au_row(path: Path, line: int, r: dict, au_names: list[str],
+                  thresholds: dict[str, tuple[float, float]] | None) -> None:
+    """An AU prediction row agrees with itself: probabilities finite in [0, 1], each
+    ``pred_<AU>`` set exactly when its probability passes the fold's threshold, and the
+    ``true`` / ``pred`` sets naming the AUs of the 0/1 columns."""
+    for column, values in (("true", r["y_true"]), ("pred", r["y_pred"])):
+        if column in r and r[column] is not None and r[column] != _aus(au_names, values):
+            raise ReportError(f"{path}, line {line}, column '{column}': {r[column]!r} does not name the AUs "
+                              f"of its {column}_<AU> columns ({_aus(au_names, values)!r})")
+    if not all(f"prob_{n}" in r for n in au_names):
+        return  # a table without probabilities (hand-made): nothing more to compare
+    for n, predicted in zip(au_names, r["y_pred"], strict=True):
+        prob = _probability(path, line, r, f"prob_{n}")
+        if thresholds is not None:
+            thr, tol = thresholds[n]
+        elif r.get(f"thr_{n}") not in (None, ""):
+            try:
+                thr, tol = float(r[f"thr_{n}"]), 0.005 + ROUNDING
+            except ValueError:
+                raise ReportError(f"{path}, line {line}, column 'thr_{n}': {r[f'thr_{n}']!r} is not a "
+                                  "threshold") from None
+        else:
+            continue
+        if (predicted and prob < thr - tol) or (not predicted and prob >= thr + tol):
+            raise ReportError(f"{path}, line {line}, column 'pred_{n}': {predicted} but prob_{n} = {prob:.6f} "
+                              f"{'does not pass' if predicted else 'passes'} the fold's threshold {thr:g}")
+
+
 def read_fold_rows(path: Path, subject_key: str, class_names: list[str],
-                   au_names: list[str] | None = None) -> list[dict]:
-    """A fold's predictions of either task: AU rows with ``au_names``, emotion rows without."""
+                   au_names: list[str] | None = None, labels: dict[str, str] | None = None) -> list[dict]:
+    """A fold's predictions of either task, checked (a disagreement is a :class:`ReportError`
+    naming file, line and column): AU rows with ``au_names``, emotion rows without, their
+    truth compared with ``labels`` (:func:`read_clip_labels`) when given."""
     if au_names is not None:
         return read_au_fold_predictions(path, subject_key, au_names)
-    return read_fold_predictions(path, subject_key, class_names)
+    return read_fold_predictions(path, subject_key, class_names, labels)
 
 
 def fold_problem(experiment_dir: str | Path, subject_key: str, class_names: list[str],
-                 expected: list[str] | None, au_names: list[str] | None = None) -> str | None:
+                 expected: list[str] | None, au_names: list[str] | None = None,
+                 labels: dict[str, str] | None = None) -> str | None:
     """Why a fold marked finished cannot be used (None: it is intact): its predictions file
-    is missing or malformed, or does not predict each of the fold's clips exactly once.
+    is missing or malformed, disagrees with itself or with the clips' recorded labels
+    (``labels``, read from the experiment's clips.csv when not given), or does not predict
+    each of the fold's clips exactly once.
     ``au_names``: the fold is an action-unit fold (multi-label predictions)."""
     path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
     try:
-        rows = read_fold_rows(path, subject_key, class_names, au_names)
+        if labels is None and au_names is None:
+            labels = read_clip_labels(experiment_dir)
+        rows = read_fold_rows(path, subject_key, class_names, au_names, labels)
     except (ReportError, OSError, UnicodeDecodeError, csv.Error) as e:
         return str(e)
     got = [f"{r['dataset']}/{r['subject']}/{r['clip']}" for r in rows]
@@ -319,9 +474,14 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
     """Experiment record and pooled predictions of the finished folds of one run."""
     record = record if record is not None else read_experiment(experiment_dir)
     done = finished_folds(experiment_dir)
+    damaged = {k: why for k, why in damaged_fold_records(experiment_dir).items() if k in record["folds"]}
+    if damaged:
+        raise ReportError(f"{next(iter(damaged.values()))}\nThe fold is damaged: run the experiment again to "
+                          "recompute it.")
     names = list(record["class_names"])
     au_names = list(record["au_names"]) if record.get("task") == "au" else None
     clips = read_clip_keys(experiment_dir)
+    labels = read_clip_labels(experiment_dir) if au_names is None else None
     preds: list[dict] = []
     seen: dict[tuple, str] = {}
     for subject_key in record["folds"]:
@@ -330,10 +490,14 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
         path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
         if clips is not None:
             problem = fold_problem(experiment_dir, subject_key, names, fold_clips(clips, subject_key),
-                                   au_names=au_names)
+                                   au_names=au_names, labels=labels)
             if problem:
                 raise ReportError(f"{problem}\nThe fold is damaged: run the experiment again to recompute it.")
-        for r in read_fold_rows(path, subject_key, names, au_names):
+        try:
+            rows = read_fold_rows(path, subject_key, names, au_names, labels)
+        except ReportError as e:
+            raise ReportError(f"{e}\nThe fold is damaged: run the experiment again to recompute it.") from None
+        for r in rows:
             r["fold"] = subject_key
             key = (r["dataset"], r["subject"], r["clip"])
             if key in seen:

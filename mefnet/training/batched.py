@@ -327,6 +327,11 @@ class BatchedMERModule(L.LightningModule):
         """Each member's summed training loss in the epoch so far (what divergence checks read)."""
         return self._loss_sum
 
+    @property
+    def loss_counts(self) -> list:
+        """Each member's number of training samples in :attr:`loss_sums` (their mean: the loss)."""
+        return self._loss_n
+
     @contextmanager
     def member_rng(self, k: int) -> Iterator[None]:
         """Draw from member ``k``'s own random stream (CPU, and the CUDA device in use)."""

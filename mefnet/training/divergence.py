@@ -9,6 +9,7 @@ the predictions once more before anything is written.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import lightning as L
@@ -45,12 +46,59 @@ def check_finite_probabilities(probs: torch.Tensor, where: str) -> None:
                             f"clips; {HINT}")
 
 
+# A finite loss can still explode (Adam at lr=1e8 reached 1.5e17): above this, or this many
+# times the first epoch's mean loss, the fold is said to diverge (a warning, kept in fold.json).
+DIVERGING_LOSS = 1e6
+DIVERGING_RATIO = 100.0
+
+_log = logging.getLogger("mefnet")
+
+
+class LossWatch:
+    """A fold's mean training loss per epoch, and the warning once it explodes while still
+    finite: set on the fold's module as ``training_warnings`` (what ``fold.json`` records)."""
+
+    def __init__(self, fold: str) -> None:
+        self.fold = fold
+        self.first: float | None = None
+        self.total = 0.0
+        self.batches = 0
+        self.warned = False
+
+    def add(self, value: float, weight: float = 1.0) -> None:
+        """One batch's mean loss (``value``), or a loss sum over ``weight`` samples."""
+        self.total += value
+        self.batches += weight
+
+    def end_epoch(self, epoch: int, module: nn.Module) -> None:
+        if not self.batches:
+            return
+        mean = self.total / self.batches
+        self.total, self.batches = 0.0, 0
+        if self.first is None:
+            self.first = mean
+        if self.warned or not math.isfinite(mean):
+            return
+        if mean > DIVERGING_LOSS or (self.first > 0 and mean > DIVERGING_RATIO * self.first):
+            self.warned = True
+            text = (f"fold {self.fold}: the training loss diverges: mean {mean:.4g} at epoch {epoch} "
+                    f"(epoch 1: {self.first:.4g}); its predictions are likely meaningless; {HINT}")
+            _log.warning(text)
+            module.__dict__.setdefault("training_warnings", []).append(text)
+
+
+def training_warnings(module: nn.Module) -> list[str]:
+    """The warnings :class:`LossWatch` left on a fold's module (empty: none)."""
+    return list(module.__dict__.get("training_warnings", []))
+
+
 class FiniteCheck(L.Callback):
     """Raise :class:`DivergedError` at the first non-finite training loss, naming the fold,
     the epoch and the loss value, and at the end of an epoch that left non-finite weights."""
 
     def __init__(self, fold: str) -> None:
         self.fold = fold
+        self.watch = LossWatch(fold)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -62,9 +110,11 @@ class FiniteCheck(L.Callback):
                 f"fold {self.fold}: the training loss is {value} at epoch {trainer.current_epoch + 1} "
                 f"(batch {batch_idx + 1}); {HINT}. No predictions were written for this fold."
             )
+        self.watch.add(value)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         check_finite_weights(pl_module, f"fold {self.fold}, epoch {trainer.current_epoch + 1}")
+        self.watch.end_epoch(trainer.current_epoch + 1, pl_module)
 
 
 class MemberFiniteCheck(L.Callback):
@@ -73,12 +123,21 @@ class MemberFiniteCheck(L.Callback):
     the fit naming the members (folds) whose own loss is not finite, and every member's
     weights are checked after every epoch. No fold of the fit writes predictions then."""
 
+    def __init__(self) -> None:
+        self.watches: dict[int, LossWatch] = {}
+        self.sums: dict[int, tuple[float, float]] = {}
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:
             return
         value = float(loss.detach())
         if math.isfinite(value):
+            for k in pl_module.stepped:  # each member's loss of this batch, from its running sums
+                total, n = float(pl_module.loss_sums[k]), float(pl_module.loss_counts[k])
+                before, n_before = self.sums.get(k, (0.0, 0.0))
+                self.sums[k] = (total, n)
+                self.watches.setdefault(k, LossWatch(pl_module.names[k])).add(total - before, n - n_before)
             return
         bad = [pl_module.names[k] for k in pl_module.stepped if not math.isfinite(float(pl_module.loss_sums[k]))]
         bad = bad or [pl_module.names[k] for k in pl_module.stepped]
@@ -90,7 +149,12 @@ class MemberFiniteCheck(L.Callback):
             + (f" nor for the {others} other fold(s) trained with {'them' if len(bad) > 1 else 'it'}." if others else ".")
         )
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.sums = {}  # the module's running sums restart with every epoch
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for name, member in zip(pl_module.names, pl_module.members, strict=True):
             check_finite_weights(member, f"fold {name}, epoch {trainer.current_epoch + 1}")
+        for k, watch in self.watches.items():
+            watch.end_epoch(trainer.current_epoch + 1, pl_module.members[k])
 

@@ -7,6 +7,7 @@ the errors of the layers above by their common base :class:`UserError`, not by n
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -43,6 +44,44 @@ RETIRED_OPTIONS = {
 # `key=value` refuses new keys in a map (only `++key=...` adds them): such overrides are
 # passed to Hydra as `++key=...`, which merges the given map into the default one.
 MAP_OPTIONS = ("class_map", "parts", "face_options")
+
+
+# Errors of writing files that the user fixes (a folder not writable, a full disk, a name
+# too long): one line naming the path, at any layer; other OS errors keep their traceback.
+_WRITE_ERRNOS = {
+    errno.EACCES: "make it writable or choose another output folder",
+    errno.EPERM: "make it writable or choose another output folder",
+    errno.EROFS: "the file system is read-only: choose another output folder",
+    errno.ENOSPC: "the disk is full: free some space or choose another output folder",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or choose another output folder",
+    errno.ENAMETOOLONG: "the name is too long: use a shorter name or output folder",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it or choose another output folder",
+    errno.EISDIR: "a folder stands where a file is needed: move it or choose another output folder",
+}
+
+
+def is_write_error(e: BaseException) -> bool:
+    """An OS error of writing that the user fixes (:data:`_WRITE_ERRNOS`)."""
+    return isinstance(e, OSError) and e.errno in _WRITE_ERRNOS
+
+
+def user_message(e: BaseException) -> str:
+    """The message of an expected error as the user should read it: an error raised inside
+    a configured loader (a dataset's ``_target_``) without Hydra's ``Error in call to target
+    ... full_key`` wrapping, which names Hydra's machinery rather than the user's file; a
+    log file that cannot be opened (logging's "Unable to configure handler") and any write
+    error (:func:`is_write_error`) as the path and what to do."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(e, InstantiationException) and isinstance(e.__cause__, expected_errors()):
+        e = e.__cause__
+    if isinstance(e, ValueError) and str(e).startswith("Unable to configure handler") and \
+            isinstance(e.__cause__, OSError):
+        e = e.__cause__  # the log file: its path is in the cause only
+    if is_write_error(e):
+        where = e.filename if e.filename is not None else "a file"
+        return f"cannot write {where}: {e.strerror}; {_WRITE_ERRNOS[e.errno]}"
+    return str(e).strip() or type(e).__name__
 
 
 def open_map_overrides(overrides: list[str]) -> list[str]:
@@ -94,10 +133,10 @@ def cli(prog: str, entry, argv_debug: bool = True) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         entry()
-    except expected_errors() as e:
-        if debug:
+    except (*expected_errors(), OSError) as e:
+        if debug or not (isinstance(e, expected_errors()) or is_write_error(e)):
             raise
-        text = str(e).strip() or type(e).__name__
+        text = user_message(e)
         # A resolver's own message (experiment_name ...), without OmegaConf's wrapping.
         text = re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
         text = re.split(r"\n\s*full_key: ", text)[0]  # OmegaConf's note on where it resolved
