@@ -54,7 +54,7 @@ def breakdown(pr: cProfile.Profile, wall: float) -> list[tuple[str, float]]:
     opt = _cum(st, _fn("torch/optim/adam.py", "step")) - closure
     data = _cum(st, _fn("loops/fetchers.py", "__next__"))
     val = _cum(st, _fn("loops/evaluation_loop.py", "run"))
-    write = _cum(st, _fn("mefnet/experiment/fold.py", "write_fold"))
+    write = _cum(st, _fn("mefnet/experiment/engine.py", "write_fold"))
     fit = _cum(st, _fn("lightning/pytorch/trainer/trainer.py", "fit"))
     pred = _cum(st, _fn("lightning/pytorch/trainer/trainer.py", "predict"))
     return [("augmentation (drawn and applied per member)", aug),

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
 from mefnet.config import compose
-from mefnet.experiment.fold import build_trainer
+from mefnet.experiment.fitting import build_trainer
 from mefnet.experiment.train import run
 from mefnet.training.progress_bar import ENV, on_terminal
 from tests.helpers import tiny_overrides
