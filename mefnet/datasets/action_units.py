@@ -212,6 +212,7 @@ def is_annotated(aus: str) -> bool:
 
 
 def au_names(au_set: Sequence[int]) -> list[str]:
+    """The column names of an AU set: ``[1, 12]`` -> ``["AU1", "AU12"]``."""
     return [f"AU{int(a)}" for a in au_set]
 
 

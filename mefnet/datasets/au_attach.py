@@ -237,6 +237,7 @@ def _free_name(path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mefnet-aus`` and its ``attach`` subcommand."""
     parser = argparse.ArgumentParser(
         prog="mefnet-aus", description="Action-unit annotation of flow folders.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLE,
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``mefnet-aus``: fill a flow folder's ``aus`` column from the sheets; the exit status (2 on bad input)."""
     args = build_parser().parse_args(argv)
     labels = args.flow_folder / LABEL_FILE if args.flow_folder.is_dir() else args.flow_folder
     try:

@@ -125,6 +125,7 @@ def normalize_label_value(value: object, source: str) -> str:
 
 
 def protocol_names(dataset: str) -> list[str]:
+    """The protocols that exist for ``dataset`` (the choices :func:`get_protocol`'s error lists)."""
     names = []
     if dataset in _MEGC2019_MAPPING:
         names.append("megc2019")

@@ -215,5 +215,6 @@ def as_frame_number(value: object) -> int | None:
 
 
 def describe_cell(value: object) -> str:
+    """A sheet cell as an error message quotes it: ``'value'``, or ``blank``."""
     return "blank" if value is None else f"'{value}'"
 

@@ -51,6 +51,7 @@ FINAL_RECORD = "final.json"
 
 
 def final_dir(experiment_dir: str | Path) -> Path:
+    """The folder of the final model inside ``experiment_dir``."""
     return Path(experiment_dir) / FINAL_DIR
 
 

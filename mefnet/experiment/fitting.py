@@ -44,6 +44,7 @@ log = logging.getLogger("mefnet")
 _ORDER_FREE = ("STSTNet", "SmallResNet")
 
 def quiet_lightning() -> None:
+    """Keep the console to mefnet's own lines: Lightning at WARNING, its routine warnings off."""
     quiet()  # OpenCV, Lightning's resume warning, loky, the joblib launcher (mefnet.utils.quiet)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -54,6 +55,8 @@ def quiet_lightning() -> None:
 
 
 def versions() -> dict:
+    """The versions a fit is recorded with (``fold.json``, ``final.json``): mefnet, its git
+    commit (empty outside a checkout), Python and the main libraries."""
     import cv2
     import numpy
 
@@ -77,6 +80,8 @@ def versions() -> dict:
 
 
 def instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str | None = None) -> list:
+    """The fold's loggers of ``cfg.logger``, writing under ``out``; a wandb logger also gets its
+    run name and group (:mod:`mefnet.report.tracking`) and the resolved config."""
     loggers = []
     for key, lg in (cfg.logger or {}).items():
         if lg is None:
@@ -96,6 +101,7 @@ def instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str 
 
 
 def close_loggers(trainer: L.Trainer) -> None:
+    """Finish the trainer's loggers once the fold has ended (and its wandb run, one per fold)."""
     for lg in trainer.loggers:
         lg.finalize("success")
         if type(lg).__name__ == "WandbLogger":
@@ -164,6 +170,8 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
 
 
 def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, **kwargs) -> InnerValidation:
+    """The inner-validation tracker of ``cfg.inner_val`` for the task: per AU for ``task=au``,
+    else over the emotion classes."""
     iv = cfg.inner_val
     task = task or task_runner(cfg, index)
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),

@@ -82,6 +82,7 @@ def load_set(name: str) -> DictConfig:
 
 
 def missing_roots(spec: DictConfig) -> list[str]:
+    """The environment variables (dataset roots) that ``spec`` requires and that are not set."""
     return [v for v in spec.get("requires", []) if not os.environ.get(v)]
 
 

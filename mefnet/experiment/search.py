@@ -123,6 +123,7 @@ def objective(cfg: DictConfig) -> float:
 
 
 def search_dir(cfg: DictConfig) -> Path:
+    """The folder of the search ``search.name`` under the output folder: its trials and summary."""
     return Path(cfg.paths.output_dir) / str(cfg.search.name)
 
 
@@ -147,6 +148,8 @@ def _hydra_job() -> tuple[int | None, list[str], list[str]]:
 
 
 def record_trial(cfg: DictConfig, value: float, scores: dict[str, float]) -> Path:
+    """Write this trial's record (number, parameters, objective, fold scores) into the search's
+    ``trials/`` folder and refresh the summary; the record's path."""
     number, overrides, swept = _hydra_job()
     pairs = [o.split("=", 1) for o in overrides if "=" in o]
     params = {k.lstrip("+~"): v for k, v in pairs if k.lstrip("+~") in swept or not swept}

@@ -299,6 +299,7 @@ def _launcher_workers() -> int:
 
 
 def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
+    """Log a finished fold with the experiment's progress: folds done and the time left."""
     p = progress(exp_dir, workers)
     log.info("[%s] fold %s done in %.1f s (%s) | %d/%d folds, about %s left",
              Path(exp_dir).parent.name + "/" + Path(exp_dir).name, rec["fold"], rec["elapsed_s"],

@@ -117,6 +117,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def save_rgb(image: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB image as a PNG file (its folder created); ``OSError`` if it cannot be written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
@@ -141,6 +142,7 @@ def figure_map(values: np.ndarray, title: str, symmetric: bool, unit: str = "px"
 
 
 def figure_onset_apex(onset: np.ndarray, apex: np.ndarray, name: str) -> Figure:
+    """The onset frame, the apex frame and their absolute grey-level difference, side by side."""
     fig = Figure(figsize=(7, 3.6))
     panels = [(onset, "onset"), (apex, "apex"),
               (np.abs(_grey(apex).astype(np.float32) - _grey(onset).astype(np.float32)), "|apex - onset|")]
@@ -257,6 +259,7 @@ def figure_attention(apex: np.ndarray, explanation: Explanation, index: int = 0)
 
 
 def figure_gradcam(apex: np.ndarray, cam: np.ndarray, title: str) -> Figure:
+    """The apex frame beside its Grad-CAM overlay (0..1, with a colour bar)."""
     fig = Figure(figsize=(6.4, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
     axes[0].imshow(_grey(apex), cmap="gray")

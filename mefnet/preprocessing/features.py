@@ -233,6 +233,7 @@ def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key
 
 
 def clip_cache_key(clip: Clip, prep: Preprocessing, files: list) -> str:
+    """The cache key of one clip's input maps: the clip, its source files and the preprocessing."""
     identity = {"clip": clip.clip_key, "onset": clip.onset, "apex": clip.apex, "flow_path": clip.flow_path}
     return cache_key(identity, files, prep.describe(clip.dataset))
 

@@ -266,6 +266,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
+    """A frame in grey levels (a frame that is already grey is returned as it is)."""
     if image.ndim == 3:
         return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return image

@@ -31,6 +31,7 @@ from mefnet.tasks.au import au_scores
 
 
 def au_part_scores(predictions: list[dict], names: list[str]) -> dict:
+    """The pooled AU scores of some prediction rows (one part of a run: all clips or one dataset)."""
     return au_scores([r["y_true"] for r in predictions], [r["y_pred"] for r in predictions], names)
 
 
@@ -98,6 +99,7 @@ def au_markdown(rows: list[dict]) -> str:
 
 
 def write_au_csv(rows: list[dict], path: Path) -> None:
+    """Write the AU table's rows as CSV, with one ``f1_<AU>`` column per AU of any row."""
     names = list(dict.fromkeys(n for r in rows for n in r["au_names"]))
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f)

@@ -201,6 +201,8 @@ def reliability_diagram(calibrations: list[RunCalibration], path: str | Path, n_
 
 
 def calibration_markdown(results: list[RunCalibration]) -> str:
+    """``calibration.md``: temperature, ECE and NLL before and after scaling, one row per run,
+    with the method's note."""
     head = ("| experiment | seed | clips | temperature (median over folds, min-max) | ECE before | ECE after "
             "| NLL before | NLL after |\n|---|---:|---:|---|---:|---:|---:|---:|\n")
     body = "".join(

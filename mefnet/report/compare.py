@@ -53,6 +53,8 @@ from mefnet.utils.quiet import plural
 
 @dataclass
 class McNemar:
+    """McNemar's test on one seed's per-clip correctness, A against B (see the module docstring)."""
+
     seed: int
     b: int
     """clips right under A, wrong under B"""
@@ -65,6 +67,9 @@ class McNemar:
 
 @dataclass
 class Comparison:
+    """The paired comparison of experiments A and B: their UF1, the bootstrap interval and
+    p-value of the difference, and McNemar's test per seed."""
+
     a: str
     b: str
     seeds: list[int]
@@ -208,6 +213,7 @@ def compare_groups(group_a: list[Run], group_b: list[Run], n_boot: int = DEFAULT
 
 
 def to_markdown(c: Comparison) -> str:
+    """``compare.md``: the comparison as a report to read."""
     lines = [
         f"# {c.a} vs {c.b}",
         "",
@@ -236,6 +242,7 @@ def to_markdown(c: Comparison) -> str:
 
 
 def write_comparison(c: Comparison, out_dir: str | Path) -> list[Path]:
+    """Write ``compare.md`` and ``compare.json`` into ``out_dir``; their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(to_markdown(c))

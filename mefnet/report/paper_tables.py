@@ -204,6 +204,8 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 
 def per_class_markdown(rows: list[dict]) -> str:
+    """``per_class.md``: F1 and recall of each class, per experiment and part (all clips or one
+    dataset), mean ± std over the seeds."""
     head = ("| experiment | part | class | clips | F1 | recall |\n"
             "|---|---|---|---:|---:|---:|\n")
 

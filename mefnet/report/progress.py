@@ -91,6 +91,7 @@ def running(exp_dir: str | Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``mefnet-progress``: the folds finished, running and left of each experiment, and the time left."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="example:\n  mefnet-progress outputs --workers 2")
     ap.add_argument("dirs", nargs="+", help="experiment directories or folders above them")

@@ -102,6 +102,8 @@ def differences(text: str, out_dir: str | Path, doc: str = "README.md") -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mefnet.report.readme_figures``: compare a document's synthetic figures with a
+    table; the exit status (1 if a figure differs, 2 on bad input)."""
     ap = argparse.ArgumentParser(prog="python -m mefnet.report.readme_figures", description=__doc__.split("\n")[0])
     ap.add_argument("document", help="a markdown file quoting synthetic figures (docs/results.md)")
     ap.add_argument("table_dir", help="the reproduce set's output folder (holds table.csv)")

@@ -30,6 +30,7 @@ def _offline_by_default() -> None:
 
 
 def group_name(cfg: DictConfig) -> str:
+    """The wandb group of a run, its experiment and seed, which holds the runs of its folds."""
     return f"{cfg.experiment_name}/seed_{cfg.seed}"
 
 

@@ -509,6 +509,7 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
 
 
 def missing_message(run: Run) -> str:
+    """One line naming a run and its folds without finished predictions (the first 20 shown)."""
     folds = run.missing
     shown = ", ".join(folds[:20]) + (f" ... and {len(folds) - 20} more" if len(folds) > 20 else "")
     return (f"{run.name} seed {run.seed} ({run.dir}): {len(folds)} of {len(run.record['folds'])} folds "

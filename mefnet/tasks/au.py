@@ -46,6 +46,9 @@ THRESHOLD_GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 
 @dataclass(frozen=True)
 class AUTask:
+    """The checked ``task=au`` settings: the AU set, what becomes of clips without AU, positive
+    weights and the decision threshold."""
+
     au_set: tuple[int, ...]
     no_au_clips: str = "drop"
     pos_weight: bool = True
@@ -66,6 +69,7 @@ class AUTask:
 
 
 def is_au(cfg) -> bool:
+    """Whether ``cfg`` trains the action-unit task (``task.name: au``); no task means emotion."""
     task = cfg.get("task") if cfg is not None else None
     return task is not None and str(task.get("name", "emotion")) == "au"
 

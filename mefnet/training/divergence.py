@@ -33,6 +33,8 @@ def non_finite_parameters(model: nn.Module) -> list[str]:
 
 
 def check_finite_weights(model: nn.Module, where: str) -> None:
+    """Raise :class:`DivergedError` naming the non-finite parameters of ``model``; ``where``
+    says which fold and when."""
     bad = non_finite_parameters(model)
     if bad:
         shown = ", ".join(bad[:5]) + (f" ... ({len(bad)} in all)" if len(bad) > 5 else "")
@@ -40,6 +42,7 @@ def check_finite_weights(model: nn.Module, where: str) -> None:
 
 
 def check_finite_probabilities(probs: torch.Tensor, where: str) -> None:
+    """Raise :class:`DivergedError` if any clip's class probabilities are not finite."""
     if not bool(torch.isfinite(probs).all()):
         rows = (~torch.isfinite(probs)).any(dim=1).nonzero().flatten().tolist()
         raise DivergedError(f"{where}: non-finite class probabilities for {len(rows)} of {len(probs)} "

@@ -72,6 +72,7 @@ def pretrain_key(cfg: DictConfig, class_names: list[str]) -> str:
 
 
 def pretrained_path(cfg: DictConfig, class_names: list[str]) -> Path:
+    """The cache file of the pretrained weights of this config and class set (:func:`pretrain_key`)."""
     return Path(cfg.paths.cache_dir).expanduser() / "pretrain" / f"{pretrain_key(cfg, class_names)}.pt"
 
 

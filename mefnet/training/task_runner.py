@@ -44,6 +44,9 @@ class TaskRunner:
 
 
 class AUTaskRunner(TaskRunner):
+    """The ``task=au`` parts of a fold: one output and one 0/1 target per AU, the AU loss
+    (:class:`~mefnet.tasks.au.AUBCELoss`) and :class:`~mefnet.training.au.AUModule`."""
+
     name = "au"
 
     def __init__(self, cfg, index: ClipIndex) -> None:
@@ -78,4 +81,5 @@ class AUTaskRunner(TaskRunner):
 
 
 def task_runner(cfg, index: ClipIndex) -> TaskRunner:
+    """The runner of the configured task: action units for ``task=au``, else emotion classes."""
     return AUTaskRunner(cfg, index) if is_au(cfg) else TaskRunner(cfg, index)
