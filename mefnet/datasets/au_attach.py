@@ -45,8 +45,10 @@ from mefnet.datasets.action_units import (
     parse_au_cell,
     parse_normalised,
 )
+from mefnet.datasets.casme2 import read_casme2_sheet
 from mefnet.datasets.clip_index import DatasetError
 from mefnet.datasets.flow_folder import AU_COLUMN, HEADER, LABEL_FILE
+from mefnet.datasets.samm import read_samm_sheet
 from mefnet.datasets.subject_ids import canonical_clip, canonical_subject
 
 EXAMPLE = """The previous labels.csv is kept as labels.csv.bak; then train with
@@ -101,9 +103,6 @@ class AttachReport:
 def read_sheet_aus(dataset: str, sheet: str | Path) -> SheetAUs:
     """The AU cells of a CASME II coding sheet or the SAMM FACS sheet (MICRO_ONLY), read by
     the adapters' own sheet readers."""
-    from mefnet.datasets.casme2 import read_casme2_sheet
-    from mefnet.datasets.samm import read_samm_sheet
-
     readers: dict[str, Callable[[Path], pd.DataFrame]] = {"casme2": read_casme2_sheet, "samm": read_samm_sheet}
     path = Path(sheet).expanduser()
     if not path.is_file():

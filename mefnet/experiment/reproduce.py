@@ -43,6 +43,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.config import CONFIG_DIR, compose
+from mefnet.datasets.flow_folder import LABEL_FILE, has_au_column
 from mefnet.experiment import hydra_callbacks
 from mefnet.experiment.sweeper import grid, quote_override
 from mefnet.experiment.train import register_plugins, task
@@ -123,8 +124,6 @@ def left_out(spec: DictConfig, extra: list[str] | None = None) -> list[str]:
     root = flow_root(extra)
     # Without a root the set cannot run at all (its own error says so); nothing to check here.
     if names and root is not None:
-        from mefnet.datasets.flow_folder import LABEL_FILE, has_au_column
-
         if not has_au_column(root):
             log.warning("reproduce: leaving out %s: %s has no aus column (the clips' action units; "
                         "fill it with mefnet-aus attach, see docs/action_units.md)",

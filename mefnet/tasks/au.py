@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mefnet import schema
-from mefnet.datasets.action_units import au_names, au_vector, check_au_set, parse_normalised
+from mefnet.datasets.action_units import (
+    au_names,
+    au_vector,
+    check_au_set,
+    is_annotated,
+    parse_normalised,
+)
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
 from mefnet.utils.metrics import f1_from_counts
 
@@ -76,8 +82,6 @@ def is_au(cfg) -> bool:
 
 def prepare_index(index: ClipIndex, task: AUTask) -> ClipIndex:
     """The clips the AU task uses (see the module docstring); the others are listed."""
-    from mefnet.datasets.action_units import is_annotated
-
     coded = {c.dataset for c in index if c.aus and is_annotated(c.aus)}
     if not coded:
         raise DatasetError(
