@@ -335,3 +335,28 @@ def test_a_flow_folder_model_warns_that_frames_need_a_face_crop(fold_model, tmp_
     path = save_model(tmp_path / "flows.pt", loaded.model, config, loaded.class_names)
     assert "precomputed flow images" in Predictor.from_path(path).warnings[0]
     assert Predictor.from_path(path, face="haar").preprocessing.face == "haar"
+
+
+def test_seeds_that_are_not_one_experiment_are_refused_as_the_table_refuses_them(experiment, tmp_path, capsys):
+    # Same rule as mefnet-table (experiment_differences across seeds): averaging the models of
+    # two different experiments under one name would be an ensemble nobody asked for.
+    import shutil
+
+    root = tmp_path / "two-seeds"
+    for seed in (1, 2):
+        shutil.copytree(experiment, root / f"seed_{seed}")
+        record_path = root / f"seed_{seed}" / "experiment.json"
+        record = json.loads(record_path.read_text())
+        record["seed"] = record["config"]["seed"] = seed
+        if seed == 2:
+            record["config"]["optimizer"]["lr"] = record["config"]["optimizer"]["lr"] * 10
+        record_path.write_text(json.dumps(record))
+    image = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    code, result, err = _run_main([str(root), "--onset", str(tmp_path / "a.png"), "--apex", str(tmp_path / "b.png")],
+                                  capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and result is None and len(lines) == 1, err
+    assert "seed_1" in lines[0] and "seed_2" in lines[0] and "not seeds of one experiment" in lines[0]
+    assert "optimizer.lr" in lines[0] and "Traceback" not in err
