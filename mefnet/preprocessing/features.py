@@ -418,8 +418,10 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
         if n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
+            from mefnet.utils.workers import WithParent
+
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(_compute_entry_in_worker)(i, clip, prep, cache_root, key, files)
+                delayed(WithParent(_compute_entry_in_worker))(i, clip, prep, cache_root, key, files)
                 for i, clip, key, files in todo
             )
             for result in results:
