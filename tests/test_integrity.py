@@ -698,3 +698,18 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_path):
+    import numpy as np
+
+    def edit(text: bytes) -> bytes:
+        png = tmp_path / "flows" / "casme2" / "sub01" / "sub01_01.png"
+        png.unlink()
+        np.save(png.with_suffix(".npy"), np.zeros((3, 0, 28), np.float32))
+        return text
+
+    out, labels = _flow_train(tmp_path, edit)
+    line = _one_line(out)
+    assert "sub01_01.npy has shape (3, 0, 28): it is empty; expected (3, H, W)" in line, line
+    assert f"{labels}, row 3" in line, line
