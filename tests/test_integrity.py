@@ -656,3 +656,60 @@ def test_a_finite_but_exploding_loss_warns_in_the_log_and_in_fold_json(tmp_path,
 def test_a_training_loss_that_settles_leaves_no_warning(finished):
     for marker in (finished / "outputs" / "exp" / "seed_42").glob("folds/*/*/fold.json"):
         assert "warnings" not in json.loads(marker.read_text())
+
+
+@pytest.mark.parametrize("engine", ["batched", "per_fold"])
+def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engine):
+    # SIGKILL runs no handler in the parent: without a watcher in each worker, loky's
+    # workers went on training their folds for minutes (holding the folds' locks).
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "mefnet.experiment.train",
+           *tiny_overrides(tmp_path, "orphans", "n_jobs=2", f"engine={engine}",
+                                            "trainer.max_epochs=100000")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 240
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = [p for p in parent.children(recursive=True)
+                       if any("popen_loky" in part for part in p.cmdline())]
+            # Both workers busy with a fold (its folder made) before the kill.
+            if len(workers) >= 2 and len(list((tmp_path / "outputs").glob("orphans/seed_*/folds/*/*"))) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(workers) >= 2, "the run never reached its two fold workers"
+        time.sleep(1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers still running 10 s after their parent was killed: {[p.pid for p in alive]}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_path):
+    import numpy as np
+
+    def edit(text: bytes) -> bytes:
+        png = tmp_path / "flows" / "casme2" / "sub01" / "sub01_01.png"
+        png.unlink()
+        np.save(png.with_suffix(".npy"), np.zeros((3, 0, 28), np.float32))
+        return text
+
+    out, labels = _flow_train(tmp_path, edit)
+    line = _one_line(out)
+    assert "sub01_01.npy has shape (3, 0, 28): it is empty; expected (3, H, W)" in line, line
+    assert f"{labels}, row 3" in line, line

@@ -365,3 +365,16 @@ def test_pictures_reach_an_offline_wandb_run(held_out, tmp_path, monkeypatch):
     logger.experiment.finish()
     logged = list(tmp_path.glob("wandb/offline-run-*/files/media/images/pictures/*.png"))
     assert {p.name.split("_")[0] for p in logged} >= {"class", "stream"} and len(logged) == len(files)
+
+
+def test_an_image_too_small_to_explain_is_one_line_naming_it(experiment, tmp_path, capsys):
+    # A 1x1 image reached OpenCV's resize inside the flow and ended in its traceback.
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((1, 1, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((1, 1, 3), 120, np.uint8))
+    code = main([str(experiment), "--onset", str(tmp_path / "a.png"), "--apex", str(tmp_path / "b.png"),
+                 "--out", str(tmp_path / "pictures")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "cv2" not in err, err
+    said = [line for line in err.splitlines() if "too small" in line]
+    assert said == [f"mefnet-pictures: clip a: onset frame {tmp_path / 'a.png'} is 1x1 pixels, too small to crop "
+                    "or compute optical flow on; expected an image of a face (at least 2x2 pixels)"], err

@@ -335,3 +335,52 @@ def test_a_flow_folder_model_warns_that_frames_need_a_face_crop(fold_model, tmp_
     path = save_model(tmp_path / "flows.pt", loaded.model, config, loaded.class_names)
     assert "precomputed flow images" in Predictor.from_path(path).warnings[0]
     assert Predictor.from_path(path, face="haar").preprocessing.face == "haar"
+
+
+def test_seeds_that_are_not_one_experiment_are_refused_as_the_table_refuses_them(experiment, tmp_path, capsys):
+    # Same rule as mefnet-table (experiment_differences across seeds): averaging the models of
+    # two different experiments under one name would be an ensemble nobody asked for.
+    import shutil
+
+    root = tmp_path / "two-seeds"
+    for seed in (1, 2):
+        shutil.copytree(experiment, root / f"seed_{seed}")
+        record_path = root / f"seed_{seed}" / "experiment.json"
+        record = json.loads(record_path.read_text())
+        record["seed"] = record["config"]["seed"] = seed
+        if seed == 2:
+            record["config"]["optimizer"]["lr"] = record["config"]["optimizer"]["lr"] * 10
+        record_path.write_text(json.dumps(record))
+    image = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    code, result, err = _run_main([str(root), "--onset", str(tmp_path / "a.png"), "--apex", str(tmp_path / "b.png")],
+                                  capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and result is None and len(lines) == 1, err
+    assert "seed_1" in lines[0] and "seed_2" in lines[0] and "not seeds of one experiment" in lines[0]
+    assert "optimizer.lr" in lines[0] and "Traceback" not in err
+
+
+def test_an_image_too_small_to_crop_or_predict_is_one_line_naming_it(fold_model, tmp_path, capsys):
+    # A 1x1 image reached OpenCV's resize inside the flow and ended in its traceback.
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((1, 1, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((1, 1, 3), 120, np.uint8))
+    code, result, err = _run_main([str(fold_model), "--onset", str(tmp_path / "a.png"),
+                                   "--apex", str(tmp_path / "b.png")], capsys)
+    assert code == 1 and "Traceback" not in err and "cv2" not in err, err
+    said = [line for line in err.splitlines() if "too small" in line]
+    assert said == [f"mefnet-predict: clip a: onset frame {tmp_path / 'a.png'} is 1x1 pixels, too small to crop "
+                    "or compute optical flow on; expected an image of a face (at least 2x2 pixels)"], err
+    assert result["failed"] == 1 and "1x1 pixels" in result["clips"][0]["error"]
+
+
+def test_frames_too_small_for_the_flow_method_are_a_clip_error_not_an_opencv_one():
+    from mefnet.datasets.clip_index import DatasetError
+    from mefnet.preprocessing.features import Preprocessing, pair_maps
+
+    prep = Preprocessing.from_config(compose(["preprocessing.face=none", "preprocessing.flow.method=dis"]).preprocessing)
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(2))
+    with pytest.raises(DatasetError, match=r"^clip7: optical flow cannot be computed on 8x8-pixel frames \(OpenCV: "):
+        pair_maps(a, b, prep, "clip7")

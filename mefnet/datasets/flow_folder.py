@@ -63,6 +63,10 @@ def read_flow_map(path: str | Path) -> np.ndarray:
             raise DatasetError(
                 f"flow map {path} has shape {array.shape}; expected (3, H, W) with channels u, v, strain"
             )
+        if array.size == 0:  # accepted here, it failed later inside OpenCV's resize
+            raise DatasetError(
+                f"flow map {path} has shape {array.shape}: it is empty; expected (3, H, W) with H and W at least 1"
+            )
         if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
             raise DatasetError(f"flow map {path} holds {array.dtype} values; expected real numbers")
         array = np.asarray(array, dtype=np.float32)

@@ -273,7 +273,9 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features:
         return
     from joblib import Parallel, delayed
 
-    tasks = (delayed(_run_chunk)([(OmegaConf.to_container(c, resolve=True), f) for c, f in chunk], index, features)
+    from mefnet.utils.workers import WithParent
+
+    tasks = (delayed(WithParent(_run_chunk))([(OmegaConf.to_container(c, resolve=True), f) for c, f in chunk], index, features)
              for chunk in chunks)
     for records in Parallel(n_jobs=n, return_as="generator")(tasks):
         yield from records

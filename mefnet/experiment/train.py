@@ -224,8 +224,10 @@ def run(cfg: DictConfig) -> list[dict] | None:
         elif n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
+            from mefnet.utils.workers import WithParent
+
             container = OmegaConf.to_container(cfg, resolve=True)
-            jobs = (delayed(_run_fold_job)(container, index, features, f) for f in todo)
+            jobs = (delayed(WithParent(_run_fold_job))(container, index, features, f) for f in todo)
             for rec in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
                 if rec is not None:
                     log_progress(exp_dir, rec, workers=n_jobs)

@@ -37,6 +37,7 @@ from torch import nn
 import mefnet
 from mefnet.models.registry import BACKBONE_GROUP, model_file_backbone, registered_backbones
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.identity import experiment_differences
 from mefnet.runs.store import ReportError, read_run
 from mefnet.training.augment import FlowAugment, mirror_averaged
 from mefnet.utils.files import atomic_path
@@ -301,6 +302,7 @@ def model_files(path: str | Path, seed: int | None = None, final: bool = True,
                                  f"{path} is one model file")
         return [path]
     runs = run_folders(path, seed)
+    _check_one_experiment(path, runs)
     finals = [run / FINAL_DIR / MODEL_FILE for run in runs]
     if final and all(f.is_file() for f in finals):
         return finals
@@ -308,6 +310,23 @@ def model_files(path: str | Path, seed: int | None = None, final: bool = True,
     for run in runs:
         files += _run_model_files(run, say or logging.getLogger("mefnet").warning)
     return files
+
+
+def _check_one_experiment(path: Path, runs: list[Path]) -> None:
+    """Refuse to average the seeds of ``path`` when they are not one experiment, by the
+    definition ``mefnet-table`` applies (:func:`mefnet.runs.identity.experiment_differences`
+    across seeds): their models would be an ensemble of different experiments."""
+    if len(runs) < 2:
+        return
+    records = [json.loads((run / "experiment.json").read_text()) for run in runs]
+    for run, record in zip(runs[1:], records[1:], strict=True):
+        diffs = experiment_differences(records[0], record, across_seeds=True)
+        if diffs:
+            shown = "; ".join(diffs[:3]) + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
+            raise ModelFileError(
+                f"{runs[0]} and {run} differ in more than the seed, so they are not seeds of one "
+                f"experiment (differing: {shown}); pass --seed N to use one of them"
+            )
 
 
 def _run_model_files(path: Path, say: Callable[[str], None]) -> list[Path]:

@@ -104,11 +104,20 @@ def _frame_number(text: str, what: str, name: str) -> int:
     return int(value)
 
 
+# Below this many pixels a side no flow method can run (OpenCV asserts inside its resize).
+MIN_SIDE = 2
+
+
 def _read(path: Path, what: str, name: str) -> np.ndarray:
     try:
-        return read_image(path)
+        image = read_image(path)
     except DatasetError as e:
         raise ClipError(f"{name}: {what} frame: {e}") from None
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ClipError(f"{name}: {what} frame {path} is {width}x{height} pixels, too small to crop or compute "
+                        f"optical flow on; expected an image of a face (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+    return image
 
 
 @contextmanager

@@ -228,7 +228,14 @@ def pair_maps(onset: np.ndarray, apex: np.ndarray, prep: Preprocessing, clip_key
     cropper = prep.face_cropper(dataset)
     if cropper is not None:
         onset, apex = cropper.crop_pair(onset, apex, clip_key)
-    flow = compute_flow(onset, apex, prep.flow)
+    try:
+        flow = compute_flow(onset, apex, prep.flow)
+    except cv2.error as e:  # e.g. DIS on frames smaller than its patches: a bad clip, not a crash
+        reason = str(e).strip().splitlines()[-1]
+        raise DatasetError(
+            f"{clip_key}: optical flow cannot be computed on {onset.shape[1]}x{onset.shape[0]}-pixel frames "
+            f"(OpenCV: {reason}); expected larger frames of a face"
+        ) from None
     return PairMaps(onset, apex, flow, prep.finish(flow_maps(flow, prep.size)))
 
 
@@ -419,8 +426,10 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
         if n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
+            from mefnet.utils.workers import WithParent
+
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(_compute_entry_in_worker)(i, clip, prep, cache_root, key, files)
+                delayed(WithParent(_compute_entry_in_worker))(i, clip, prep, cache_root, key, files)
                 for i, clip, key, files in todo
             )
             for result in results:
