@@ -27,6 +27,19 @@ TINY_PRETRAIN = [
 ]
 
 
+# dataset=synthetic_multi: three tiny synthetic datasets (3 subjects, 12 clips each), the
+# training sizes of TINY_SYNTHETIC, for the cross-dataset protocols and the AU task.
+MULTI_PARTS = ("synth_a", "synth_b", "synth_c")
+TINY_MULTI = [
+    "dataset=synthetic_multi",
+    *[o for p in MULTI_PARTS for o in (f"dataset.index.parts.{p}.num_subjects=3", f"dataset.index.parts.{p}.num_clips=12",
+                                        f"dataset.index.parts.{p}.frame_size=48")],
+    "dataset.index.parts.synth_a.frames_per_clip=[5,6]",
+    "dataset.index.parts.synth_c.frames_per_clip=[7,8]",
+    *[o for o in TINY_SYNTHETIC if not o.startswith("dataset.")],
+]
+
+
 def tiny_overrides(tmp: Path, name: str, *extra: str) -> list[str]:
     """Overrides for a fast synthetic run writing under ``tmp``."""
     return [

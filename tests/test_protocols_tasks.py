@@ -20,21 +20,14 @@ from mefnet.runs.splits import Split, fold_contains
 from mefnet.runs.store import ReportError
 from mefnet.tasks import load_index
 from mefnet.tasks.au import au_scores
-from tests.helpers import TINY_SYNTHETIC
-
-PARTS = ("synth_a", "synth_b", "synth_c")
+from tests.helpers import MULTI_PARTS as PARTS
+from tests.helpers import TINY_MULTI
 
 
 def multi_overrides(tmp: Path, name: str, *extra: str) -> list[str]:
     """Three tiny synthetic datasets (3 subjects, 12 clips each) as dataset=synthetic_multi."""
-    small = []
-    for p in PARTS:
-        small += [f"dataset.index.parts.{p}.num_subjects=3", f"dataset.index.parts.{p}.num_clips=12",
-                  f"dataset.index.parts.{p}.frame_size=48"]
-    small += ["dataset.index.parts.synth_a.frames_per_clip=[5,6]", "dataset.index.parts.synth_c.frames_per_clip=[7,8]"]
-    keep = [o for o in TINY_SYNTHETIC if not o.startswith("dataset.")]
-    return ["dataset=synthetic_multi", *small, *keep, f"paths.output_dir={tmp / 'outputs'}",
-            f"paths.data_dir={tmp / 'data'}", f"experiment_name={name}", *extra]
+    return [*TINY_MULTI, f"paths.output_dir={tmp / 'outputs'}", f"paths.data_dir={tmp / 'data'}",
+            f"experiment_name={name}", *extra]
 
 
 @pytest.fixture(scope="module")

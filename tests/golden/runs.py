@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import TINY_PRETRAIN, TINY_SYNTHETIC
+from tests.helpers import TINY_MULTI, TINY_PRETRAIN, TINY_SYNTHETIC
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).with_name("golden.json")
@@ -30,7 +30,6 @@ UNSTABLE_KEYS = frozenset({"started", "finished", "seconds", "fit_seconds", "dur
                            "hostname", "pid", "path", "checkpoint", "model", "versions", "created", "elapsed_s",
                            "train_seconds", "predict_seconds", "wall_s", "timings", "timing"})
 
-PARTS = ("synth_a", "synth_b", "synth_c")
 INNER_VAL = ["selection=inner_val", "inner_val.every_n_epochs=1", "inner_val.min_epochs=1", "inner_val.smooth=1",
              "inner_val.val_fraction=0.3", "trainer.max_epochs=3", "data.batch_size=8"]
 # experiment=megc2019_flows's training options (flow augmentation, EMA, test-time mirror) on
@@ -39,14 +38,8 @@ RECIPE = ["augment=flow", "callbacks=ema", "test_time_mirror=true", "data.batch_
 
 
 def _multi(*extra: str) -> list[str]:
-    """Three tiny synthetic datasets (dataset=synthetic_multi), as tests/test_protocols_tasks.py."""
-    small = []
-    for p in PARTS:
-        small += [f"dataset.index.parts.{p}.num_subjects=3", f"dataset.index.parts.{p}.num_clips=12",
-                  f"dataset.index.parts.{p}.frame_size=48"]
-    small += ["dataset.index.parts.synth_a.frames_per_clip=[5,6]", "dataset.index.parts.synth_c.frames_per_clip=[7,8]"]
-    keep = [o for o in TINY_SYNTHETIC if not o.startswith("dataset.")]
-    return ["dataset=synthetic_multi", *small, *keep, *extra]
+    """Three tiny synthetic datasets (dataset=synthetic_multi, tests/helpers.py's TINY_MULTI)."""
+    return [*TINY_MULTI, *extra]
 
 
 # name -> (overrides, what it covers). Runs that share an experiment_name are steps of one
