@@ -47,6 +47,7 @@ from mefnet.training.divergence import MemberFiniteCheck
 from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
+from mefnet.utils.workers import WithParent
 
 log = logging.getLogger("mefnet")
 
@@ -272,8 +273,6 @@ def run_jobs(jobs: Sequence[tuple[DictConfig, str]], index: ClipIndex, features:
         yield from run_batched(chunks[0], index, features)
         return
     from joblib import Parallel, delayed
-
-    from mefnet.utils.workers import WithParent
 
     tasks = (delayed(WithParent(_run_chunk))([(OmegaConf.to_container(c, resolve=True), f) for c, f in chunk], index, features)
              for chunk in chunks)

@@ -67,6 +67,7 @@ from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
+from mefnet.utils.workers import WithParent
 
 # mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
 # launchers import it in every job process (joblib, submitit) and resolve the run
@@ -223,8 +224,6 @@ def run(cfg: DictConfig) -> list[dict] | None:
                 log_progress(exp_dir, rec, workers=min(n_jobs, len(todo)))
         elif n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
-
-            from mefnet.utils.workers import WithParent
 
             container = OmegaConf.to_container(cfg, resolve=True)
             jobs = (delayed(WithParent(_run_fold_job))(container, index, features, f) for f in todo)

@@ -31,6 +31,7 @@ from mefnet.preprocessing.flow import (
     normalize_maps,
 )
 from mefnet.utils.testing_seam import pause_point
+from mefnet.utils.workers import WithParent
 
 if TYPE_CHECKING:
     import torch
@@ -425,8 +426,6 @@ def _run(todo: list, prep: Preprocessing, cache_root: str, n_jobs: int, progress
     try:
         if n_jobs > 1 and len(todo) > 1:
             from joblib import Parallel, delayed
-
-            from mefnet.utils.workers import WithParent
 
             results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
                 delayed(WithParent(_compute_entry_in_worker))(i, clip, prep, cache_root, key, files)
