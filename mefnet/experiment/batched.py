@@ -41,6 +41,7 @@ from mefnet.experiment.fitting import (
     instantiate_loggers,
 )
 from mefnet.runs.store import claim_fold, fold_dir
+from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.divergence import MemberFiniteCheck
@@ -109,9 +110,7 @@ def vectorized(cfg: DictConfig) -> bool:
     (README, Engines): vmap saves a quarter of AM3F-FlowNet's CPU time, while STSTNet's
     few wide maps run faster one member after another (``STSTNet.batched_vectorize``
     is false)."""
-    value = str(cfg.get("vectorize", "auto")).lower()
-    if value not in ("auto", "true", "false"):
-        raise ValueError(f"vectorize: '{cfg.get('vectorize')}' is not one of auto, true, false")
+    value = choice("vectorize", str(cfg.get("vectorize", "auto")).lower(), VECTORIZE)
     if value == "auto":
         target = OmegaConf.select(cfg, "backbone._target_")
         return bool(getattr(get_class(target), "batched_vectorize", True)) if target else True
