@@ -713,3 +713,146 @@ def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_pat
     line = _one_line(out)
     assert "sub01_01.npy has shape (3, 0, 28): it is empty; expected (3, H, W)" in line, line
     assert f"{labels}, row 3" in line, line
+
+
+# ---------------------------------------------------------------------------- stored AU predictions
+
+AU_CELLS = {0: "4+15", 1: "6+12", 2: "1+2"}  # class -> the clip's AUs in labels.csv (15 and 6 outside the set)
+
+
+@pytest.fixture(scope="module")
+def au_finished(tmp_path_factory) -> Path:
+    """A finished task=au run (2 LOSO folds of 3 clips, 1 epoch) on a tiny flow folder with an
+    ``aus`` column; tests copy it before changing anything."""
+    from tests.flow_trees import make_flow_folder
+
+    base = tmp_path_factory.mktemp("au-integrity")
+    make_flow_folder(base / "flows", {"casme2": 2}, clips_per_subject=3, aus=AU_CELLS)
+    run(compose(_au_overrides(base)))
+    return base
+
+
+def _au_overrides(base: Path) -> list[str]:
+    return ["dataset=flow_folder", f"dataset.index.root={base / 'flows'}", "task=au", "task.au_set=[1,2,4,12]",
+            "trainer.max_epochs=1", "preprocessing.n_jobs=1", "logger=none", "save_checkpoint=false",
+            "save_model=false", f"paths.output_dir={base / 'outputs'}", f"paths.data_dir={base / 'data'}",
+            "experiment_name=au"]
+
+
+def _au_copy(au_finished: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(au_finished / "outputs", tmp_path / "outputs")
+    exp = tmp_path / "outputs" / "au" / "seed_42"
+    return exp, exp / "folds" / "casme2" / "sub02" / "predictions.csv"
+
+
+def _flip_truth(r: dict) -> dict:
+    """AU4 of the row's truth flipped, ``true`` rewritten to match (an edit that agrees with itself)."""
+    cells = {**r, "true_AU4": str(1 - int(r["true_AU4"]))}
+    names = ("AU1", "AU2", "AU4", "AU12")
+    return {"true_AU4": cells["true_AU4"],
+            "true": "+".join(n.removeprefix("AU") for n in names if cells[f"true_{n}"] == "1")}
+
+
+def _flip_prediction(r: dict) -> dict:
+    cells = {**r, "pred_AU12": str(1 - int(r["pred_AU12"]))}
+    names = ("AU1", "AU2", "AU4", "AU12")
+    return {"pred_AU12": cells["pred_AU12"],
+            "pred": "+".join(n.removeprefix("AU") for n in names if cells[f"pred_{n}"] == "1")}
+
+
+# Each edit of line 2 of an AU fold's predictions.csv, and the column the refusal names.
+AU_EDITS = {
+    "true and its AU columns": (_flip_truth, "true_AU4"),
+    "pred and its AU columns": (_flip_prediction, "pred_AU12"),
+    "a NaN probability": (lambda r: {"prob_AU1": "nan"}, "prob_AU1"),
+    "a probability above 1": (lambda r: {"prob_AU2": "1.5"}, "prob_AU2"),
+}
+
+
+def test_the_au_run_stores_each_clips_truth_as_recorded(au_finished):
+    exp = au_finished / "outputs" / "au" / "seed_42"
+    rows = [r for p in sorted(exp.glob("folds/*/*/predictions.csv")) for r in _row_list(p)]
+    assert len(rows) == 6
+    for r in rows:  # 15 and 6 are outside the AU set: left out of the truth
+        assert r["true"] == {"4+15": "4", "6+12": "12", "1+2": "1+2"}[AU_CELLS[int(r["clip"][-2:]) % 3]]
+
+
+def _row_list(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("edit", list(AU_EDITS))
+def test_the_table_refuses_edited_au_predictions_naming_file_line_and_column(au_finished, tmp_path, edit):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    change, column = AU_EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    out = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "table"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column '{column}'" in said[0], out.stderr
+    assert "The fold is damaged" in out.stderr
+    assert not (tmp_path / "table").exists()
+
+
+def test_an_au_truth_that_disagrees_with_clips_csv_names_the_clip_and_its_recorded_aus(au_finished, tmp_path):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    r = _row(preds, 2)
+    _edit_row(preds, 2, **_flip_truth(r))
+    with pytest.raises(ReportError) as e:
+        write_table([exp], tmp_path / "table")
+    key = f"casme2/sub02/{r['clip']}"
+    assert f"clip {key} has AUs '{AU_CELLS[int(r['clip'][-2:]) % 3]}' in the experiment's clips.csv" in str(e.value)
+
+
+@pytest.mark.parametrize("edit", ["true and its AU columns", "pred and its AU columns"])
+def test_a_resume_recomputes_an_au_fold_with_edited_predictions(au_finished, tmp_path, caplog, edit):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    intact = preds.read_text()
+    change, column = AU_EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    overrides = [*_au_overrides(tmp_path), f"paths.data_dir={au_finished / 'data'}",
+                 f"dataset.index.root={au_finished / 'flows'}"]
+    with caplog.at_level("WARNING", logger="mefnet"):
+        run(compose(overrides))
+    assert "fold casme2/sub02 is marked finished but is damaged" in caplog.text
+    assert f"{preds}, line 2, column '{column}'" in caplog.text
+    assert preds.read_text() == intact  # recomputed, deterministically
+
+
+# ---------------------------------------------------------------------------- probabilities are required
+
+
+def _without_probabilities(path: Path) -> None:
+    rows = _row_list(path)
+    kept = [k for k in rows[0] if not k.startswith("prob_")]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=kept, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_an_emotion_fold_without_probability_columns_is_damaged_refused_and_recomputed(finished, tmp_path):
+    # Every predictions.csv mefnet-train writes has prob_<class> columns: one without them
+    # was edited, and its pred could no longer be checked.
+    exp, overrides = _copy(finished, tmp_path)
+    preds = exp / "folds" / "synthetic" / "sub02" / "predictions.csv"
+    intact = preds.read_text()
+    _without_probabilities(preds)
+    table = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert table.returncode == 1 and "Traceback" not in table.stderr, table.stderr
+    assert (f"{preds}: missing column(s) ['prob_negative', 'prob_positive', 'prob_surprise']; expected one "
+            "prob_<class> column per class") in table.stderr
+    assert "The fold is damaged" in table.stderr and not (tmp_path / "t").exists()
+    out = _train_cli(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr
+    assert "fold synthetic/sub02 is marked finished but is damaged" in (exp / "train.log").read_text()
+    assert preds.read_text() == intact
+
+
+def test_an_au_fold_without_probability_columns_is_damaged(au_finished, tmp_path):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    _without_probabilities(preds)
+    with pytest.raises(ReportError, match=re.escape(f"{preds}: missing column(s) ['prob_AU1', 'prob_AU2', "
+                                                    "'prob_AU4', 'prob_AU12']; expected one prob_<AU> column")):
+        write_table([exp], tmp_path / "table")
