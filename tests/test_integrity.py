@@ -658,10 +658,9 @@ def test_a_training_loss_that_settles_leaves_no_warning(finished):
         assert "warnings" not in json.loads(marker.read_text())
 
 
-@pytest.mark.parametrize("engine", ["batched", "per_fold"])
-def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engine):
-    # SIGKILL runs no handler in the parent: without a watcher in each worker, loky's
-    # workers went on training their folds for minutes (holding the folds' locks).
+def _workers_end_with_their_killed_parent(tmp_path: Path, *args: str) -> None:
+    """Start ``mefnet-train *args`` (two loky workers each training a fold of the "orphans"
+    experiment), SIGKILL it once both are busy, and require both workers gone within 10 s."""
     import os
     import signal
     import subprocess
@@ -671,9 +670,7 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
     import psutil
 
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "mefnet.experiment.train",
-           *tiny_overrides(tmp_path, "orphans", "n_jobs=2", f"engine={engine}",
-                                            "trainer.max_epochs=100000")]
+    cmd = [sys.executable, "-m", "mefnet.experiment.train", *args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -683,8 +680,8 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
         while time.monotonic() < deadline and proc.poll() is None:
             workers = [p for p in parent.children(recursive=True)
                        if any("popen_loky" in part for part in p.cmdline())]
-            # Both workers busy with a fold (its folder made) before the kill.
-            if len(workers) >= 2 and len(list((tmp_path / "outputs").glob("orphans/seed_*/folds/*/*"))) >= 2:
+            # Both workers busy with a fold (its lock taken) before the kill.
+            if len(workers) >= 2 and len(list((tmp_path / "outputs").glob("orphans/seed_*/folds/*/*/.lock"))) >= 2:
                 break
             time.sleep(0.2)
         assert proc.poll() is None and len(workers) >= 2, "the run never reached its two fold workers"
@@ -698,6 +695,41 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize("engine", ["batched", "per_fold"])
+def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engine):
+    # SIGKILL runs no handler in the parent: without a watcher in each worker, loky's
+    # workers went on training their folds for minutes (holding the folds' locks).
+    _workers_end_with_their_killed_parent(
+        tmp_path, *tiny_overrides(tmp_path, "orphans", "n_jobs=2", f"engine={engine}", "trainer.max_epochs=100000"))
+
+
+def test_killing_the_parent_ends_the_joblib_launchers_jobs_within_seconds(tmp_path):
+    # Hydra's joblib launcher starts its jobs (here one per seed) in loky workers of its
+    # own; each job watches mefnet-train like mefnet's own fold workers do.
+    _workers_end_with_their_killed_parent(
+        tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
+        *tiny_overrides(tmp_path, "orphans", "n_jobs=1", "engine=per_fold", "trainer.max_epochs=100000"))
+
+
+def test_a_launcher_job_that_starts_after_its_parent_died_ends_at_once_and_other_hosts_are_left_alone():
+    # A kill between the launcher handing out a job and the job's start: the worker is
+    # already re-parented when the job looks, and must not go on to train.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = ("from mefnet.utils.workers import exit_with_launcher_parent; exit_with_launcher_parent(); "
+           "print('trained')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for host, expected in ((socket.gethostname(), (1, "")), ("elsewhere", (0, "trained\n"))):
+        out = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60,
+                             env={**env, "MEFNET_LAUNCHER_PARENT": f"{host} {dead.pid}"})
+        assert (out.returncode, out.stdout) == expected, (host, out.stderr)
 
 
 def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_path):

@@ -67,7 +67,7 @@ from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
-from mefnet.utils.workers import WithParent
+from mefnet.utils.workers import WithParent, exit_with_launcher_parent, mark_launcher_parent
 
 # mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
 # launchers import it in every job process (joblib, submitit) and resolve the run
@@ -311,6 +311,7 @@ def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
 def task(cfg: DictConfig) -> str | float:
     """One Hydra job: run the configured fold(s); returns the experiment directory, or,
     in a recipe search (``optimized_metric`` set), the trial's inner-validation objective."""
+    exit_with_launcher_parent()  # a joblib launcher's job ends with mefnet-train (SIGKILL included)
     searching = optimized_metric(cfg) is not None  # refuses a search without inner_val first
     run(cfg)
     if searching:
@@ -355,6 +356,7 @@ def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
+    mark_launcher_parent()  # before Hydra's launcher starts its workers, which inherit it
 
     def entry() -> None:
         hydra_callbacks._failures.clear()
