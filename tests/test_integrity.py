@@ -438,13 +438,14 @@ def test_the_table_command_refuses_an_edited_pred_in_one_line(finished, tmp_path
 
 
 @pytest.mark.parametrize("edit", ["pred and pred_name", "true and true_name", "a NaN probability"])
-def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, caplog, edit):
+def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, edit):
     exp, preds, overrides = _edited(finished, tmp_path, edit, fold="sub03")
     intact = (finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub03" / "predictions.csv")
-    with caplog.at_level("WARNING", logger="mefnet"):
-        run(compose(overrides))
-    assert "fold synthetic/sub03 is marked finished but is damaged" in caplog.text
-    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in caplog.text
+    out = _train_cli(tmp_path, *overrides)  # mefnet-train, as the user resumes
+    assert out.returncode == 0, out.stderr
+    log = (exp / "train.log").read_text()
+    assert "fold synthetic/sub03 is marked finished but is damaged" in log
+    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in log
     assert preds.read_text() == intact.read_text()  # recomputed, deterministically
 
 
@@ -469,6 +470,11 @@ def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
     _edit_row(preds, 3, prob_negative="nan")
     with pytest.raises(ReportError, match=re.escape(f"{preds}, line 3, column 'prob_negative'")):
         write_table([base / "outputs" / "exp"], tmp_path / "table", ensemble=True)
+    out = _table_cli(tmp_path, str(base / "outputs" / "exp"), "--ensemble", "--out", str(tmp_path / "t"))
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(said) == 1 and f"{preds}, line 3, column 'prob_negative'" in said[0], out.stderr
+    assert not (tmp_path / "t").exists()
 
 
 # ---------------------------------------------------------------------------- one message, once
@@ -636,7 +642,7 @@ def test_a_model_file_whose_config_disagrees_with_its_weights_is_one_line(finish
                           str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # mefnet-predict's refused input
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-predict: ")]
     assert len(said) == 1 and f"{edited}: the stored config disagrees with the weights" in said[0], out.stderr
     assert "preprocessing.size" in said[0]
@@ -888,3 +894,79 @@ def test_an_au_fold_without_probability_columns_is_damaged(au_finished, tmp_path
     with pytest.raises(ReportError, match=re.escape(f"{preds}: missing column(s) ['prob_AU1', 'prob_AU2', "
                                                     "'prob_AU4', 'prob_AU12']; expected one prob_<AU> column")):
         write_table([exp], tmp_path / "table")
+
+
+# ---------------------------------------------------------------------------- the catalogue, by the command
+
+
+@pytest.mark.parametrize("cell, problem", [
+    ("ABS", "contains a path separator"),  # an absolute path (in tmp): a fold that never finished
+    ("..", "starts with '.'"),             # likewise
+    ("sub\x0103", "contains a control character"),
+], ids=["absolute", "dot-dot", "control-character"])
+def test_a_flow_folder_subject_that_is_not_a_name_is_refused_by_the_command_writing_no_fold(tmp_path, cell, problem):
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    cell = str(tmp_path / "abs") if cell == "ABS" else cell
+    with (root / "labels.csv").open("a") as f:
+        f.write(f"casme2,{cell},c,0\n")
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none")
+    line = _one_line(out)
+    assert f"{root / 'labels.csv'}, row 8: subject {cell!r} {problem}" in line, line
+    assert not (tmp_path / "abs").exists() and not list((tmp_path / "outputs").rglob("fold.json"))
+    assert not list((tmp_path / "outputs").rglob("experiment.json"))
+
+
+def test_a_frames_csv_clip_id_with_dot_dot_is_refused_by_the_command(tmp_path):
+    from tests.dataset_trees import write_frames
+
+    root = tmp_path / "frames"
+    root.mkdir()
+    (root / "clips.csv").write_text("subject,clip,onset,apex,offset,label\np1,c1,10,12,14,happy\n"
+                                    "p2,c1,5,6,8,sad\np2,../c3,5,6,8,sad\n")
+    write_frames(root / "p1" / "c1", range(10, 15), "img{}.jpg")
+    write_frames(root / "p2" / "c1", range(5, 9), "img{}.jpg")
+    out = _train_cli(tmp_path, "dataset=frames_csv", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=frames", "logger=none")
+    line = _one_line(out)
+    assert f"{root / 'clips.csv'}, row 4" in line and "clip '../c3' contains a path separator" in line, line
+    assert not list(tmp_path.rglob("c3*")) and not list((tmp_path / "outputs").rglob("experiment.json"))
+
+
+@pytest.mark.parametrize("edit", ["true and true_name", "a NaN probability", "probabilities of another class"])
+def test_the_table_command_refuses_edited_truth_and_probabilities_in_one_line(finished, tmp_path, edit):
+    exp, preds, _ = _edited(finished, tmp_path, edit)
+    out = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column" in said[0] and EDITS[edit][1] in said[0], out.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_full_disk_or_unwritable_folder_during_a_run_is_one_line_from_the_command(tmp_path, monkeypatch, capsys):
+    # Root (as in CI) writes into read-only folders, and no test can fill a disk: the
+    # errors are raised where mefnet-train records its experiment, through the command.
+    import errno
+    import os
+    import sys
+
+    import mefnet.experiment.train as train
+
+    for code, hint in ((errno.ENOSPC, "the disk is full"), (errno.EACCES, "make it writable"),
+                       (errno.EROFS, "read-only")):
+        def full(path, data, code=code):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(train, "write_json", full)
+        monkeypatch.setattr(sys, "argv", ["mefnet-train", *tiny_overrides(tmp_path, f"full{code}")])
+        with pytest.raises(SystemExit) as e:
+            train.main()
+        exp = tmp_path / "outputs" / f"full{code}" / "seed_42"
+        first, *rest = str(e.value.code).splitlines()
+        assert first.startswith(f"mefnet-train: cannot write {exp / 'experiment.json'}: {os.strerror(code)}; ")
+        assert hint in first, first
+        assert rest == ["(HYDRA_FULL_ERROR=1 or --debug shows the traceback)"]
+        assert "Traceback" not in capsys.readouterr().err
+        assert not (exp / "experiment.json").exists() and not (exp / "folds").exists()

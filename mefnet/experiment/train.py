@@ -67,7 +67,7 @@ from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
-from mefnet.utils.workers import WithParent, exit_with_launcher_parent, mark_launcher_parent
+from mefnet.utils.workers import WithParent, exit_with_launcher_parent, launcher_parent
 
 # mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
 # launchers import it in every job process (joblib, submitit) and resolve the run
@@ -356,7 +356,6 @@ def main() -> None:
     """Console entry point (``mefnet-train``)."""
     register_plugins()
     quiet()  # before Hydra's launchers log (mefnet.utils.quiet)
-    mark_launcher_parent()  # before Hydra's launcher starts its workers, which inherit it
 
     def entry() -> None:
         hydra_callbacks._failures.clear()
@@ -367,7 +366,8 @@ def main() -> None:
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
     sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like
-    cli("mefnet-train", entry)
+    with launcher_parent():  # a joblib launcher's workers inherit it: their jobs end with this process
+        cli("mefnet-train", entry)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,18 @@ watcher in the worker that ends it as soon as its parent is gone (re-parented).
 
 Hydra's joblib launcher (``mefnet-train -m hydra/launcher=joblib``) starts its jobs in
 loky workers too, out of mefnet's reach: ``mefnet-train`` names itself in the
-environment its workers inherit (:func:`mark_launcher_parent`) and each job starts the
+environment its workers inherit (:func:`launcher_parent`) and each job starts the
 same watcher first (:func:`exit_with_launcher_parent`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # "<host> <pid>" of the mefnet-train process whose launcher starts the jobs (inherited by
@@ -85,9 +86,20 @@ class WithParent:
         return self.fn(*args, **kwargs)
 
 
-def mark_launcher_parent() -> None:
-    """Record this process as the parent of the jobs its Hydra launcher will start."""
+@contextlib.contextmanager
+def launcher_parent() -> Iterator[None]:
+    """This process named, for the block, as the parent of the jobs its Hydra launcher
+    starts; the environment is restored after it (a caller in the same process, a test or a
+    notebook, is not left marked)."""
+    before = os.environ.get(LAUNCHER_PARENT_ENV)
     os.environ[LAUNCHER_PARENT_ENV] = f"{socket.gethostname()} {os.getpid()}"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LAUNCHER_PARENT_ENV, None)
+        else:
+            os.environ[LAUNCHER_PARENT_ENV] = before
 
 
 def exit_with_launcher_parent() -> None:
