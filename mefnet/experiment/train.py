@@ -332,9 +332,37 @@ def _kept_error(task_function, failed: list[Exception]):
             if HydraConfig.get().mode != RunMode.RUN:
                 raise
             failed.append(e)
+            _remove_unstarted_run_folder(Path(cfg.paths.output_dir).absolute())
             return None
 
     return run_task
+
+
+def _remove_unstarted_run_folder(output_dir: Path) -> None:
+    """After a refused single run that recorded nothing (a bad data file: no
+    experiment.json) and logged nothing: the seed folder Hydra made for it, with its empty
+    log, and the folders above it up to ``output_dir`` where they are left empty. The output
+    folder is then as it was; a log with lines in it is kept (it says what happened)."""
+    out = Path(HydraConfig.get().runtime.output_dir).absolute()
+    if (out / EXPERIMENT).exists() or output_dir not in out.parents:
+        return
+    logs = [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == out]
+    for h in logs:
+        h.flush()
+    if any(Path(h.baseFilename).is_file() and Path(h.baseFilename).stat().st_size for h in logs):
+        return
+    for h in logs:
+        logging.getLogger().removeHandler(h)
+        h.close()
+        Path(h.baseFilename).unlink(missing_ok=True)
+    folder = out
+    while folder != output_dir:
+        try:
+            folder.rmdir()  # only an empty folder: anything else in it stays
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def register_plugins() -> None:
