@@ -449,16 +449,32 @@ def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, 
     assert preds.read_text() == intact.read_text()  # recomputed, deterministically
 
 
-def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path):
+def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
     from mefnet.inference.checkpoint import ModelFileError, load_models
+    from mefnet.inference.predict import main as predict_main
     from mefnet.report.compare import compare
 
     exp, preds, _ = _edited(finished, tmp_path, "true and true_name")
     with pytest.raises(ReportError, match=re.escape(f"{preds}, line 2, column 'true'")):
         compare(exp, finished / "outputs" / "exp" / "seed_42")
+    out = _table_cli(tmp_path, "--compare", str(exp), str(finished / "outputs" / "exp" / "seed_42"),
+                     "--out", str(tmp_path / "cmp"))
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(said) == 1 and f"{preds}, line 2, column 'true'" in said[0], out.stderr
     with pytest.raises(ModelFileError, match=re.escape(f"{preds}, line 2, column 'true'")):
         load_models(exp, final=False)
     assert len(load_models(finished / "outputs" / "exp" / "seed_42", final=False)) == 4
+    for name in ("onset.png", "apex.png"):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / name)
+    capsys.readouterr()
+    assert predict_main([str(exp), "--onset", str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")]) == 1
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("mefnet-predict: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column 'true'" in said[0] and "Traceback" not in err, err
 
 
 def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):

@@ -332,7 +332,10 @@ def _kept_error(task_function, failed: list[Exception]):
             if HydraConfig.get().mode != RunMode.RUN:
                 raise
             failed.append(e)
-            _remove_unstarted_run_folder(Path(cfg.paths.output_dir).absolute())
+            try:
+                _remove_unstarted_run_folder(Path(cfg.paths.output_dir).absolute())
+            except Exception:  # a tidy-up that fails must not hide the error the user is to read
+                log.debug("the refused run's folder was left as it is", exc_info=True)
             return None
 
     return run_task
