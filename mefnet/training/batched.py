@@ -65,7 +65,6 @@ the end), in eval mode, exactly as in a fit of its own.
 from __future__ import annotations
 
 import copy
-import inspect
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -79,7 +78,7 @@ from torch.func import functional_call, vmap
 from torch.optim.swa_utils import AveragedModel
 
 from mefnet.data.datamodule import MERDataModule
-from mefnet.training.module import MERModule
+from mefnet.training.module import MERModule, configure_optimizers
 
 
 class _MaskFeed:
@@ -519,10 +518,10 @@ class BatchedMERModule(L.LightningModule):
         self.__dict__["_storage"] = []
 
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=self._optimized_tensors(), **_foreach_default(self.optimizer_factory))
-        if self.scheduler_factory is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt)}}
+        # one optimizer over the members' flat parameters (see the module doc), built as a
+        # member's own fit builds it; the multi-tensor step, as K members hold many tensors
+        return configure_optimizers(self.optimizer_factory, self.scheduler_factory, self._optimized_tensors(),
+                                    foreach=True)
 
 
 class MemberAveraging(L.Callback):
@@ -626,24 +625,6 @@ class MemberAveraging(L.Callback):
         for avg, member in zip(self.models, pl_module.members, strict=True):
             for a, c in self._pairs(avg, member):
                 c.data.copy_(a.data)
-
-
-def _foreach_default(factory) -> dict:
-    """``foreach=True`` for an optimizer that takes it and was not told otherwise.
-
-    On the CPU PyTorch's optimizers default to a Python loop over the parameter tensors
-    (``foreach`` is the default on GPUs only); one batched fit holds K members' tensors
-    (2,652 for 34 AM3F-FlowNets), so that loop cost a tenth of a training step. The
-    multi-tensor implementation does the same arithmetic (Adam, AdamW and SGD give
-    bit-identical parameters, ``tests/test_batched.py``) and skips tensors without a
-    gradient as the loop does."""
-    func = getattr(factory, "func", factory)
-    given = getattr(factory, "keywords", {}) or {}
-    try:
-        accepts = "foreach" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    return {"foreach": True} if accepts and given.get("foreach") is None else {}
 
 
 def _cuda_state_for(seed: int, device: torch.device) -> torch.Tensor:
