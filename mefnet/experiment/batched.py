@@ -44,7 +44,7 @@ from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
-from mefnet.training.divergence import MemberFiniteCheck
+from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
@@ -129,7 +129,7 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     stage = "inner-validation run" if log_name else ""
     beats = [Heartbeat(fold_dir(cfg.experiment_dir, s), cfg.experiment_dir, s, stage=stage, suffix=f"/{name}",
                        announce=False, max_epochs=int(e)) for (cfg, s), name, e in zip(jobs, names, epochs, strict=True)]
-    checks = [MemberFiniteCheck(), GroupHeartbeat(cfg0.experiment_dir, list(names), stage=stage), *beats]
+    checks = [FiniteCheck(), GroupHeartbeat(cfg0.experiment_dir, list(names), stage=stage), *beats]
     trainer = build_trainer(cfg0, out, max_epochs, checks + list(trackers or []), loggers, every)
     # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
     # that member's own steps (one average of all members would count every step of the fit).
