@@ -161,7 +161,7 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
     module = build_module(cfg, index, dm, task)
     loggers = instantiate_loggers(cfg, out, subject_key, log_name)
     every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
-    heartbeat = Heartbeat(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
+    heartbeat = Heartbeat.of_fold(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
     trainer = build_trainer(cfg, out, max_epochs,
                             [FiniteCheck(subject_key), heartbeat] + ([] if tracker is None else [tracker]),
                             loggers, every)
