@@ -383,8 +383,7 @@ class BatchedMERModule(L.LightningModule):
             member = self.members[k]
             template = self._template(k)
             with self.member_rng(k):
-                if member.augment is not None:
-                    x = member.augment(x)
+                x = member.augmented(x)
                 masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.backbone, x)]
             groups.setdefault((self.architectures[k], tuple(x.shape)), []).append((k, x, y, masks))
         self.stepped = [k for group in groups.values() for k, *_ in group]
@@ -404,7 +403,7 @@ class BatchedMERModule(L.LightningModule):
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
             preds = logits.detach().argmax(dim=-1)
             for j, (k, _, y, _) in enumerate(group):
-                loss = self.members[k].loss_fn(logits[j], y)
+                loss = self.members[k].loss_of(logits[j], y)
                 self._count(k, loss, preds[j], y)
                 total = loss if total is None else total + loss
         return total
@@ -425,10 +424,7 @@ class BatchedMERModule(L.LightningModule):
             x, y = b
             member = self.members[k]
             with self.member_rng(k):
-                if member.augment is not None:
-                    x = member.augment(x)
-                logits = member(x)
-                loss = member.loss_fn(logits, y)
+                loss, logits = member.step_loss(x, y)
             self.stepped.append(k)
             self._count(k, loss, logits.detach().argmax(dim=1), y)
             total = loss if total is None else total + loss

@@ -82,14 +82,31 @@ class MERModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    # The training step (augment, forward, loss) is these three methods, which both engines
+    # call: a fold fitted on its own through step_loss; the batched engine's looped path
+    # through step_loss under each member's random stream, its vmapped path through
+    # augmented and loss_of with one vectorised forward pass of the members in between
+    # (mefnet.training.batched). A subclass changes the step for both engines here.
+
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch's input maps as the step sees them (``augment``, when configured;
+        draws from the global RNG)."""
+        return x if self.augment is None else self.augment(x)
+
+    def loss_of(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch's logits."""
+        return self.loss_fn(logits, y)
+
+    def step_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step's loss and logits: augment, forward, loss (no metric updated)."""
+        logits = self(self.augmented(x))
+        return self.loss_of(logits, y), logits
+
     def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of one batch (augmented as configured) and its predictions.
         Updates the training metrics; draws dropout and augmentation from the global RNG."""
         x, y = batch
-        if self.augment is not None:
-            x = self.augment(x)
-        logits = self(x)
-        loss = self.loss_fn(logits, y)
+        loss, logits = self.step_loss(x, y)
         preds = logits.argmax(dim=1)
         self.train_uf1(preds, y)
         self.train_uar(preds, y)
