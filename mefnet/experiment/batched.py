@@ -27,7 +27,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,7 +42,7 @@ from mefnet.experiment.fitting import (
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
-from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
+from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat, Member
 from mefnet.training.module import MERModule
@@ -132,10 +131,6 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
                      stage=stage)
     checks = [FiniteCheck(), beat]
     trainer = build_trainer(cfg0, out, max_epochs, checks + list(trackers or []), loggers, every)
-    # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
-    # that member's own steps (one average of all members would count every step of the fit).
-    trainer.callbacks[:] = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb
-                            for cb in trainer.callbacks]
     members, states = [], []
     for (cfg, _), dm in zip(jobs, dms, strict=True):
         members.append(build_module(cfg, index, dm))
