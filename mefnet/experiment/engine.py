@@ -99,27 +99,23 @@ class Engine(Protocol):
 
 
 def selection_rule(cfg: DictConfig) -> str:
-    """The selection rule of ``cfg`` in words (stored with the experiment); refuses an
-    unknown rule or an ``inner_val`` without its block."""
-    if cfg.selection == "fixed_epochs":
+    """The selection rule of ``cfg`` in words (stored with the experiment). The rule's name
+    and its ``inner_val`` block were checked by the schema (:mod:`mefnet.schema`) before the
+    run started, which is the one place an unknown rule is refused."""
+    if not uses_inner_val(cfg.selection):
         return (
             f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
             "after training; it is never used for early stopping, checkpoint choice or priors"
         )
-    if uses_inner_val(cfg.selection):
-        iv = cfg.get("inner_val")
-        if iv is None:
-            raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
-        then = ("retrained on the whole training fold for that many epochs" if iv.refit
-                else "the weights of that epoch kept")
-        return (
-            f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
-            f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
-            f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
-            "never used for epoch choice, checkpoint choice or priors"
-        )
-    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
-
+    iv = cfg.inner_val
+    then = ("retrained on the whole training fold for that many epochs" if iv.refit
+            else "the weights of that epoch kept")
+    return (
+        f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
+        f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
+        f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
+        "never used for epoch choice, checkpoint choice or priors"
+    )
 
 
 def run_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: torch.Tensor) -> list[dict]:
@@ -128,8 +124,6 @@ def run_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: t
     (the batched engine checks this)."""
     quiet_lightning()
     cfg0 = jobs[0][0]
-    for cfg, _ in jobs:
-        selection_rule(cfg)  # refuses an unknown rule before any training
     torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
     start = time.perf_counter()
     outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]

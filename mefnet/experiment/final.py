@@ -56,22 +56,21 @@ def final_dir(experiment_dir: str | Path) -> Path:
 
 
 def final_epochs(cfg: DictConfig, experiment_dir: str | Path) -> tuple[int, str]:
-    """The epoch count of the final model and the rule that gave it (see the module doc)."""
-    if cfg.selection == "fixed_epochs":
+    """The epoch count of the final model and the rule that gave it (see the module doc);
+    ``cfg.selection`` was checked by the schema (:mod:`mefnet.schema`)."""
+    if not uses_inner_val(cfg.selection):
         n = int(cfg.trainer.max_epochs)
         return n, f"fixed_epochs: the recipe's {n} epochs"
-    if uses_inner_val(cfg.selection):
-        chosen = sorted(int(r["selection"]["best_epoch"]) for r in fold_records(experiment_dir).values()
-                        if r.get("status") == "complete" and "best_epoch" in (r.get("selection") or {}))
-        if not chosen:
-            raise ValueError(
-                f"fold=none with selection=inner_val takes its epoch count from the LOSO folds of {experiment_dir}, "
-                "and none has finished: run the LOSO first (the same command without fold=none), or use "
-                "selection=fixed_epochs")
-        n = max(1, math.floor(statistics.median(chosen)))
-        return n, (f"inner_val: the median of the epochs chosen by {len(chosen)} finished LOSO folds "
-                   f"(range {chosen[0]}..{chosen[-1]}), rounded down")
-    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
+    chosen = sorted(int(r["selection"]["best_epoch"]) for r in fold_records(experiment_dir).values()
+                    if r.get("status") == "complete" and "best_epoch" in (r.get("selection") or {}))
+    if not chosen:
+        raise ValueError(
+            f"fold=none with selection=inner_val takes its epoch count from the LOSO folds of {experiment_dir}, "
+            "and none has finished: run the LOSO first (the same command without fold=none), or use "
+            "selection=fixed_epochs")
+    n = max(1, math.floor(statistics.median(chosen)))
+    return n, (f"inner_val: the median of the epochs chosen by {len(chosen)} finished LOSO folds "
+               f"(range {chosen[0]}..{chosen[-1]}), rounded down")
 
 
 def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Tensor],

@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 import mefnet
@@ -28,6 +29,7 @@ from mefnet.report.tracking import wandb_run_settings
 from mefnet.runs.splits import split_of
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
+from mefnet.training.averaging import MemberAveraging
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
@@ -146,6 +148,10 @@ def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, 
     if validate_every is not None:
         extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
     configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    # A weight-averaging callback (callbacks=ema) runs through the one member-axis path:
+    # one average per member, updated by that member's own steps (for the batched engine,
+    # one average of all members would count every step of the fit).
+    configured = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb for cb in configured]
     bar = progress_bar()  # on a terminal only (mefnet.training.progress_bar)
     if bar is not None:
         configured.append(bar)
@@ -161,7 +167,7 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
     module = build_module(cfg, index, dm, task)
     loggers = instantiate_loggers(cfg, out, subject_key, log_name)
     every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
-    heartbeat = Heartbeat(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
+    heartbeat = Heartbeat.of_fold(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
     trainer = build_trainer(cfg, out, max_epochs,
                             [FiniteCheck(subject_key), heartbeat] + ([] if tracker is None else [tracker]),
                             loggers, every)
