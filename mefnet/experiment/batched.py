@@ -43,6 +43,7 @@ from mefnet.experiment.fitting import (
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
+from mefnet.tasks.emotion_au import is_emotion_au
 from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
 from mefnet.training.divergence import MemberFiniteCheck
 from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
@@ -75,6 +76,8 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
 
     if is_au(first):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
+    if is_emotion_au(first):
+        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=emotion_au")
     protocol = first.get("protocol")
     if protocol is not None and str(protocol.get("name", "loso")) != "loso":
         raise ValueError(f"engine=batched runs protocol=loso only; use engine=per_fold with "
