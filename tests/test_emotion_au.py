@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -237,6 +239,12 @@ def test_a_loso_run_trains_every_clip_writes_emotion_predictions_and_au_predicti
         for r in aus:
             assert r["true"] == {"0": "4", "1": "12", "2": ""}[next(p["true"] for p in preds if p["clip"] == r["clip"])]
             assert 0.0 <= float(r["prob_AU4"]) <= 1.0 and r["thr_AU4"] == "0.50"
+    # benchmarks/au_real.py scores the AU head on the clips task=au scores: an AU of the set.
+    done = subprocess.run([sys.executable, "benchmarks/au_real.py", str(exp)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert "mtl: test folds, 1 seed(s) (42), 8 clips, 4 folds" in done.stdout
+    assert "| AU4 | 4 |" in done.stdout and "| AU12 | 4 |" in done.stdout
 
 
 def test_with_au_weight_zero_the_emotion_predictions_and_table_are_those_of_task_emotion(mixed_folder, tmp_path):
