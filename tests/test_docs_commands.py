@@ -102,7 +102,7 @@ NOT_RUN = {
         "needs the real-data multi-task runs above (an emotion_au run in mefnet-table: tests/test_emotion_au.py)",
     "python benchmarks/au_real.py outputs/megc2019-am3f-au":
         "reads the real-data multi-task runs above (au_real.py on an emotion_au run: tests/test_emotion_au.py)",
-    "mefnet-table --compare outputs/megc2019-am3f/seed_1 outputs/megc2019-am3f-au/seed_1":
+    "mefnet-table --compare outputs/megc2019-am3f outputs/megc2019-am3f-au":
         "needs the real-data runs above; --compare in tests/test_paper_reports.py",
     "MEFNET_FLOW_ROOT=/tmp/au_dev mefnet-reproduce --set flows --only megc2019-au":
         "the set flows' AU rows on the real flow images; tests/test_reproduce_flows.py runs the set on a fake flow folder",
