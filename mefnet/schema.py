@@ -40,7 +40,7 @@ SELECTIONS = RULES
 _INNER_VAL_RULES = (INNER_VAL,)
 INNER_VAL_METRICS = ("uf1", "uar", "accuracy", "loss")
 PROTOCOLS = ("loso", "lodo", "holdout")
-TASKS = ("emotion", "au")
+TASKS = ("emotion", "au", "emotion_au")
 ENGINES = ("auto", "batched", "per_fold")
 VECTORIZE = ("auto", "true", "false")
 NORMALIZATIONS = ("minmax", "none", "standardize")
@@ -162,9 +162,13 @@ class Task:
     no_au_clips: str = "drop"
     threshold: str = "fixed"
     threshold_value: float = 0.5
+    au_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.name = choice("task", self.name, TASKS)
+        if self.name == "emotion_au":
+            self.au_weight = number("task.au_weight", self.au_weight, 0.0, open_low=False)
+            self.threshold_value = number("task.threshold_value", self.threshold_value, 0.0, 1.0)
         if self.name == "au":
             self.no_au_clips = choice("task.no_au_clips", self.no_au_clips, AU_NO_AU_CLIPS)
             self.threshold = choice("task.threshold", self.threshold, AU_THRESHOLDS)

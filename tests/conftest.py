@@ -46,7 +46,8 @@ def annotations(realdata: Path) -> Path:
 # fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
 TRAINING_MODULES = frozenset({
     "test_api", "test_api_notebook", "test_au_flows", "test_averaging", "test_batched", "test_benchmarks",
-    "test_cli", "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_ensemble",
+    "test_cli", "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_emotion_au",
+    "test_ensemble",
     "test_experiment_folders",
     "test_export", "test_face", "test_figure_formats", "test_final_model", "test_first_hour", "test_flow_cache",
     "test_golden", "test_integrity", "test_notebooks", "test_paper_reports", "test_partial_runs", "test_pictures",

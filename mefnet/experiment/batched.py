@@ -42,6 +42,7 @@ from mefnet.experiment.fitting import (
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
+from mefnet.tasks.emotion_au import is_emotion_au
 from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat, Member
@@ -74,6 +75,8 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
 
     if is_au(first):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
+    if is_emotion_au(first):
+        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=emotion_au")
     protocol = first.get("protocol")
     if protocol is not None and str(protocol.get("name", "loso")) != "loso":
         raise ValueError(f"engine=batched runs protocol=loso only; use engine=per_fold with "

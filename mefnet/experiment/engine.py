@@ -202,7 +202,9 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
     fold.json last (the mark of a finished fold). Every engine ends here (through :func:`finish_folds`).
 
     ``task=au``: ``probs`` are per-AU probabilities, cut at ``thresholds`` (per AU; the
-    task's fixed value when None)."""
+    task's fixed value when None). ``task=emotion_au``: ``probs`` hold the emotion
+    probabilities then the AU ones; the task runner writes the AU file and the rest is
+    written as for ``task=emotion``."""
     task = task or task_runner(cfg, index)
     if task.name == "au":
         thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
@@ -216,6 +218,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         train_counts = {n: int(v) for n, v in zip(task.output_names,
                                                   task.targets()[dm.train_idx].sum(0).tolist(), strict=True)}
     else:
+        probs = task.emotion_probabilities(out, dm, probs)  # task=emotion_au also writes its AU file
         train_counts = dm.train_class_counts()
         preds = probs.argmax(dim=1)
         names = index.class_names
@@ -230,7 +233,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
-    if task.name == "emotion":
+    if task.name != "au":
         fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
                       [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
     record = {

@@ -40,6 +40,8 @@ EXPERIMENT = "experiment.json"
 CLIPS = "clips.csv"
 FOLDS = "folds"
 PREDICTIONS = "predictions.csv"
+# task=emotion_au: the AU head's predictions of the fold's annotated test clips (AU format).
+AU_PREDICTIONS = "au_predictions.csv"
 FOLD_DONE = "fold.json"
 REQUIRED_COLUMNS = ("dataset", "subject", "clip", "true", "pred")
 
