@@ -76,8 +76,9 @@ class FoldRun(Protocol):
 
     def record_inner(self, k: int, tracker: Any, val_subjects: Sequence[str], **extra: Any) -> None:
         """Store fold ``k``'s inner validation in its ``selection`` (validation subjects,
-        ``n_val``, ``extra``, the tracker's curve and chosen epoch) and its AU thresholds
-        when ``task.threshold=inner_val``."""
+        ``n_val`` counted in ``dms[k]``, the fit's data modules, then ``extra``, the
+        tracker's curve and chosen epoch) and its AU thresholds when
+        ``task.threshold=inner_val``."""
         ...
 
 

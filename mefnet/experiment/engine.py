@@ -168,7 +168,12 @@ def run_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: t
         out.mkdir(parents=True, exist_ok=True)
     tasks = [task_runner(cfg, index) for cfg, _ in jobs]
     run = _FoldRun(engine, jobs, index, features, tasks)
-    rule_of(cfg0.selection).select(run)
+    rule = rule_of(cfg0.selection)
+    rule.select(run)
+    if len(run.dms) != len(jobs):  # a user's rule that forgot to say what its folds predict from
+        raise RuntimeError(f"selection={rule.name}: the rule's select left {len(run.dms)} data modules in run.dms "
+                           f"for {len(jobs)} folds; it must leave the data modules the test subjects are "
+                           "predicted from")
     return finish_folds(engine, jobs, index, run.dms, run.selections, run.thresholds, tasks, start)
 
 
