@@ -83,9 +83,12 @@ def user(tmp_path_factory):
 
 def test_a_user_selection_rule_trains_one_epoch_and_gives_the_final_model_its_epochs(user):
     base, env = user
-    args = ["--config-dir", str(base / "conf"), "experiment=last_evaluated", "experiment_name=toy-rule", *TINY]
-    run = mefnet("mefnet-train", *args, cwd=base, env=env)
+    def args(name: str) -> list[str]:
+        return ["--config-dir", str(base / "conf"), "experiment=last_evaluated", f"experiment_name={name}", *TINY]
+
+    run = mefnet("mefnet-train", *args("toy-rule"), cwd=base, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "engine=auto: batched" in run.stdout + run.stderr  # the rule is the engines' business, not theirs
     exp = base / "outputs" / "toy-rule" / "seed_42"
     assert json.loads((exp / "experiment.json").read_text())["selection"].startswith(
         "last_evaluated: 34% of the training subjects held out and scored")
@@ -96,7 +99,12 @@ def test_a_user_selection_rule_trains_one_epoch_and_gives_the_final_model_its_ep
         assert sel["rule"] == "last_evaluated" and sel["best_epoch"] == record["epochs"] == 1
         assert len(sel["val_subjects"]) == 1 and sel["n_val"] > 0 and len(sel["curve"]) == 1
         assert record["fold"] not in sel["val_subjects"]  # drawn among the training subjects
-    final = mefnet("mefnet-train", *args, "fold=none", cwd=base, env=env)
+    per_fold = mefnet("mefnet-train", *args("toy-rule-pf"), "engine=per_fold", cwd=base, env=env)
+    assert per_fold.returncode == 0, per_fold.stderr[-3000:]
+    assert [json.loads(p.read_text())["selection"]["val_subjects"]
+            for p in sorted((base / "outputs" / "toy-rule-pf" / "seed_42").glob("folds/*/*/fold.json"))] == \
+        [record["selection"]["val_subjects"] for record in folds]  # the same seeded draws under either engine
+    final = mefnet("mefnet-train", *args("toy-rule"), "fold=none", cwd=base, env=env)
     assert final.returncode == 0, final.stderr[-3000:]
     record = json.loads((exp / "final" / "final.json").read_text())
     assert record["epochs"] == 1 and record["epoch_rule"] == "last_evaluated: the last evaluated epoch of the folds ([1])"
