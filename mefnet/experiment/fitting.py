@@ -175,13 +175,16 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
     return module, trainer
 
 
-def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, **kwargs) -> InnerValidation:
+def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, keep_best: bool | None = None,
+                  **kwargs) -> InnerValidation:
     """The inner-validation tracker of ``cfg.inner_val`` for the task: per AU for ``task=au``,
-    else over the emotion classes."""
+    else over the emotion classes. ``keep_best``: whether it keeps the best epoch's weights
+    (None: when ``inner_val.refit`` is false)."""
     iv = cfg.inner_val
     task = task or task_runner(cfg, index)
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
-                   min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
+                   min_epochs=int(iv.min_epochs),
+                   keep_best=not bool(iv.refit) if keep_best is None else keep_best, **kwargs)
     if task.name == "au":
         return AUInnerValidation(task.num_outputs, **options)
     return InnerValidation(index.num_classes, **options)
