@@ -1,7 +1,10 @@
 """Figures of real-data action-unit runs (``task=au``), per AU, with both scores named apart.
 
 Reads finished mefnet experiments (their ``experiment.json``, ``fold.json`` and
-``predictions.csv`` files, nothing else) and prints markdown:
+``predictions.csv`` files, nothing else) and prints markdown. A multi-task run
+(``task=emotion_au``) is read from its folds' ``au_predictions.csv`` instead, scored on the
+clips ``task=au`` scores by default (annotated, with an AU of the set), so that its AU
+figures stand beside the single-task runs' on the same clips:
 
 * **selection**: per experiment and seed, the inner-validation score the candidates are
   compared on (mean over folds of ``selection.best[metric]``, the fold's chosen epoch; training
@@ -24,19 +27,38 @@ import sys
 
 import numpy as np
 
+from mefnet.datasets.action_units import au_names
 from mefnet.report.aggregate import group_runs
 from mefnet.report.metrics import format_mean_std, mean_std
-from mefnet.runs.store import FOLD_DONE, find_runs, fold_dir, read_run
+from mefnet.runs.store import (
+    AU_PREDICTIONS,
+    FOLD_DONE,
+    find_runs,
+    fold_dir,
+    read_au_predictions,
+    read_run,
+)
 from mefnet.schema import uses_inner_val
 from mefnet.tasks.au import au_scores
 from mefnet.utils.metrics import f1_from_counts
 
 
+def au_rows(run) -> tuple[list[str], list[dict]]:
+    """The AU names and pooled AU prediction rows of one seed's run (``task=au``, or the AU
+    head of ``task=emotion_au``: its clips with an AU of the set)."""
+    if run.record.get("task") == "emotion_au":
+        names = au_names(run.record["au_set"])
+        rows = [r for key in run.record["folds"]
+                for r in read_au_predictions(fold_dir(run.dir, key) / AU_PREDICTIONS, names)]
+        return names, [r for r in rows if any(r["y_true"])]
+    return list(run.record["au_names"]), run.predictions
+
+
 def per_au(run) -> dict:
     """Pooled per-AU F1 present / absent / average binary of one seed's run, and the means."""
-    names = list(run.record["au_names"])
-    t = np.array([r["y_true"] for r in run.predictions], dtype=bool)
-    p = np.array([r["y_pred"] for r in run.predictions], dtype=bool)
+    names, rows = au_rows(run)
+    t = np.array([r["y_true"] for r in rows], dtype=bool)
+    p = np.array([r["y_pred"] for r in rows], dtype=bool)
     out = {"n": len(t), "support": {}, "present": {}, "binary": {}}
     for k, name in enumerate(names):
         tp, fp = float((t[:, k] & p[:, k]).sum()), float((~t[:, k] & p[:, k]).sum())
@@ -103,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [r for r in runs if not r.missing]
         if not runs:
             continue
-        names = list(runs[0].record["au_names"])
+        names = au_rows(runs[0])[0]
         scored = [per_au(r) for r in runs]
         print(f"\n## {runs[0].name}: test folds, {len(runs)} seed(s) ({', '.join(str(r.seed) for r in runs)}), "
               f"{scored[0]['n']} clips, {len(runs[0].record['folds'])} folds\n")

@@ -25,22 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mefnet.config import ConfigError, check_experiment_name
+from mefnet.selection_rules import find_rule, rule_names
 
-# The selection rules (``selection=``) by name. A run records its rule (``experiment.json``'s
-# ``selection``, ``fold.json``'s ``selection.rule``); the runner, the training task, the
-# search, the final model, the report and the benchmarks ask :func:`uses_inner_val` rather
-# than compare names, so a new rule is named here once (how it trains:
-# mefnet.training.selection).
-FIXED_EPOCHS = "fixed_epochs"
-INNER_VAL = "inner_val"
-RULES = (FIXED_EPOCHS, INNER_VAL)
-SELECTIONS = RULES
-# The rules that hold out a seeded group of training subjects, score them during training
-# and choose an epoch on them (their fold records carry ``best_epoch`` and ``best``).
-_INNER_VAL_RULES = (INNER_VAL,)
+# The selection rules (``selection=``) are objects found by name
+# (:mod:`mefnet.selection_rules`: mefnet's own and a user's, entry-point group
+# ``mefnet.selection``); the schema refuses a name none has, listing them. A run records
+# its rule (``experiment.json``'s ``selection``, ``fold.json``'s ``selection.rule``); the
+# runner, the training task, the search, the final model, the report and the benchmarks
+# ask the rule object (or :func:`uses_inner_val`) rather than compare names.
 INNER_VAL_METRICS = ("uf1", "uar", "accuracy", "loss")
 PROTOCOLS = ("loso", "lodo", "holdout")
-TASKS = ("emotion", "au")
+TASKS = ("emotion", "au", "emotion_au")
 ENGINES = ("auto", "batched", "per_fold")
 VECTORIZE = ("auto", "true", "false")
 NORMALIZATIONS = ("minmax", "none", "standardize")
@@ -55,8 +50,9 @@ MAX_SIZE = 1024
 
 def uses_inner_val(rule: object) -> bool:
     """Whether the selection rule ``rule`` (``cfg.selection`` or a fold record's
-    ``selection.rule``) chooses on inner-validation subjects."""
-    return rule in _INNER_VAL_RULES
+    ``selection.rule``) chooses on inner-validation subjects (False for an unknown name)."""
+    found = find_rule(rule)
+    return found is not None and found.inner_val
 
 
 def whole(key: str, value: Any, low: int, high: int | None = None, hint: str = "") -> int:
@@ -162,9 +158,13 @@ class Task:
     no_au_clips: str = "drop"
     threshold: str = "fixed"
     threshold_value: float = 0.5
+    au_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.name = choice("task", self.name, TASKS)
+        if self.name == "emotion_au":
+            self.au_weight = number("task.au_weight", self.au_weight, 0.0, open_low=False)
+            self.threshold_value = number("task.threshold_value", self.threshold_value, 0.0, 1.0)
         if self.name == "au":
             self.no_au_clips = choice("task.no_au_clips", self.no_au_clips, AU_NO_AU_CLIPS)
             self.threshold = choice("task.threshold", self.threshold, AU_THRESHOLDS)
@@ -235,9 +235,9 @@ class TrainConfig:
         self.vectorize = choice("vectorize", str(self.vectorize).lower() if isinstance(self.vectorize, bool)
                                 else self.vectorize, VECTORIZE)
         self.max_epochs = whole("trainer.max_epochs", self.max_epochs, 1, hint=" (epochs to train)")
-        self.selection = choice("selection", self.selection, SELECTIONS)
+        self.selection = choice("selection", self.selection, rule_names())
         if uses_inner_val(self.selection) and self.inner_val is None:
-            raise ConfigError("selection=inner_val needs the inner_val block "
+            raise ConfigError(f"selection={self.selection} needs the inner_val block "
                               "(val_fraction, metric, smooth, every_n_epochs, min_epochs, refit)")
 
     @classmethod

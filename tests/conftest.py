@@ -46,13 +46,15 @@ def annotations(realdata: Path) -> Path:
 # fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
 TRAINING_MODULES = frozenset({
     "test_api", "test_api_notebook", "test_au_flows", "test_averaging", "test_batched", "test_benchmarks",
-    "test_cli", "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_ensemble",
+    "test_cli", "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_emotion_au",
+    "test_ensemble",
     "test_experiment_folders",
     "test_export", "test_face", "test_figure_formats", "test_final_model", "test_first_hour", "test_flow_cache",
     "test_golden", "test_integrity", "test_notebooks", "test_paper_reports", "test_partial_runs", "test_pictures",
     "test_predict", "test_progress_bar", "test_pretrain", "test_progress_quiet", "test_protocols_tasks",
     "test_readme_examples", "test_reproduce", "test_reproduce_flows", "test_reproduce_slow", "test_search",
-    "test_ststnet_paper", "test_sweep", "test_table", "test_train", "test_user_backbone",
+    "test_ststnet_paper", "test_sweep", "test_table", "test_train", "test_user_backbone", "test_user_dataset",
+    "test_user_selection",
 })
 
 

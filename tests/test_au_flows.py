@@ -316,6 +316,39 @@ def test_test_clip_action_units_cannot_influence_flow_folder_predictions(au_fold
     assert all(not tested(c) for c in index if c.subject_key in honest["selection"]["val_subjects"])
 
 
+@pytest.mark.realdata
+def test_test_clip_action_units_cannot_influence_the_multi_task_predictions(au_folder, tmp_path):
+    """task=emotion_au trains its AU head on the training clips' AUs only: replacing every
+    test clip's AUs changes neither the emotion predictions nor the AU head's."""
+    extra = ["selection=inner_val", "inner_val.val_fraction=0.34", "inner_val.every_n_epochs=1",
+             "inner_val.min_epochs=1", "inner_val.smooth=1", "trainer.max_epochs=2"]
+
+    def overrides(name):
+        return [o if o != "task=au" else "task=emotion_au" for o in _overrides(au_folder, tmp_path, name, *extra)]
+
+    cfg = absolute_paths(compose(overrides("leak-mtl")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = load_index(cfg)
+    features = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir)
+    fold = "casme2/sub09"
+    honest = run_fold(cfg, index, features, fold)
+    wrong = [replace(c, aus="5+7") if c.subject_key == fold else c for c in index]
+    cfg2 = absolute_paths(compose(overrides("leak-mtl-wrong")))
+    tampered = run_fold(cfg2, index.with_clips(wrong), features, fold)
+    for name in ("predictions.csv", "au_predictions.csv"):
+        a = _rows(Path(cfg.experiment_dir) / "folds" / fold / name)
+        b = _rows(Path(cfg2.experiment_dir) / "folds" / fold / name)
+        assert len(a) == len(b) > 0
+        for key in [k for k in a[0] if k.startswith(("pred", "prob_"))]:
+            assert [r[key] for r in a] == [r[key] for r in b], (name, key)
+    au_a = _rows(Path(cfg.experiment_dir) / "folds" / fold / "au_predictions.csv")
+    au_b = _rows(Path(cfg2.experiment_dir) / "folds" / fold / "au_predictions.csv")
+    assert [{k: v for k, v in r.items() if k.startswith("true")} for r in au_a] != [
+        {k: v for k, v in r.items() if k.startswith("true")} for r in au_b]  # the AUs did change
+    assert tampered["selection"]["val_subjects"] == honest["selection"]["val_subjects"]
+
+
 def test_the_installed_mefnet_aus_script_runs(tmp_path):
     import subprocess
     import sys

@@ -110,3 +110,31 @@ def test_in_place_update_of_many_averages_equals_averaged_model_bit_for_bit():
     assert int(fast[0].module[1].num_batches_tracked) == 30
     with pytest.raises(ValueError, match="first update"):
         ema.average_in_place([], [], 0)
+
+
+def test_the_member_axis_path_on_one_module_is_lightnings_own_bit_for_bit(tmp_path):
+    """Both engines average through MemberAveraging; on a fold of its own (one member) it
+    gives the weights Lightning's WeightAveraging gives, and the same checkpoint."""
+    from mefnet.training.averaging import MemberAveraging
+
+    def fit_and_save(callback, name):
+        L.seed_everything(0, verbose=False)
+        backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+        module = MERModule(backbone, nn.CrossEntropyLoss(), lambda params: torch.optim.Adam(params, lr=0.05), 3)
+        g = torch.Generator().manual_seed(0)
+        data = TensorDataset(torch.rand(40, 3, 8, 8, generator=g), torch.randint(0, 3, (40,), generator=g))
+        trainer = L.Trainer(max_epochs=3, callbacks=[callback], logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                            accumulate_grad_batches=2)
+        trainer.fit(module, DataLoader(data, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0)))
+        trainer.save_checkpoint(tmp_path / name)
+        return module, torch.load(tmp_path / name, weights_only=False)
+
+    own, own_ckpt = fit_and_save(WarmupEMA(decay=0.9), "lightning.ckpt")
+    one, one_ckpt = fit_and_save(MemberAveraging(WarmupEMA(decay=0.9)), "members.ckpt")
+    a, b = own.state_dict(), one.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert own_ckpt["callbacks"] == one_ckpt["callbacks"] and list(one_ckpt["callbacks"]) == ["WarmupEMA"]
+    for key in ("state_dict", "current_model_state", "averaging_state"):
+        assert own_ckpt[key].keys() == one_ckpt[key].keys(), key
+        assert all(torch.equal(own_ckpt[key][k], one_ckpt[key][k]) for k in own_ckpt[key]), key

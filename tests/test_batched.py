@@ -274,7 +274,7 @@ def test_one_fit_uses_the_multi_tensor_optimizer_unless_told_otherwise():
     gradient as the loop does."""
     import functools
 
-    from mefnet.training.batched import _foreach_default
+    from mefnet.training.module import _foreach_default
 
     assert _foreach_default(functools.partial(torch.optim.Adam, lr=1e-3)) == {"foreach": True}
     assert _foreach_default(functools.partial(torch.optim.SGD, lr=1e-3, foreach=False)) == {}

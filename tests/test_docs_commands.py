@@ -98,6 +98,12 @@ NOT_RUN = {
         "needs the real-data AU runs above",
     "python benchmarks/au_real.py outputs/au-ststnet outputs/au-am3f outputs/au-ststnet-shuffled":
         "reads the real-data AU runs above",
+    "mefnet-table outputs/megc2019-am3f-au --ensemble --out outputs/mtl-table":
+        "needs the real-data multi-task runs above (an emotion_au run in mefnet-table: tests/test_emotion_au.py)",
+    "python benchmarks/au_real.py outputs/megc2019-am3f-au":
+        "reads the real-data multi-task runs above (au_real.py on an emotion_au run: tests/test_emotion_au.py)",
+    "mefnet-table --compare outputs/megc2019-am3f outputs/megc2019-am3f-au":
+        "needs the real-data runs above; --compare in tests/test_paper_reports.py",
     "MEFNET_FLOW_ROOT=/tmp/au_dev mefnet-reproduce --set flows --only megc2019-au":
         "the set flows' AU rows on the real flow images; tests/test_reproduce_flows.py runs the set on a fake flow folder",
     "make install": "installs the package (CI's set-up step does this)",

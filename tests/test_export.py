@@ -112,9 +112,9 @@ def test_onnx_of_every_backbone_matches_pytorch(onnx_stack, name, tmp_path):
 def test_export_never_overwrites_and_refuses_non_models(fold_model, tmp_path, capsys):
     target = tmp_path / "model.ts"
     target.write_text("keep me")
-    assert main([str(fold_model), "--torchscript", str(target)]) == 2
+    assert main([str(fold_model), "--torchscript", str(target)]) == 1
     assert "exists" in capsys.readouterr().err and target.read_text() == "keep me"
-    assert main([str(target), "--torchscript", str(tmp_path / "x.ts")]) == 2
+    assert main([str(target), "--torchscript", str(tmp_path / "x.ts")]) == 1
     assert f"{target} is not a mefnet model file" in capsys.readouterr().err
     with pytest.raises(ExportError, match="exists"):
         export_torchscript(load_model(fold_model), target)

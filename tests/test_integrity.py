@@ -438,26 +438,43 @@ def test_the_table_command_refuses_an_edited_pred_in_one_line(finished, tmp_path
 
 
 @pytest.mark.parametrize("edit", ["pred and pred_name", "true and true_name", "a NaN probability"])
-def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, caplog, edit):
+def test_a_resume_recomputes_a_fold_with_edited_predictions(finished, tmp_path, edit):
     exp, preds, overrides = _edited(finished, tmp_path, edit, fold="sub03")
     intact = (finished / "outputs" / "exp" / "seed_42" / "folds" / "synthetic" / "sub03" / "predictions.csv")
-    with caplog.at_level("WARNING", logger="mefnet"):
-        run(compose(overrides))
-    assert "fold synthetic/sub03 is marked finished but is damaged" in caplog.text
-    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in caplog.text
+    out = _train_cli(tmp_path, *overrides)  # mefnet-train, as the user resumes
+    assert out.returncode == 0, out.stderr
+    log = (exp / "train.log").read_text()
+    assert "fold synthetic/sub03 is marked finished but is damaged" in log
+    assert f"{preds}, line 2, column '{EDITS[edit][1]}'" in log
     assert preds.read_text() == intact.read_text()  # recomputed, deterministically
 
 
-def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path):
+def test_compare_and_predict_refuse_edited_predictions(finished, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
     from mefnet.inference.checkpoint import ModelFileError, load_models
+    from mefnet.inference.predict import main as predict_main
     from mefnet.report.compare import compare
 
     exp, preds, _ = _edited(finished, tmp_path, "true and true_name")
     with pytest.raises(ReportError, match=re.escape(f"{preds}, line 2, column 'true'")):
         compare(exp, finished / "outputs" / "exp" / "seed_42")
+    out = _table_cli(tmp_path, "--compare", str(exp), str(finished / "outputs" / "exp" / "seed_42"),
+                     "--out", str(tmp_path / "cmp"))
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(said) == 1 and f"{preds}, line 2, column 'true'" in said[0], out.stderr
     with pytest.raises(ModelFileError, match=re.escape(f"{preds}, line 2, column 'true'")):
         load_models(exp, final=False)
     assert len(load_models(finished / "outputs" / "exp" / "seed_42", final=False)) == 4
+    for name in ("onset.png", "apex.png"):
+        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / name)
+    capsys.readouterr()
+    assert predict_main([str(exp), "--onset", str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")]) == 1
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("mefnet-predict: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column 'true'" in said[0] and "Traceback" not in err, err
 
 
 def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
@@ -469,6 +486,11 @@ def test_the_ensemble_refuses_a_seed_with_a_nan_probability(tmp_path):
     _edit_row(preds, 3, prob_negative="nan")
     with pytest.raises(ReportError, match=re.escape(f"{preds}, line 3, column 'prob_negative'")):
         write_table([base / "outputs" / "exp"], tmp_path / "table", ensemble=True)
+    out = _table_cli(tmp_path, str(base / "outputs" / "exp"), "--ensemble", "--out", str(tmp_path / "t"))
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(said) == 1 and f"{preds}, line 3, column 'prob_negative'" in said[0], out.stderr
+    assert not (tmp_path / "t").exists()
 
 
 # ---------------------------------------------------------------------------- one message, once
@@ -636,7 +658,7 @@ def test_a_model_file_whose_config_disagrees_with_its_weights_is_one_line(finish
                           str(tmp_path / "onset.png"), "--apex", str(tmp_path / "apex.png")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr  # mefnet-predict's refused input
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-predict: ")]
     assert len(said) == 1 and f"{edited}: the stored config disagrees with the weights" in said[0], out.stderr
     assert "preprocessing.size" in said[0]
@@ -658,10 +680,9 @@ def test_a_training_loss_that_settles_leaves_no_warning(finished):
         assert "warnings" not in json.loads(marker.read_text())
 
 
-@pytest.mark.parametrize("engine", ["batched", "per_fold"])
-def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engine):
-    # SIGKILL runs no handler in the parent: without a watcher in each worker, loky's
-    # workers went on training their folds for minutes (holding the folds' locks).
+def _workers_end_with_their_killed_parent(tmp_path: Path, *args: str) -> None:
+    """Start ``mefnet-train *args`` (two loky workers each training a fold of the "orphans"
+    experiment), SIGKILL it once both are busy, and require both workers gone within 10 s."""
     import os
     import signal
     import subprocess
@@ -671,9 +692,7 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
     import psutil
 
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "mefnet.experiment.train",
-           *tiny_overrides(tmp_path, "orphans", "n_jobs=2", f"engine={engine}",
-                                            "trainer.max_epochs=100000")]
+    cmd = [sys.executable, "-m", "mefnet.experiment.train", *args]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -683,8 +702,8 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
         while time.monotonic() < deadline and proc.poll() is None:
             workers = [p for p in parent.children(recursive=True)
                        if any("popen_loky" in part for part in p.cmdline())]
-            # Both workers busy with a fold (its folder made) before the kill.
-            if len(workers) >= 2 and len(list((tmp_path / "outputs").glob("orphans/seed_*/folds/*/*"))) >= 2:
+            # Both workers busy with a fold (its lock taken) before the kill.
+            if len(workers) >= 2 and len(list((tmp_path / "outputs").glob("orphans/seed_*/folds/*/*/.lock"))) >= 2:
                 break
             time.sleep(0.2)
         assert proc.poll() is None and len(workers) >= 2, "the run never reached its two fold workers"
@@ -700,6 +719,41 @@ def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engin
             pass
 
 
+@pytest.mark.parametrize("engine", ["batched", "per_fold"])
+def test_killing_the_parent_ends_its_fold_workers_within_seconds(tmp_path, engine):
+    # SIGKILL runs no handler in the parent: without a watcher in each worker, loky's
+    # workers went on training their folds for minutes (holding the folds' locks).
+    _workers_end_with_their_killed_parent(
+        tmp_path, *tiny_overrides(tmp_path, "orphans", "n_jobs=2", f"engine={engine}", "trainer.max_epochs=100000"))
+
+
+def test_killing_the_parent_ends_the_joblib_launchers_jobs_within_seconds(tmp_path):
+    # Hydra's joblib launcher starts its jobs (here one per seed) in loky workers of its
+    # own; each job watches mefnet-train like mefnet's own fold workers do.
+    _workers_end_with_their_killed_parent(
+        tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
+        *tiny_overrides(tmp_path, "orphans", "n_jobs=1", "engine=per_fold", "trainer.max_epochs=100000"))
+
+
+def test_a_launcher_job_that_starts_after_its_parent_died_ends_at_once_and_other_hosts_are_left_alone():
+    # A kill between the launcher handing out a job and the job's start: the worker is
+    # already re-parented when the job looks, and must not go on to train.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = ("from mefnet.utils.workers import exit_with_launcher_parent; exit_with_launcher_parent(); "
+           "print('trained')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for host, expected in ((socket.gethostname(), (1, "")), ("elsewhere", (0, "trained\n"))):
+        out = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60,
+                             env={**env, "MEFNET_LAUNCHER_PARENT": f"{host} {dead.pid}"})
+        assert (out.returncode, out.stdout) == expected, (host, out.stderr)
+
+
 def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_path):
     import numpy as np
 
@@ -713,3 +767,222 @@ def test_an_empty_flow_map_is_one_line_naming_it_not_an_opencv_traceback(tmp_pat
     line = _one_line(out)
     assert "sub01_01.npy has shape (3, 0, 28): it is empty; expected (3, H, W)" in line, line
     assert f"{labels}, row 3" in line, line
+
+
+# ---------------------------------------------------------------------------- stored AU predictions
+
+AU_CELLS = {0: "4+15", 1: "6+12", 2: "1+2"}  # class -> the clip's AUs in labels.csv (15 and 6 outside the set)
+
+
+@pytest.fixture(scope="module")
+def au_finished(tmp_path_factory) -> Path:
+    """A finished task=au run (2 LOSO folds of 3 clips, 1 epoch) on a tiny flow folder with an
+    ``aus`` column; tests copy it before changing anything."""
+    from tests.flow_trees import make_flow_folder
+
+    base = tmp_path_factory.mktemp("au-integrity")
+    make_flow_folder(base / "flows", {"casme2": 2}, clips_per_subject=3, aus=AU_CELLS)
+    run(compose(_au_overrides(base)))
+    return base
+
+
+def _au_overrides(base: Path) -> list[str]:
+    return ["dataset=flow_folder", f"dataset.index.root={base / 'flows'}", "task=au", "task.au_set=[1,2,4,12]",
+            "trainer.max_epochs=1", "preprocessing.n_jobs=1", "logger=none", "save_checkpoint=false",
+            "save_model=false", f"paths.output_dir={base / 'outputs'}", f"paths.data_dir={base / 'data'}",
+            "experiment_name=au"]
+
+
+def _au_copy(au_finished: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(au_finished / "outputs", tmp_path / "outputs")
+    exp = tmp_path / "outputs" / "au" / "seed_42"
+    return exp, exp / "folds" / "casme2" / "sub02" / "predictions.csv"
+
+
+def _flip_truth(r: dict) -> dict:
+    """AU4 of the row's truth flipped, ``true`` rewritten to match (an edit that agrees with itself)."""
+    cells = {**r, "true_AU4": str(1 - int(r["true_AU4"]))}
+    names = ("AU1", "AU2", "AU4", "AU12")
+    return {"true_AU4": cells["true_AU4"],
+            "true": "+".join(n.removeprefix("AU") for n in names if cells[f"true_{n}"] == "1")}
+
+
+def _flip_prediction(r: dict) -> dict:
+    cells = {**r, "pred_AU12": str(1 - int(r["pred_AU12"]))}
+    names = ("AU1", "AU2", "AU4", "AU12")
+    return {"pred_AU12": cells["pred_AU12"],
+            "pred": "+".join(n.removeprefix("AU") for n in names if cells[f"pred_{n}"] == "1")}
+
+
+# Each edit of line 2 of an AU fold's predictions.csv, and the column the refusal names.
+AU_EDITS = {
+    "true and its AU columns": (_flip_truth, "true_AU4"),
+    "pred and its AU columns": (_flip_prediction, "pred_AU12"),
+    "a NaN probability": (lambda r: {"prob_AU1": "nan"}, "prob_AU1"),
+    "a probability above 1": (lambda r: {"prob_AU2": "1.5"}, "prob_AU2"),
+}
+
+
+def test_the_au_run_stores_each_clips_truth_as_recorded(au_finished):
+    exp = au_finished / "outputs" / "au" / "seed_42"
+    rows = [r for p in sorted(exp.glob("folds/*/*/predictions.csv")) for r in _row_list(p)]
+    assert len(rows) == 6
+    for r in rows:  # 15 and 6 are outside the AU set: left out of the truth
+        assert r["true"] == {"4+15": "4", "6+12": "12", "1+2": "1+2"}[AU_CELLS[int(r["clip"][-2:]) % 3]]
+
+
+def _row_list(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("edit", list(AU_EDITS))
+def test_the_table_refuses_edited_au_predictions_naming_file_line_and_column(au_finished, tmp_path, edit):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    change, column = AU_EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    out = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "table"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column '{column}'" in said[0], out.stderr
+    assert "The fold is damaged" in out.stderr
+    assert not (tmp_path / "table").exists()
+
+
+def test_an_au_truth_that_disagrees_with_clips_csv_names_the_clip_and_its_recorded_aus(au_finished, tmp_path):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    r = _row(preds, 2)
+    _edit_row(preds, 2, **_flip_truth(r))
+    with pytest.raises(ReportError) as e:
+        write_table([exp], tmp_path / "table")
+    key = f"casme2/sub02/{r['clip']}"
+    assert f"clip {key} has AUs '{AU_CELLS[int(r['clip'][-2:]) % 3]}' in the experiment's clips.csv" in str(e.value)
+
+
+@pytest.mark.parametrize("edit", ["true and its AU columns", "pred and its AU columns"])
+def test_a_resume_recomputes_an_au_fold_with_edited_predictions(au_finished, tmp_path, caplog, edit):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    intact = preds.read_text()
+    change, column = AU_EDITS[edit]
+    _edit_row(preds, 2, **change(_row(preds, 2)))
+    overrides = [*_au_overrides(tmp_path), f"paths.data_dir={au_finished / 'data'}",
+                 f"dataset.index.root={au_finished / 'flows'}"]
+    with caplog.at_level("WARNING", logger="mefnet"):
+        run(compose(overrides))
+    assert "fold casme2/sub02 is marked finished but is damaged" in caplog.text
+    assert f"{preds}, line 2, column '{column}'" in caplog.text
+    assert preds.read_text() == intact  # recomputed, deterministically
+
+
+# ---------------------------------------------------------------------------- probabilities are required
+
+
+def _without_probabilities(path: Path) -> None:
+    rows = _row_list(path)
+    kept = [k for k in rows[0] if not k.startswith("prob_")]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=kept, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_an_emotion_fold_without_probability_columns_is_damaged_refused_and_recomputed(finished, tmp_path):
+    # Every predictions.csv mefnet-train writes has prob_<class> columns: one without them
+    # was edited, and its pred could no longer be checked.
+    exp, overrides = _copy(finished, tmp_path)
+    preds = exp / "folds" / "synthetic" / "sub02" / "predictions.csv"
+    intact = preds.read_text()
+    _without_probabilities(preds)
+    table = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert table.returncode == 1 and "Traceback" not in table.stderr, table.stderr
+    assert (f"{preds}: missing column(s) ['prob_negative', 'prob_positive', 'prob_surprise']; expected one "
+            "prob_<class> column per class") in table.stderr
+    assert "The fold is damaged" in table.stderr and not (tmp_path / "t").exists()
+    out = _train_cli(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr
+    assert "fold synthetic/sub02 is marked finished but is damaged" in (exp / "train.log").read_text()
+    assert preds.read_text() == intact
+
+
+def test_an_au_fold_without_probability_columns_is_damaged(au_finished, tmp_path):
+    exp, preds = _au_copy(au_finished, tmp_path)
+    _without_probabilities(preds)
+    with pytest.raises(ReportError, match=re.escape(f"{preds}: missing column(s) ['prob_AU1', 'prob_AU2', "
+                                                    "'prob_AU4', 'prob_AU12']; expected one prob_<AU> column")):
+        write_table([exp], tmp_path / "table")
+
+
+# ---------------------------------------------------------------------------- the catalogue, by the command
+
+
+@pytest.mark.parametrize("cell, problem", [
+    ("ABS", "contains a path separator"),  # an absolute path (in tmp): a fold that never finished
+    ("..", "starts with '.'"),             # likewise
+    ("sub\x0103", "contains a control character"),
+], ids=["absolute", "dot-dot", "control-character"])
+def test_a_flow_folder_subject_that_is_not_a_name_is_refused_by_the_command_writing_no_fold(tmp_path, cell, problem):
+    from tests.flow_trees import make_flow_folder
+
+    root = make_flow_folder(tmp_path / "flows", {"casme2": 2}, clips_per_subject=3)
+    cell = str(tmp_path / "abs") if cell == "ABS" else cell
+    with (root / "labels.csv").open("a") as f:
+        f.write(f"casme2,{cell},c,0\n")
+    out = _train_cli(tmp_path, "dataset=flow_folder", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=flows", "logger=none")
+    line = _one_line(out)
+    assert f"{root / 'labels.csv'}, row 8: subject {cell!r} {problem}" in line, line
+    assert not (tmp_path / "abs").exists()
+    assert list((tmp_path / "outputs").rglob("*")) == []  # not even the run's folder and its empty log
+
+
+def test_a_frames_csv_clip_id_with_dot_dot_is_refused_by_the_command(tmp_path):
+    from tests.dataset_trees import write_frames
+
+    root = tmp_path / "frames"
+    root.mkdir()
+    (root / "clips.csv").write_text("subject,clip,onset,apex,offset,label\np1,c1,10,12,14,happy\n"
+                                    "p2,c1,5,6,8,sad\np2,../c3,5,6,8,sad\n")
+    write_frames(root / "p1" / "c1", range(10, 15), "img{}.jpg")
+    write_frames(root / "p2" / "c1", range(5, 9), "img{}.jpg")
+    out = _train_cli(tmp_path, "dataset=frames_csv", f"dataset.index.root={root}", "trainer.max_epochs=1",
+                     f"paths.output_dir={tmp_path / 'outputs'}", "experiment_name=frames", "logger=none")
+    line = _one_line(out)
+    assert f"{root / 'clips.csv'}, row 4" in line and "clip '../c3' contains a path separator" in line, line
+    assert not list(tmp_path.rglob("c3*")) and list((tmp_path / "outputs").rglob("*")) == []
+
+
+@pytest.mark.parametrize("edit", ["true and true_name", "a NaN probability", "probabilities of another class"])
+def test_the_table_command_refuses_edited_truth_and_probabilities_in_one_line(finished, tmp_path, edit):
+    exp, preds, _ = _edited(finished, tmp_path, edit)
+    out = _table_cli(tmp_path, str(exp), "--out", str(tmp_path / "t"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("mefnet-table: ")]
+    assert len(said) == 1 and f"{preds}, line 2, column" in said[0] and EDITS[edit][1] in said[0], out.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_full_disk_or_unwritable_folder_during_a_run_is_one_line_from_the_command(tmp_path, monkeypatch, capsys):
+    # Root (as in CI) writes into read-only folders, and no test can fill a disk: the
+    # errors are raised where mefnet-train records its experiment, through the command.
+    import errno
+    import os
+    import sys
+
+    import mefnet.experiment.train as train
+
+    for code, hint in ((errno.ENOSPC, "the disk is full"), (errno.EACCES, "make it writable"),
+                       (errno.EROFS, "read-only")):
+        def full(path, data, code=code):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(train, "write_json", full)
+        monkeypatch.setattr(sys, "argv", ["mefnet-train", *tiny_overrides(tmp_path, f"full{code}")])
+        with pytest.raises(SystemExit) as e:
+            train.main()
+        exp = tmp_path / "outputs" / f"full{code}" / "seed_42"
+        first, *rest = str(e.value.code).splitlines()
+        assert first.startswith(f"mefnet-train: cannot write {exp / 'experiment.json'}: {os.strerror(code)}; ")
+        assert hint in first, first
+        assert rest == ["(HYDRA_FULL_ERROR=1 or --debug shows the traceback)"]
+        assert "Traceback" not in capsys.readouterr().err
+        assert not (exp / "experiment.json").exists() and not (exp / "folds").exists()

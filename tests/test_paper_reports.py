@@ -35,9 +35,11 @@ def fake_run(root: Path, name: str, seed: int, preds: dict[str, list[tuple[str, 
         fold.mkdir(parents=True)
         with (fold / "predictions.csv").open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["dataset", "subject", "clip", "true", "true_name", "pred", "pred_name"])
+            w.writerow(["dataset", "subject", "clip", "true", "true_name", "pred", "pred_name",
+                        *[f"prob_{c}" for c in CLASSES]])
             for clip, t, p in rows:
-                w.writerow(["lab", subject, clip, t, CLASSES[t], p, CLASSES[p]])
+                w.writerow(["lab", subject, clip, t, CLASSES[t], p, CLASSES[p],
+                            *[f"{float(k == p):.6f}" for k in range(len(CLASSES))]])
         (fold / "fold.json").write_text(json.dumps({"status": "complete", "selection": {"rule": "fixed_epochs"},
                                                     "epochs": 3}))
     return root / name

@@ -186,7 +186,7 @@ def test_pictures_command_writes_what_it_promises(experiment, held_out, tmp_path
     assert abs(sum(c["stream_weights"].values()) - 3) < 1e-3
     assert 0.05 < c["max_flow_px"] < 10
     # Nothing is overwritten unasked.
-    assert main([str(fold_model.path), "--dataset", "--out", str(out)]) == 2
+    assert main([str(fold_model.path), "--dataset", "--out", str(out)]) == 1
     assert "already holds pictures" in capsys.readouterr().err
 
 
@@ -219,7 +219,7 @@ def test_a_clip_explained_by_an_experiment_folder_averages_its_models(experiment
     maps = torch.from_numpy(predictor.prepare(spec).pair.maps[None])
     expected = torch.stack([m.probabilities(maps) for m in predictor.models]).mean(0)[0]
     assert np.allclose(list(c["probabilities"].values()), expected.numpy(), atol=1e-5)
-    assert main([str(experiment.parent), *args, "--seed", "7", "--out", str(tmp_path / "q")]) == 2
+    assert main([str(experiment.parent), *args, "--seed", "7", "--out", str(tmp_path / "q")]) == 1
     assert "no run of seed 7; its seeds are 42" in capsys.readouterr().err
 
 

@@ -295,7 +295,7 @@ def test_batch_mode_reports_each_bad_clip_and_predicts_the_rest(fold_model, data
             assert part in clips[name]["error"], (name, clips[name]["error"])
     # the output file is never overwritten unasked
     code, _, err = _run_main([str(fold_model), "--batch", str(listing), "--out", str(out)], capsys)
-    assert code == 2 and "exists" in err
+    assert code == 1 and "exists" in err
 
 
 def test_no_face_found_is_a_clip_error(fold_model, tmp_path):
@@ -324,9 +324,9 @@ def test_a_bad_clip_list_or_model_stops_before_predicting(fold_model, tmp_path, 
     listing = tmp_path / "clips.csv"
     listing.write_text("clip,onset,apex_frame\nx,1,2\n")
     code, result, err = _run_main([str(fold_model), "--batch", str(listing)], capsys)
-    assert code == 2 and result is None and "row 1 (header)" in err and "apex_frame" in err
+    assert code == 1 and result is None and "row 1 (header)" in err and "apex_frame" in err
     code, result, err = _run_main([str(listing), "--onset", "a.png", "--apex", "b.png"], capsys)
-    assert code == 2 and result is None and f"{listing} is not a mefnet model file" in err
+    assert code == 1 and result is None and f"{listing} is not a mefnet model file" in err
 
 
 def test_a_flow_folder_model_warns_that_frames_need_a_face_crop(fold_model, tmp_path):
@@ -357,7 +357,7 @@ def test_seeds_that_are_not_one_experiment_are_refused_as_the_table_refuses_them
     code, result, err = _run_main([str(root), "--onset", str(tmp_path / "a.png"), "--apex", str(tmp_path / "b.png")],
                                   capsys)
     lines = err.strip().splitlines()
-    assert code == 2 and result is None and len(lines) == 1, err
+    assert code == 1 and result is None and len(lines) == 1, err
     assert "seed_1" in lines[0] and "seed_2" in lines[0] and "not seeds of one experiment" in lines[0]
     assert "optimizer.lr" in lines[0] and "Traceback" not in err
 

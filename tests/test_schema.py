@@ -101,6 +101,55 @@ def test_the_au_task_keys_are_checked_only_for_the_au_task():
     assert schema.TrainConfig.from_config(_with("task", {"name": "emotion", "threshold": "best"}))
 
 
+def test_a_rule_registered_in_the_process_is_a_choice_the_schema_and_uses_inner_val_ask(monkeypatch, caplog):
+    from mefnet import selection_rules
+
+    class Half(selection_rules.SelectionRule):
+        name = "half"
+
+    monkeypatch.setattr(selection_rules, "_registered", {})
+    assert selection_rules.register_rule(Half) is Half
+    assert selection_rules.rule_names() == ("fixed_epochs", "inner_val", "half")
+    assert schema.TrainConfig.from_config(_with("selection", "half")).selection == "half"
+    assert not schema.uses_inner_val("half") and schema.uses_inner_val("inner_val")
+    assert not schema.uses_inner_val("nope") and not schema.uses_inner_val(None)
+    with pytest.raises(ConfigError, match="^selection: 'nope' is not one of fixed_epochs, inner_val, half$"):
+        schema.TrainConfig.from_config(_with("selection", "nope"))
+    with pytest.raises(ValueError, match="'nope' is not one of fixed_epochs, inner_val, half .*mefnet.selection"):
+        selection_rules.rule_of("nope")
+    with pytest.raises(ValueError, match="'inner_val' is a built-in selection rule"):
+        selection_rules.register_rule(type("Again", (selection_rules.SelectionRule,), {"name": "inner_val"}))
+    with pytest.raises(TypeError, match="not a SelectionRule"):
+        selection_rules.register_rule(object)
+
+    # A rule that holds out inner-validation subjects needs the inner_val block, saying so by its name.
+    class Held(selection_rules.SelectionRule):
+        name = "held"
+        inner_val = True
+
+    selection_rules.register_rule(Held())
+    cfg = _with("selection", "held")
+    del cfg["inner_val"]
+    with pytest.raises(ConfigError, match="^selection=held needs the inner_val block"):
+        schema.TrainConfig.from_config(cfg)
+    assert schema.TrainConfig.from_config(_with("selection", "held")).inner_val.metric == "uf1"
+
+
+def test_a_broken_or_misnamed_rule_entry_point_is_skipped_with_a_warning(monkeypatch, caplog):
+    from importlib.metadata import EntryPoint
+
+    from mefnet import selection_rules
+
+    eps = [EntryPoint("broken", "nosuchpkg.rules:Rule", selection_rules.SELECTION_GROUP),
+           EntryPoint("misnamed", "mefnet.selection_rules:InnerVal", selection_rules.SELECTION_GROUP)]
+    monkeypatch.setattr(selection_rules, "_entry_points", lambda: eps)
+    assert selection_rules.rule_names() == ("fixed_epochs", "inner_val", "broken", "misnamed")
+    with caplog.at_level("WARNING", logger="mefnet"):
+        assert selection_rules.find_rule("broken") is None and selection_rules.find_rule("misnamed") is None
+    assert "entry point broken = nosuchpkg.rules:Rule (group mefnet.selection) could not be loaded" in caplog.text
+    assert "entry point misnamed (group mefnet.selection) names the rule 'inner_val'" in caplog.text
+
+
 def test_a_registered_check_runs_after_the_schema():
     seen = []
 

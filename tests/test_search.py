@@ -14,7 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from mefnet.config import compose
 from mefnet.experiment.search import best_recipe_yaml, holdout, optimized_metric
 from mefnet.experiment.train import main
-from mefnet.schema import RULES, uses_inner_val
+from mefnet.schema import uses_inner_val
+from mefnet.selection_rules import rule_names
 from tests.flow_trees import make_flow_folder
 
 TEST_CONF = Path(__file__).resolve().parent / "conf"
@@ -122,7 +123,7 @@ def test_holdout_removes_subjects_and_best_recipe_is_an_experiment_config(tmp_pa
 
 
 def test_one_predicate_says_which_selection_rules_choose_on_inner_validation():
-    assert RULES == ("fixed_epochs", "inner_val")
+    assert rule_names() == ("fixed_epochs", "inner_val")
     assert uses_inner_val("inner_val")
     assert not uses_inner_val("fixed_epochs") and not uses_inner_val(None) and not uses_inner_val("")
 

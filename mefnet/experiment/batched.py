@@ -27,7 +27,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,9 +42,10 @@ from mefnet.experiment.fitting import (
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
 from mefnet.tasks.au import is_au
-from mefnet.training.batched import BatchedData, BatchedMERModule, MemberAveraging
-from mefnet.training.divergence import MemberFiniteCheck
-from mefnet.training.heartbeat import GroupHeartbeat, Heartbeat
+from mefnet.tasks.emotion_au import is_emotion_au
+from mefnet.training.batched import BatchedData, BatchedMERModule
+from mefnet.training.divergence import FiniteCheck
+from mefnet.training.heartbeat import Heartbeat, Member
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
 from mefnet.utils.workers import WithParent
@@ -75,6 +75,8 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
 
     if is_au(first):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
+    if is_emotion_au(first):
+        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=emotion_au")
     protocol = first.get("protocol")
     if protocol is not None and str(protocol.get("name", "loso")) != "loso":
         raise ValueError(f"engine=batched runs protocol=loso only; use engine=per_fold with "
@@ -127,14 +129,11 @@ def fit_members(jobs, index: ClipIndex, dms, epochs: Sequence[int], names: Seque
     # As a fold's own fit has: the divergence check, and each fold's running.json (read by
     # mefnet-progress), with one heartbeat line for the whole group.
     stage = "inner-validation run" if log_name else ""
-    beats = [Heartbeat(fold_dir(cfg.experiment_dir, s), cfg.experiment_dir, s, stage=stage, suffix=f"/{name}",
-                       announce=False, max_epochs=int(e)) for (cfg, s), name, e in zip(jobs, names, epochs, strict=True)]
-    checks = [MemberFiniteCheck(), GroupHeartbeat(cfg0.experiment_dir, list(names), stage=stage), *beats]
+    beat = Heartbeat([Member(fold_dir(cfg.experiment_dir, s), cfg.experiment_dir, s, suffix=f"/{name}",
+                             max_epochs=int(e)) for (cfg, s), name, e in zip(jobs, names, epochs, strict=True)],
+                     stage=stage)
+    checks = [FiniteCheck(), beat]
     trainer = build_trainer(cfg0, out, max_epochs, checks + list(trackers or []), loggers, every)
-    # A weight-averaging callback (callbacks=ema) keeps one average per member, updated by
-    # that member's own steps (one average of all members would count every step of the fit).
-    trainer.callbacks[:] = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb
-                            for cb in trainer.callbacks]
     members, states = [], []
     for (cfg, _), dm in zip(jobs, dms, strict=True):
         members.append(build_module(cfg, index, dm))

@@ -7,10 +7,11 @@ these trackers' subjects) / predict these clips". :class:`Engine` is that protoc
 
 Everything else is here, above the engines, so both run it unchanged:
 
-* :func:`run_folds`: the selection protocol (``selection=fixed_epochs`` or ``inner_val``;
-  the inner-validation subjects, drawn per fold among its training subjects; refit for
-  the chosen epochs or keep the best epoch's weights; per-AU thresholds chosen on the
-  inner-validation subjects);
+* :func:`run_folds`: the selection protocol: the folds' rule
+  (:mod:`mefnet.selection_rules`: ``fixed_epochs``, ``inner_val`` with refit or keep
+  best, or a user's) fits them from the building blocks offered here (data modules, the
+  inner-validation subjects drawn per fold among its training subjects, trackers, fits,
+  per-AU thresholds chosen on the inner-validation subjects);
 * :func:`finish_folds`: the end of a fold (the one look at the test subjects, the
   finite checks and the check that every test clip was predicted, each with its error
   text, then :func:`write_fold` for each: predictions, checkpoint, model file, pictures
@@ -43,7 +44,7 @@ from mefnet.runs.store import (
     write_au_predictions,
     write_predictions,
 )
-from mefnet.schema import uses_inner_val
+from mefnet.selection_rules import rule_of
 from mefnet.training.divergence import (
     check_finite_probabilities,
     check_finite_weights,
@@ -99,77 +100,81 @@ class Engine(Protocol):
 
 
 def selection_rule(cfg: DictConfig) -> str:
-    """The selection rule of ``cfg`` in words (stored with the experiment); refuses an
-    unknown rule or an ``inner_val`` without its block."""
-    if cfg.selection == "fixed_epochs":
-        return (
-            f"fixed_epochs: trained {cfg.trainer.max_epochs} epochs, the test subject predicted once "
-            "after training; it is never used for early stopping, checkpoint choice or priors"
-        )
-    if uses_inner_val(cfg.selection):
-        iv = cfg.get("inner_val")
-        if iv is None:
-            raise ValueError("selection: inner_val needs an inner_val block (val_fraction, metric, smooth, refit)")
-        then = ("retrained on the whole training fold for that many epochs" if iv.refit
-                else "the weights of that epoch kept")
-        return (
-            f"inner_val: {round(100 * float(iv.val_fraction))}% of the training subjects (seeded draw per fold) "
-            f"held out; the epoch (1..{cfg.trainer.max_epochs}) with the best validation {iv.metric} "
-            f"(smoothed over {iv.smooth}) chosen, {then}; the test subject predicted once at the end and "
-            "never used for epoch choice, checkpoint choice or priors"
-        )
-    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
+    """The selection rule of ``cfg`` in words (stored with the experiment), as its rule
+    object says it. The rule's name and its ``inner_val`` block were checked by the schema
+    (:mod:`mefnet.schema`) before the run started, which is the one place an unknown rule
+    is refused."""
+    return rule_of(cfg.selection).describe(int(cfg.trainer.max_epochs), cfg.get("inner_val"))
 
+
+class _FoldRun:
+    """The :class:`mefnet.selection_rules.FoldRun` of one :func:`run_folds` call: the
+    building blocks a selection rule fits its folds with."""
+
+    def __init__(self, engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: torch.Tensor,
+                 tasks: Sequence[TaskRunner]) -> None:
+        self.engine, self.jobs, self.index, self.features, self.tasks = engine, jobs, index, features, tasks
+        cfg0 = jobs[0][0]
+        self.max_epochs = int(cfg0.trainer.max_epochs)
+        self.options = cfg0.get("inner_val")
+        self.dms: list[MERDataModule] = []
+        self.selections: list[dict] = [{"rule": cfg.selection} for cfg, _ in jobs]
+        self.thresholds: list[list[float] | None] = [None] * len(jobs)
+
+    @property
+    def members(self) -> list[MERModule]:
+        return self.engine.members
+
+    def datamodules(self, val_subjects: Sequence[Sequence[str]] | None = None) -> list[MERDataModule]:
+        vals = [None] * len(self.jobs) if val_subjects is None else [list(v) for v in val_subjects]
+        return [datamodule(cfg, self.index, self.features, s, v, task=t)
+                for (cfg, s), v, t in zip(self.jobs, vals, self.tasks, strict=True)]
+
+    def draw_val_subjects(self) -> list[list[str]]:
+        out = []
+        for cfg, s in self.jobs:
+            split = split_of(cfg)
+            out.append(choose_val_subjects(
+                self.index, s, float(cfg.inner_val.val_fraction), int(cfg.seed),
+                train_subjects=None if split.name == "loso" else split.train_subjects(self.index, s)))
+        return out
+
+    def trackers(self, keep_best: bool) -> list[InnerValidation]:
+        return [inner_tracker(cfg, self.index, self.tasks[k], keep_best=keep_best, **self.engine.tracker_options(k))
+                for k, (cfg, _) in enumerate(self.jobs)]
+
+    def fit(self, dms: Sequence[MERDataModule], epochs: Sequence[int],
+            trackers: Sequence[InnerValidation] | None = None, log_name: str | None = None) -> None:
+        self.engine.fit(dms, epochs, trackers, log_name)
+
+    def record_inner(self, k: int, tracker: InnerValidation, val_subjects: Sequence[str], **extra) -> None:
+        if self.tasks[k].name == "au" and self.tasks[k].task.threshold == "inner_val":
+            self.thresholds[k] = tracker.thresholds()
+        self.selections[k].update(val_subjects=list(val_subjects), n_val=len(self.dms[k].val_idx), **extra,
+                                  **tracker.summary())
 
 
 def run_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, features: torch.Tensor) -> list[dict]:
     """Select, fit and finish the folds ``jobs`` with ``engine`` (their locks held by the
-    caller); returns each fold's record. The members share ``selection`` and ``inner_val``
-    (the batched engine checks this)."""
+    caller); returns each fold's record. How the folds are fitted and which weights
+    predict is their selection rule's (:mod:`mefnet.selection_rules`); the members share
+    ``selection`` and ``inner_val`` (the batched engine checks this)."""
     quiet_lightning()
     cfg0 = jobs[0][0]
-    for cfg, _ in jobs:
-        selection_rule(cfg)  # refuses an unknown rule before any training
     torch.set_num_threads(int(cfg0.get("threads_per_fold", 1)))
     start = time.perf_counter()
     outs = [fold_dir(cfg.experiment_dir, s) for cfg, s in jobs]
     for out in outs:
         out.mkdir(parents=True, exist_ok=True)
     tasks = [task_runner(cfg, index) for cfg, _ in jobs]
-    K = len(jobs)
-    selections: list[dict] = [{"rule": cfg.selection} for cfg, _ in jobs]
-    thresholds: list[list[float] | None] = [None] * K
-    epochs = [int(cfg0.trainer.max_epochs)] * K
-
-    if uses_inner_val(cfg0.selection):
-        refit = bool(cfg0.inner_val.refit)
-        val_subjects = []
-        for cfg, s in jobs:
-            split = split_of(cfg)
-            val_subjects.append(choose_val_subjects(
-                index, s, float(cfg.inner_val.val_fraction), int(cfg.seed),
-                train_subjects=None if split.name == "loso" else split.train_subjects(index, s)))
-        dms = [datamodule(cfg, index, features, s, v, task=t)
-               for (cfg, s), v, t in zip(jobs, val_subjects, tasks, strict=True)]
-        trackers = [inner_tracker(cfg, index, tasks[k], **engine.tracker_options(k))
-                    for k, (cfg, _) in enumerate(jobs)]
-        engine.fit(dms, epochs, trackers, "inner" if refit else None)
-        for k, tracker in enumerate(trackers):
-            if tasks[k].name == "au" and tasks[k].task.threshold == "inner_val":
-                thresholds[k] = tracker.thresholds()
-            selections[k].update(val_subjects=val_subjects[k], n_val=len(dms[k].val_idx), refit=refit,
-                                 **tracker.summary())
-        if refit:
-            dms = [datamodule(cfg, index, features, s, task=t) for (cfg, s), t in zip(jobs, tasks, strict=True)]
-            epochs = [t.best_epoch for t in trackers]
-            engine.fit(dms, epochs, None, None)
-        else:
-            for k, tracker in enumerate(trackers):
-                engine.members[k].load_state_dict(tracker.best_state())
-    else:
-        dms = [datamodule(cfg, index, features, s, task=t) for (cfg, s), t in zip(jobs, tasks, strict=True)]
-        engine.fit(dms, epochs, None, None)
-    return finish_folds(engine, jobs, index, dms, selections, thresholds, tasks, start)
+    run = _FoldRun(engine, jobs, index, features, tasks)
+    rule = rule_of(cfg0.selection)
+    rule.select(run)
+    if len(run.dms) != len(jobs):  # a user's rule that forgot to say what its folds predict from
+        raise RuntimeError(f"selection={rule.name}: the rule's select left {len(run.dms)} data modules in run.dms "
+                           f"for {len(jobs)} folds; it must leave the data modules the test subjects are "
+                           "predicted from")
+    return finish_folds(engine, jobs, index, run.dms, run.selections, run.thresholds, tasks, start)
 
 
 def finish_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, dms: Sequence[MERDataModule],
@@ -208,7 +213,9 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
     fold.json last (the mark of a finished fold). Every engine ends here (through :func:`finish_folds`).
 
     ``task=au``: ``probs`` are per-AU probabilities, cut at ``thresholds`` (per AU; the
-    task's fixed value when None)."""
+    task's fixed value when None). ``task=emotion_au``: ``probs`` hold the emotion
+    probabilities then the AU ones; the task runner writes the AU file and the rest is
+    written as for ``task=emotion``."""
     task = task or task_runner(cfg, index)
     if task.name == "au":
         thresholds = thresholds or [task.task.threshold_value] * task.num_outputs
@@ -222,6 +229,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         train_counts = {n: int(v) for n, v in zip(task.output_names,
                                                   task.targets()[dm.train_idx].sum(0).tolist(), strict=True)}
     else:
+        probs = task.emotion_probabilities(out, dm, probs)  # task=emotion_au also writes its AU file
         train_counts = dm.train_class_counts()
         preds = probs.argmax(dim=1)
         names = index.class_names
@@ -236,7 +244,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
         save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on
     # (after the predictions are written; nothing here feeds back into training).
-    if task.name == "emotion":
+    if task.name != "au":
         fold_pictures(loggers, module.backbone, dm.test_set.tensors[0],
                       [index[i].label for i in dm.test_idx], index.class_names, out / "pictures")
     record = {

@@ -15,6 +15,7 @@ How many epochs:
   comes from the LOSO run of the same experiment and seed: the median of the epochs its
   finished folds chose (rounded down to a whole epoch). The LOSO folds must have run first
   (at least one finished); otherwise this refuses and says so.
+* any other rule (a user's): its rule object's ``final_epochs`` (:mod:`mefnet.selection_rules`).
 
 Like a fold, it is trained once: starting it again leaves a finished final model
 untouched. The experiment's identity check applies, so the final model always has the
@@ -24,8 +25,6 @@ config of the LOSO run it sits beside.
 from __future__ import annotations
 
 import logging
-import math
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,7 @@ from mefnet.experiment.fitting import close_loggers, fit_model, versions
 from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.runs.store import fold_records
-from mefnet.schema import uses_inner_val
+from mefnet.selection_rules import rule_of
 from mefnet.training.divergence import check_finite_weights
 from mefnet.training.task_runner import task_runner
 from mefnet.utils.files import write_json
@@ -56,22 +55,11 @@ def final_dir(experiment_dir: str | Path) -> Path:
 
 
 def final_epochs(cfg: DictConfig, experiment_dir: str | Path) -> tuple[int, str]:
-    """The epoch count of the final model and the rule that gave it (see the module doc)."""
-    if cfg.selection == "fixed_epochs":
-        n = int(cfg.trainer.max_epochs)
-        return n, f"fixed_epochs: the recipe's {n} epochs"
-    if uses_inner_val(cfg.selection):
-        chosen = sorted(int(r["selection"]["best_epoch"]) for r in fold_records(experiment_dir).values()
-                        if r.get("status") == "complete" and "best_epoch" in (r.get("selection") or {}))
-        if not chosen:
-            raise ValueError(
-                f"fold=none with selection=inner_val takes its epoch count from the LOSO folds of {experiment_dir}, "
-                "and none has finished: run the LOSO first (the same command without fold=none), or use "
-                "selection=fixed_epochs")
-        n = max(1, math.floor(statistics.median(chosen)))
-        return n, (f"inner_val: the median of the epochs chosen by {len(chosen)} finished LOSO folds "
-                   f"(range {chosen[0]}..{chosen[-1]}), rounded down")
-    raise ValueError(f"selection: '{cfg.selection}' is not supported; use fixed_epochs or inner_val")
+    """The epoch count of the final model and the rule that gave it, as ``cfg.selection``'s
+    rule object derives it (see the module doc); ``cfg.selection`` was checked by the
+    schema (:mod:`mefnet.schema`)."""
+    return rule_of(cfg.selection).final_epochs(int(cfg.trainer.max_epochs), lambda: fold_records(experiment_dir),
+                                               str(experiment_dir))
 
 
 def run_final(cfg: DictConfig, index: ClipIndex, features: Callable[[], torch.Tensor],

@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 import mefnet
@@ -28,6 +29,7 @@ from mefnet.report.tracking import wandb_run_settings
 from mefnet.runs.splits import split_of
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
+from mefnet.training.averaging import MemberAveraging
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat
 from mefnet.training.module import MERModule
@@ -146,6 +148,10 @@ def build_trainer(cfg: DictConfig, out: Path, max_epochs: int, callbacks: list, 
     if validate_every is not None:
         extra = {"limit_val_batches": 1.0, "check_val_every_n_epoch": int(validate_every), "num_sanity_val_steps": 0}
     configured = [instantiate(cb) for cb in (cfg.callbacks or {}).values() if cb is not None]
+    # A weight-averaging callback (callbacks=ema) runs through the one member-axis path:
+    # one average per member, updated by that member's own steps (for the batched engine,
+    # one average of all members would count every step of the fit).
+    configured = [MemberAveraging(cb) if isinstance(cb, WeightAveraging) else cb for cb in configured]
     bar = progress_bar()  # on a terminal only (mefnet.training.progress_bar)
     if bar is not None:
         configured.append(bar)
@@ -161,7 +167,7 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
     module = build_module(cfg, index, dm, task)
     loggers = instantiate_loggers(cfg, out, subject_key, log_name)
     every = None if tracker is None else tracker.check_every_n_epochs(tracker.every, max_epochs)
-    heartbeat = Heartbeat(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
+    heartbeat = Heartbeat.of_fold(out, cfg.experiment_dir, subject_key, stage="inner-validation run" if log_name else "")
     trainer = build_trainer(cfg, out, max_epochs,
                             [FiniteCheck(subject_key), heartbeat] + ([] if tracker is None else [tracker]),
                             loggers, every)
@@ -169,13 +175,16 @@ def fit_model(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, out: Path, s
     return module, trainer
 
 
-def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, **kwargs) -> InnerValidation:
+def inner_tracker(cfg: DictConfig, index: ClipIndex, task: TaskRunner | None = None, keep_best: bool | None = None,
+                  **kwargs) -> InnerValidation:
     """The inner-validation tracker of ``cfg.inner_val`` for the task: per AU for ``task=au``,
-    else over the emotion classes."""
+    else over the emotion classes. ``keep_best``: whether it keeps the best epoch's weights
+    (None: when ``inner_val.refit`` is false)."""
     iv = cfg.inner_val
     task = task or task_runner(cfg, index)
     options = dict(metric=str(iv.metric), smooth=int(iv.smooth), every_n_epochs=int(iv.every_n_epochs),
-                   min_epochs=int(iv.min_epochs), keep_best=not bool(iv.refit), **kwargs)
+                   min_epochs=int(iv.min_epochs),
+                   keep_best=not bool(iv.refit) if keep_best is None else keep_best, **kwargs)
     if task.name == "au":
         return AUInnerValidation(task.num_outputs, **options)
     return InnerValidation(index.num_classes, **options)

@@ -67,7 +67,7 @@ from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
-from mefnet.utils.workers import WithParent
+from mefnet.utils.workers import WithParent, exit_with_launcher_parent, launcher_parent
 
 # mefnet-train's entry module registers the config's resolvers when it is imported: Hydra's
 # launchers import it in every job process (joblib, submitit) and resolve the run
@@ -311,6 +311,7 @@ def log_progress(exp_dir: Path, rec: dict, workers: int = 1) -> None:
 def task(cfg: DictConfig) -> str | float:
     """One Hydra job: run the configured fold(s); returns the experiment directory, or,
     in a recipe search (``optimized_metric`` set), the trial's inner-validation objective."""
+    exit_with_launcher_parent()  # a joblib launcher's job ends with mefnet-train (SIGKILL included)
     searching = optimized_metric(cfg) is not None  # refuses a search without inner_val first
     run(cfg)
     if searching:
@@ -331,9 +332,40 @@ def _kept_error(task_function, failed: list[Exception]):
             if HydraConfig.get().mode != RunMode.RUN:
                 raise
             failed.append(e)
+            try:
+                _remove_unstarted_run_folder(Path(cfg.paths.output_dir).absolute())
+            except Exception:  # a tidy-up that fails must not hide the error the user is to read
+                log.debug("the refused run's folder was left as it is", exc_info=True)
             return None
 
     return run_task
+
+
+def _remove_unstarted_run_folder(output_dir: Path) -> None:
+    """After a refused single run that recorded nothing (a bad data file: no
+    experiment.json) and logged nothing: the seed folder Hydra made for it, with its empty
+    log, and the folders above it up to ``output_dir`` where they are left empty. The output
+    folder is then as it was; a log with lines in it is kept (it says what happened)."""
+    out = Path(HydraConfig.get().runtime.output_dir).absolute()
+    if (out / EXPERIMENT).exists() or output_dir not in out.parents:
+        return
+    logs = [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == out]
+    for h in logs:
+        h.flush()
+    if any(Path(h.baseFilename).is_file() and Path(h.baseFilename).stat().st_size for h in logs):
+        return
+    for h in logs:
+        logging.getLogger().removeHandler(h)
+        h.close()
+        Path(h.baseFilename).unlink(missing_ok=True)
+    folder = out
+    while folder != output_dir:
+        try:
+            folder.rmdir()  # only an empty folder: anything else in it stays
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def register_plugins() -> None:
@@ -365,7 +397,8 @@ def main() -> None:
         hydra_callbacks.raise_failures()  # a sweep's table that could not be written is an error
 
     sys.argv[1:] = open_map_overrides(sys.argv[1:])  # dataset.index.class_map='{...}' and the like
-    cli("mefnet-train", entry)
+    with launcher_parent():  # a joblib launcher's workers inherit it: their jobs end with this process
+        cli("mefnet-train", entry)
 
 
 if __name__ == "__main__":

@@ -93,9 +93,9 @@ def check_optimizer_and_threads(cfg: DictConfig) -> None:
 
 @validator
 def check_task_au_set(cfg: DictConfig) -> None:
-    """``task.au_set`` of the AU task: action-unit numbers, each once."""
+    """``task.au_set`` of the AU tasks (``au``, ``emotion_au``): action-unit numbers, each once."""
     task = cfg.get("task") or {}
-    if task.get("name") == "au":
+    if task.get("name") in ("au", "emotion_au"):
         try:
             check_au_set(list(task.get("au_set") or []))
         except ValueError as e:

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ONNX: {a.onnx} (max |logit difference| to PyTorch {diff:.2g})")
     except (ModelFileError, ExportError) as e:
         print(f"mefnet-export: {e}", file=sys.stderr)
-        return 2
+        return 1  # refused input: one line, exit status 1, as every mefnet command (argparse's usage errors: 2)
     return 0
 
 

@@ -637,7 +637,7 @@ def _pictures(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
         (out / "pictures.json").write_text(json.dumps(record, indent=2) + "\n")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
         print(f"mefnet-pictures: {e}", file=sys.stderr)
-        return 2
+        return 1  # refused input: one line, exit status 1, as every mefnet command (argparse's usage errors: 2)
     print(f"pictures written to {out} in {time.perf_counter() - start:.1f} s (index: {out / 'pictures.json'})")
     return 1 if failed else 0
 

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FileExistsError(f"{a.out} exists; choose another --out or pass --overwrite")
     except (ModelFileError, ClipListError, FileExistsError, ValueError) as e:
         print(f"mefnet-predict: {e}", file=sys.stderr)
-        return 2
+        return 1  # refused input: one line, exit status 1, as every mefnet command (argparse's usage errors: 2)
     for w in predictor.warnings:
         print(f"mefnet-predict: warning: {w}", file=sys.stderr)
     start = time.perf_counter()

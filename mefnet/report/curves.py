@@ -102,7 +102,7 @@ def plot_curves(name: str, folds: list[dict], path: str | Path) -> Path:
         left.plot(e, med, color="#08519c", lw=2, label="median over folds")
     rules = {f["rule"] for f in folds}
     chosen = [f["chosen"] for f in folds if f["chosen"]]
-    if rules == {"fixed_epochs"} and chosen:
+    if rules and not any(uses_inner_val(r) for r in rules) and chosen:  # no fold chose an epoch
         left.axvline(int(np.median(chosen)), color="#d95f02", ls="--", lw=1.5,
                      label=f"epochs trained ({int(np.median(chosen))})")
     left.set(title="training loss", xlabel="epoch", ylabel="loss")

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mefnet.datasets.action_units import au_vector, parse_normalised
 from mefnet.datasets.subject_ids import id_problem
 from mefnet.runs.identity import listed
 from mefnet.runs.splits import fold_contains
@@ -39,6 +40,8 @@ EXPERIMENT = "experiment.json"
 CLIPS = "clips.csv"
 FOLDS = "folds"
 PREDICTIONS = "predictions.csv"
+# task=emotion_au: the AU head's predictions of the fold's annotated test clips (AU format).
+AU_PREDICTIONS = "au_predictions.csv"
 FOLD_DONE = "fold.json"
 REQUIRED_COLUMNS = ("dataset", "subject", "clip", "true", "pred")
 
@@ -193,6 +196,16 @@ def _probability(path: Path, line: int, row: dict, column: str) -> float:
     return value
 
 
+def _require_probabilities(path: Path, fieldnames: list[str] | None, prob_columns: list[str], what: str) -> None:
+    """Every fold file mefnet writes has one ``prob_<name>`` column per class or AU (since
+    the first release): a file without them, or with some missing, is damaged, never read
+    without its checks."""
+    absent = [c for c in prob_columns if c not in (fieldnames or [])]
+    if absent:
+        raise ReportError(f"{path}: missing column(s) {absent}; expected one prob_<{what}> column per {what} "
+                          f"({', '.join(prob_columns)}), as mefnet-train writes them")
+
+
 def _check_emotion_row(path: Path, line: int, r: dict, class_names: list[str], prob_columns: list[str],
                        labels: dict[str, str] | None) -> None:
     """A prediction row agrees with itself and with the experiment: ``pred_name`` names
@@ -207,8 +220,6 @@ def _check_emotion_row(path: Path, line: int, r: dict, class_names: list[str], p
     if recorded is not None and recorded != class_names[r["true"]]:
         raise ReportError(f"{path}, line {line}, column 'true': clip {key} is '{recorded}' in the "
                           f"experiment's {CLIPS} but the row says {r['true']} ('{class_names[r['true']]}')")
-    if not prob_columns:
-        return  # a table without probabilities (hand-made): nothing more to compare
     probs = [_probability(path, line, r, c) for c in prob_columns]
     if abs(sum(probs) - 1.0) > PROB_SUM_TOLERANCE:
         raise ReportError(f"{path}, line {line}, columns {prob_columns[0]}..{prob_columns[-1]}: the "
@@ -220,17 +231,24 @@ def _check_emotion_row(path: Path, line: int, r: dict, class_names: list[str], p
                           f"{prob_columns[best]} = {probs[best]:.6f}")
 
 
-def read_clip_labels(experiment_dir: str | Path) -> dict[str, str] | None:
-    """Each clip's recorded class name (``label_name`` of the experiment's ``clips.csv``) by
-    ``<dataset>/<subject>/<clip>``; None when the file or the column is absent."""
+def read_clip_labels(experiment_dir: str | Path, column: str = "label_name") -> dict[str, str] | None:
+    """Each clip's recorded truth by ``<dataset>/<subject>/<clip>``, from the experiment's
+    ``clips.csv``: its class name (``label_name``), or with ``column="aus"`` its normalised
+    action units (``4+12``); None when the file or the column is absent."""
     path = Path(experiment_dir) / CLIPS
     if not path.is_file():
         return None
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        if not {"dataset", "subject", "clip", "label_name"} <= set(reader.fieldnames or []):
+        if not {"dataset", "subject", "clip", column} <= set(reader.fieldnames or []):
             return None
-        return {f"{r['dataset']}/{r['subject']}/{r['clip']}": r["label_name"] for r in reader}
+        return {f"{r['dataset']}/{r['subject']}/{r['clip']}": r[column] or "" for r in reader}
+
+
+def read_clip_truth(experiment_dir: str | Path, au: bool) -> dict[str, str] | None:
+    """What the experiment recorded as each clip's truth: its AUs for an action-unit run
+    (``au``), its class name otherwise (:func:`read_clip_labels`)."""
+    return read_clip_labels(experiment_dir, "aus" if au else "label_name")
 
 
 def read_fold_predictions(path: Path, subject_key: str, class_names: list[str],
@@ -250,10 +268,7 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str],
                 f"(got {reader.fieldnames})"
             )
         prob_columns = [f"prob_{n}" for n in class_names]
-        present = [c for c in prob_columns if c in (reader.fieldnames or [])]
-        if present and len(present) < len(prob_columns):
-            raise ReportError(f"{path}: missing column(s) {[c for c in prob_columns if c not in present]} "
-                              f"(it has {present}); expected one prob_<class> column per class")
+        _require_probabilities(path, reader.fieldnames, prob_columns, "class")
         rows = []
         for line, r in enumerate(reader, start=2):
             for key in ("true", "pred"):
@@ -272,7 +287,7 @@ def read_fold_predictions(path: Path, subject_key: str, class_names: list[str],
                 raise ReportError(
                     f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}"
                 )
-            _check_emotion_row(path, line, r, class_names, present, labels)
+            _check_emotion_row(path, line, r, class_names, prob_columns, labels)
             rows.append(r)
     if not rows:
         raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
@@ -348,20 +363,26 @@ def read_au_predictions(path: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str]) -> list[dict]:
+def read_au_fold_predictions(path: Path, subject_key: str, au_names: list[str],
+                             recorded: dict[str, str] | None = None) -> list[dict]:
     """The rows of one action-unit fold's predictions.csv (multi-label: a 0/1 column per AU
-    for the truth and the prediction), each checked against its fold."""
+    for the truth and the prediction), each checked against its fold, its own
+    probabilities and thresholds and, given ``recorded`` (:func:`read_clip_truth`), the
+    clips' AUs recorded in clips.csv."""
     if not path.is_file():
         raise ReportError(f"{path}: the fold is marked complete in {FOLD_DONE} but has no {PREDICTIONS}")
     try:
         rows = read_au_predictions(path, au_names)
     except ValueError as e:
         raise ReportError(str(e)) from None
+    if rows:
+        _require_probabilities(path, list(rows[0]), [f"prob_{n}" for n in au_names], "AU")
     thresholds = _au_thresholds(path, au_names)
     for line, r in enumerate(rows, start=2):
         if not fold_contains(subject_key, r["dataset"], r["subject"]):
             raise ReportError(f"{path}, line {line}: clip of {r['dataset']}/{r['subject']} in the fold of {subject_key}")
         _check_au_row(path, line, r, au_names, thresholds)
+        _check_au_truth(path, line, r, au_names, recorded)
     if not rows:
         raise ReportError(f"{path}: no predictions (a finished fold predicts at least one clip)")
     return rows
@@ -387,8 +408,6 @@ def _check_au_row(path: Path, line: int, r: dict, au_names: list[str],
         if column in r and r[column] is not None and r[column] != _aus(au_names, values):
             raise ReportError(f"{path}, line {line}, column '{column}': {r[column]!r} does not name the AUs "
                               f"of its {column}_<AU> columns ({_aus(au_names, values)!r})")
-    if not all(f"prob_{n}" in r for n in au_names):
-        return  # a table without probabilities (hand-made): nothing more to compare
     for n, predicted in zip(au_names, r["y_pred"], strict=True):
         prob = _probability(path, line, r, f"prob_{n}")
         if thresholds is not None:
@@ -406,13 +425,33 @@ def _check_au_row(path: Path, line: int, r: dict, au_names: list[str],
                               f"{'does not pass' if predicted else 'passes'} the fold's threshold {thr:g}")
 
 
+def _check_au_truth(path: Path, line: int, r: dict, au_names: list[str], recorded: dict[str, str] | None) -> None:
+    """An AU row's truth is the clip's AUs recorded in clips.csv, restricted to the AU set
+    (as the targets were made, :func:`mefnet.tasks.au.targets`)."""
+    key = f"{r['dataset']}/{r['subject']}/{r['clip']}"
+    if recorded is None or key not in recorded:
+        return
+    cell = recorded[key]
+    try:
+        expected = au_vector(parse_normalised(cell), [int(n.removeprefix("AU")) for n in au_names])
+    except ValueError:
+        raise ReportError(f"{path}, line {line}, column 'true': clip {key} has no action units in the "
+                          f"experiment's {CLIPS} ({cell!r}) but the row gives it {r.get('true')!r}") from None
+    for n, want, got in zip(au_names, expected, r["y_true"], strict=True):
+        if want != got:
+            raise ReportError(f"{path}, line {line}, column 'true_{n}': clip {key} has AUs '{cell}' in the "
+                              f"experiment's {CLIPS} ({n} {'present' if want else 'absent'}) but the row "
+                              f"says {got}")
+
+
 def read_fold_rows(path: Path, subject_key: str, class_names: list[str],
                    au_names: list[str] | None = None, labels: dict[str, str] | None = None) -> list[dict]:
     """A fold's predictions of either task, checked (a disagreement is a :class:`ReportError`
     naming file, line and column): AU rows with ``au_names``, emotion rows without, their
-    truth compared with ``labels`` (:func:`read_clip_labels`) when given."""
+    truth compared with ``labels`` (:func:`read_clip_truth`: class names, or AUs for AU
+    rows) when given."""
     if au_names is not None:
-        return read_au_fold_predictions(path, subject_key, au_names)
+        return read_au_fold_predictions(path, subject_key, au_names, labels)
     return read_fold_predictions(path, subject_key, class_names, labels)
 
 
@@ -426,8 +465,8 @@ def fold_problem(experiment_dir: str | Path, subject_key: str, class_names: list
     ``au_names``: the fold is an action-unit fold (multi-label predictions)."""
     path = fold_dir(experiment_dir, subject_key) / PREDICTIONS
     try:
-        if labels is None and au_names is None:
-            labels = read_clip_labels(experiment_dir)
+        if labels is None:
+            labels = read_clip_truth(experiment_dir, au=au_names is not None)
         rows = read_fold_rows(path, subject_key, class_names, au_names, labels)
     except (ReportError, OSError, UnicodeDecodeError, csv.Error) as e:
         return str(e)
@@ -481,7 +520,7 @@ def read_run(experiment_dir: str | Path, record: dict | None = None) -> Run:
     names = list(record["class_names"])
     au_names = list(record["au_names"]) if record.get("task") == "au" else None
     clips = read_clip_keys(experiment_dir)
-    labels = read_clip_labels(experiment_dir) if au_names is None else None
+    labels = read_clip_truth(experiment_dir, au=au_names is not None)
     preds: list[dict] = []
     seen: dict[tuple, str] = {}
     for subject_key in record["folds"]:

@@ -80,15 +80,30 @@ def is_au(cfg) -> bool:
     return task is not None and str(task.get("name", "emotion")) == "au"
 
 
-def prepare_index(index: ClipIndex, task: AUTask) -> ClipIndex:
-    """The clips the AU task uses (see the module docstring); the others are listed."""
+def coded_datasets(index: ClipIndex, task_name: str) -> set[str]:
+    """The datasets of ``index`` in which some clip carries AU codes (a clip of another
+    dataset has no AU annotation, whatever its cell says); an error naming ``task_name``
+    when there is none."""
     coded = {c.dataset for c in index if c.aus and is_annotated(c.aus)}
     if not coded:
         raise DatasetError(
-            f"task=au: no action-unit annotation on any clip of {index.name or 'the index'} (dataset(s) "
+            f"task={task_name}: no action-unit annotation on any clip of {index.name or 'the index'} (dataset(s) "
             f"{index.datasets}; SMIC has none, and a flow folder or frames_csv needs an aus column: "
             "see docs/action_units.md, or fill it with mefnet-aus attach)"
         )
+    return coded
+
+
+def au_annotated(index: ClipIndex, task_name: str) -> list[bool]:
+    """Per clip, whether it has an AU annotation (the rule of the module docstring: its
+    dataset carries AU codes and its cell is not ``?`` / ``NA``)."""
+    coded = coded_datasets(index, task_name)
+    return [c.dataset in coded and is_annotated(c.aus) for c in index]
+
+
+def prepare_index(index: ClipIndex, task: AUTask) -> ClipIndex:
+    """The clips the AU task uses (see the module docstring); the others are listed."""
+    coded = coded_datasets(index, "au")
     annotated, unannotated = [], []
     for c in index:
         (annotated if c.dataset in coded and is_annotated(c.aus) else unannotated).append(c)

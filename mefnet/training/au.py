@@ -29,10 +29,7 @@ class AUModule(MERModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        if self.augment is not None:
-            x = self.augment(x)
-        logits = self(x)
-        loss = self.loss_fn(logits, y)
+        loss, _ = self.step_loss(x, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 

@@ -17,7 +17,7 @@ fold trained on its own has:
   validation loader per member; scores logged as ``val/<metric>/<member name>``), its own
   number of epochs (a member that is done stops stepping while the others go on) and,
   with a weight-averaging callback (``callbacks=ema``), its own average
-  (:class:`MemberAveraging`).
+  (:class:`mefnet.training.averaging.MemberAveraging`).
 
 **One vectorised step.** At each training step the members that have a batch are grouped
 by architecture and batch shape (a fold's last batch of an epoch is usually smaller, and
@@ -65,21 +65,18 @@ the end), in eval mode, exactly as in a fit of its own.
 from __future__ import annotations
 
 import copy
-import inspect
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.optim.swa_utils import AveragedModel
 
 from mefnet.data.datamodule import MERDataModule
-from mefnet.training.module import MERModule
+from mefnet.training.module import MERModule, configure_optimizers
 
 
 class _MaskFeed:
@@ -384,8 +381,7 @@ class BatchedMERModule(L.LightningModule):
             member = self.members[k]
             template = self._template(k)
             with self.member_rng(k):
-                if member.augment is not None:
-                    x = member.augment(x)
+                x = member.augmented(x)
                 masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.backbone, x)]
             groups.setdefault((self.architectures[k], tuple(x.shape)), []).append((k, x, y, masks))
         self.stepped = [k for group in groups.values() for k, *_ in group]
@@ -405,7 +401,7 @@ class BatchedMERModule(L.LightningModule):
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
             preds = logits.detach().argmax(dim=-1)
             for j, (k, _, y, _) in enumerate(group):
-                loss = self.members[k].loss_fn(logits[j], y)
+                loss = self.members[k].loss_of(logits[j], y)
                 self._count(k, loss, preds[j], y)
                 total = loss if total is None else total + loss
         return total
@@ -426,10 +422,7 @@ class BatchedMERModule(L.LightningModule):
             x, y = b
             member = self.members[k]
             with self.member_rng(k):
-                if member.augment is not None:
-                    x = member.augment(x)
-                logits = member(x)
-                loss = member.loss_fn(logits, y)
+                loss, logits = member.step_loss(x, y)
             self.stepped.append(k)
             self._count(k, loss, logits.detach().argmax(dim=1), y)
             total = loss if total is None else total + loss
@@ -519,131 +512,10 @@ class BatchedMERModule(L.LightningModule):
         self.__dict__["_storage"] = []
 
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=self._optimized_tensors(), **_foreach_default(self.optimizer_factory))
-        if self.scheduler_factory is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt)}}
-
-
-class MemberAveraging(L.Callback):
-    """A weight-averaging callback (Lightning's :class:`WeightAveraging`, e.g.
-    :class:`~mefnet.training.averaging.WarmupEMA`) applied to every member of a
-    :class:`BatchedMERModule` on its own: one average per member, updated after the
-    member's own optimizer steps only (its own step count drives the EMA warm-up), swapped
-    in for validation and copied into the member at the end of training, exactly as the
-    callback does for a fit of its own."""
-
-    def __init__(self, averaging: WeightAveraging) -> None:
-        self.averaging = averaging
-        self.models: list[AveragedModel] = []
-        self.steps: list[int] = []
-        self.latest_epoch = -1
-        self._views: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            device = self.averaging._device or pl_module.device
-            self.models = [AveragedModel(model=m, device=device, use_buffers=self.averaging._use_buffers,
-                                         **self.averaging._kwargs) for m in pl_module.members]
-            self.steps = [0] * len(self.models)
-            self._views = {}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        due = []
-        for k in pl_module.stepped:
-            self.steps[k] += 1
-            if self.averaging.should_update(step_idx=self.steps[k] - 1):
-                due.append(k)
-        in_place = getattr(self.averaging, "average_in_place", None)
-        if in_place is None:
-            for k in due:
-                self.models[k].update_parameters(pl_module.members[k])
-            return
-        # The members whose averages had the same number of updates share the decay: one
-        # multi-tensor update for all of them (the same arithmetic as update_parameters,
-        # without its Python loop over every tensor of every member).
-        by_count: dict[int, list[int]] = {}
-        for k in due:
-            n = int(self.models[k].n_averaged)
-            if n == 0 or self._tensors(k, pl_module) is None:
-                # the first update copies the member's weights; an average kept on another
-                # device than the member needs AveragedModel to move them
-                self.models[k].update_parameters(pl_module.members[k])
-            else:
-                by_count.setdefault(n, []).append(k)
-        for n, ks in by_count.items():
-            in_place([a for k in ks for a in self._views[k][0]], [c for k in ks for c in self._views[k][1]], n)
-            for k in ks:
-                self.models[k].n_averaged += 1
-
-    def _tensors(self, k: int, pl_module: L.LightningModule) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
-        """Member ``k``'s average and its own weights (parameters, then buffers, as
-        ``AveragedModel`` pairs them), detached views, looked up once; None when the
-        average lives on another device than the member."""
-        if k not in self._views:
-            member_state = getattr(pl_module, "member_state", None)
-            flat = member_state(k) if member_state is not None else None
-            if flat is not None:  # the member's tensors share one storage: so do its average's
-                avg, cur = [t.detach() for t in flat_state(self.models[k].module)], flat
-            else:
-                avg = [t.detach() for t in itertools.chain(self.models[k].module.parameters(),
-                                                           self.models[k].module.buffers())]
-                cur = [t.detach() for t in itertools.chain(pl_module.members[k].parameters(),
-                                                           pl_module.members[k].buffers())]
-            same = len(avg) == len(cur) and all(a.device == c.device for a, c in zip(avg, cur, strict=False))
-            self._views[k] = (avg, cur) if same else None
-        return self._views[k]
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if epoch > self.latest_epoch and self.averaging.should_update(epoch_idx=epoch):
-            for k, avg in enumerate(self.models):
-                if pl_module.active(k):
-                    avg.update_parameters(pl_module.members[k])
-            self.latest_epoch = epoch
-
-    @staticmethod
-    def _pairs(avg: AveragedModel, member: nn.Module):
-        return zip(itertools.chain(avg.module.parameters(), avg.module.buffers()),
-                   itertools.chain(member.parameters(), member.buffers()), strict=True)
-
-    def _swap(self, pl_module: L.LightningModule) -> None:
-        for avg, member in zip(self.models, pl_module.members, strict=True):
-            for a, c in self._pairs(avg, member):
-                tmp = a.data.clone()
-                a.data.copy_(c.data)
-                c.data.copy_(tmp)
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.models:
-            self._swap(pl_module)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.models:
-            self._swap(pl_module)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for avg, member in zip(self.models, pl_module.members, strict=True):
-            for a, c in self._pairs(avg, member):
-                c.data.copy_(a.data)
-
-
-def _foreach_default(factory) -> dict:
-    """``foreach=True`` for an optimizer that takes it and was not told otherwise.
-
-    On the CPU PyTorch's optimizers default to a Python loop over the parameter tensors
-    (``foreach`` is the default on GPUs only); one batched fit holds K members' tensors
-    (2,652 for 34 AM3F-FlowNets), so that loop cost a tenth of a training step. The
-    multi-tensor implementation does the same arithmetic (Adam, AdamW and SGD give
-    bit-identical parameters, ``tests/test_batched.py``) and skips tensors without a
-    gradient as the loop does."""
-    func = getattr(factory, "func", factory)
-    given = getattr(factory, "keywords", {}) or {}
-    try:
-        accepts = "foreach" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    return {"foreach": True} if accepts and given.get("foreach") is None else {}
+        # one optimizer over the members' flat parameters (see the module doc), built as a
+        # member's own fit builds it; the multi-tensor step, as K members hold many tensors
+        return configure_optimizers(self.optimizer_factory, self.scheduler_factory, self._optimized_tensors(),
+                                    foreach=True)
 
 
 def _cuda_state_for(seed: int, device: torch.device) -> torch.Tensor:

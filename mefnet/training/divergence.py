@@ -2,7 +2,8 @@
 
 A NaN loss does not stop PyTorch: the weights turn NaN, every prediction becomes class 0
 (``argmax`` of NaN) and a results table would print a number. :class:`FiniteCheck` fails
-the fold at the first non-finite loss (and checks the weights after every epoch);
+the fold at the first non-finite loss (and checks the weights after every epoch), under
+either engine;
 :func:`check_finite_weights` and :func:`check_finite_probabilities` guard the model and
 the predictions once more before anything is written.
 """
@@ -96,55 +97,63 @@ def training_warnings(module: nn.Module) -> list[str]:
 
 
 class FiniteCheck(L.Callback):
-    """Raise :class:`DivergedError` at the first non-finite training loss, naming the fold,
-    the epoch and the loss value, and at the end of an epoch that left non-finite weights."""
+    """Raise :class:`DivergedError` at the first non-finite training loss, naming the
+    fold(s), the epoch and the loss value, and at the end of an epoch that left non-finite
+    weights; warn (:class:`LossWatch`) when a finite loss explodes.
 
-    def __init__(self, fold: str) -> None:
+    One check for both engines, over the fit's members: ``FiniteCheck(fold)`` watches a
+    module that is one fold (K=1: the member is the module itself, its loss the batch's);
+    ``FiniteCheck()`` watches the members of the batched engine's fit
+    (:class:`~mefnet.training.batched.BatchedMERModule`: ``names``, ``members``, the
+    members that ``stepped`` in the batch and their running ``loss_sums`` /
+    ``loss_counts``). A non-finite summed loss there stops the fit naming the members
+    (folds) whose own loss is not finite; no fold of the fit writes predictions then."""
+
+    def __init__(self, fold: str | None = None) -> None:
         self.fold = fold
-        self.watch = LossWatch(fold)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None:
-            return
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DivergedError(
-                f"fold {self.fold}: the training loss is {value} at epoch {trainer.current_epoch + 1} "
-                f"(batch {batch_idx + 1}); {HINT}. No predictions were written for this fold."
-            )
-        self.watch.add(value)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        check_finite_weights(pl_module, f"fold {self.fold}, epoch {trainer.current_epoch + 1}")
-        self.watch.end_epoch(trainer.current_epoch + 1, pl_module)
-
-
-class MemberFiniteCheck(L.Callback):
-    """:class:`FiniteCheck` for the members of the batched engine's fit
-    (:class:`~mefnet.training.batched.BatchedMERModule`): a non-finite summed loss stops
-    the fit naming the members (folds) whose own loss is not finite, and every member's
-    weights are checked after every epoch. No fold of the fit writes predictions then."""
-
-    def __init__(self) -> None:
         self.watches: dict[int, LossWatch] = {}
         self.sums: dict[int, tuple[float, float]] = {}
 
+    def _names(self, pl_module) -> list[str]:
+        return list(pl_module.names) if self.fold is None else [self.fold]
+
+    def _members(self, pl_module) -> list[nn.Module]:
+        return list(pl_module.members) if self.fold is None else [pl_module]
+
+    def _stepped(self, pl_module) -> list[int]:
+        return list(pl_module.stepped) if self.fold is None else [0]
+
+    def _batch_losses(self, pl_module, value: float) -> list[tuple[int, float, float]]:
+        """Each stepping member's loss in this batch, as (member, loss sum, its weight):
+        one fold's batch mean (weight 1), or a member's part of the batched module's
+        running sums."""
+        if self.fold is not None:
+            return [(0, value, 1.0)]
+        out = []
+        for k in pl_module.stepped:
+            total, n = float(pl_module.loss_sums[k]), float(pl_module.loss_counts[k])
+            before, n_before = self.sums.get(k, (0.0, 0.0))
+            self.sums[k] = (total, n)
+            out.append((k, total - before, n - n_before))
+        return out
+
+    def _diverged(self, pl_module, k: int) -> bool:
+        """Whether member ``k``'s own loss is not finite (a batched member's running sum)."""
+        return self.fold is None and not math.isfinite(float(pl_module.loss_sums[k]))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:
             return
         value = float(loss.detach())
+        names = self._names(pl_module)
         if math.isfinite(value):
-            for k in pl_module.stepped:  # each member's loss of this batch, from its running sums
-                total, n = float(pl_module.loss_sums[k]), float(pl_module.loss_counts[k])
-                before, n_before = self.sums.get(k, (0.0, 0.0))
-                self.sums[k] = (total, n)
-                self.watches.setdefault(k, LossWatch(pl_module.names[k])).add(total - before, n - n_before)
+            for k, total, n in self._batch_losses(pl_module, value):
+                self.watches.setdefault(k, LossWatch(names[k])).add(total, n)
             return
-        bad = [pl_module.names[k] for k in pl_module.stepped if not math.isfinite(float(pl_module.loss_sums[k]))]
-        bad = bad or [pl_module.names[k] for k in pl_module.stepped]
-        others = len(pl_module.names) - len(bad)
+        stepped = self._stepped(pl_module)
+        bad = [names[k] for k in stepped if self._diverged(pl_module, k)] or [names[k] for k in stepped]
+        others = len(names) - len(bad)
         raise DivergedError(
             f"fold{'s' if len(bad) > 1 else ''} {', '.join(bad)}: the training loss is {value} at epoch "
             f"{trainer.current_epoch + 1} (batch {batch_idx + 1}); {HINT}. No predictions were written for "
@@ -153,11 +162,11 @@ class MemberFiniteCheck(L.Callback):
         )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.sums = {}  # the module's running sums restart with every epoch
+        self.sums = {}  # the batched module's running sums restart with every epoch
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        for name, member in zip(pl_module.names, pl_module.members, strict=True):
+        members = self._members(pl_module)
+        for name, member in zip(self._names(pl_module), members, strict=True):
             check_finite_weights(member, f"fold {name}, epoch {trainer.current_epoch + 1}")
         for k, watch in self.watches.items():
-            watch.end_epoch(trainer.current_epoch + 1, pl_module.members[k])
-
+            watch.end_epoch(trainer.current_epoch + 1, members[k])

@@ -1,11 +1,17 @@
-"""A fold's heartbeat: epoch, training loss and inner-validation score, while it trains.
+"""A fit's heartbeat: each fold's epoch, training loss and inner-validation score, while it trains.
 
-:class:`Heartbeat` is a Lightning callback. After every epoch it rewrites
-``<fold folder>/running.json`` (what ``mefnet-progress`` reads to show the folds running
-now, from any machine that sees the output folder), and at most every ``every_s`` seconds,
-and after the last epoch, it logs one line::
+:class:`Heartbeat` is a Lightning callback over the fit's members (one fold trained on its
+own, or the folds of the batched engine's fit). After every epoch it rewrites each
+member's ``<fold folder>/running.json`` (what ``mefnet-progress`` reads to show the folds
+running now, from any machine that sees the output folder), and at most every
+``every_s`` seconds, and after the last epoch, it logs one line for the fit: a fold of its
+own names the fold::
 
     [synthetic-am3f-la/seed_42] fold synthetic/sub03 epoch 12/40  loss 0.412  val uf1 0.633
+
+and the members of a batched fit are one line with their means::
+
+    [megc2019-am3f/seed_1] 20 folds (casme2/sub01 ... smic/s04) epoch 12/29  loss 0.412 (mean)
 
 (``MEFNET_HEARTBEAT_S`` sets the seconds between lines; 0 logs every epoch.)
 
@@ -22,6 +28,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -62,89 +70,113 @@ class _Lines:
         return False
 
 
-class Heartbeat(L.Callback):
-    """``experiment_dir``'s fold ``fold`` (its folder ``out_dir``); ``stage`` names the fit
-    when a fold has two (the inner-validation run before the refit)."""
+@dataclass
+class Member:
+    """One fold of a fit: ``experiment_dir``'s fold ``fold``, its folder ``out_dir``.
 
-    def __init__(self, out_dir: str | Path, experiment_dir: str | Path, fold: str, stage: str = "",
-                 every: float | None = None, suffix: str = "", announce: bool = True,
-                 max_epochs: int | None = None) -> None:
-        """``suffix``: the fold's metrics are logged as ``<name><suffix>`` (a member of the
-        batched engine, ``/<member name>``); ``announce=False`` writes ``running.json``
-        only (the batched engine logs one line per group instead); ``max_epochs``: the
-        fold's own number of epochs where the fit trains longer (a member's refit)."""
-        self.max_epochs = max_epochs
-        self.suffix = suffix
-        self.announce = announce
-        self.path = Path(out_dir) / RUNNING
-        self.label = run_label(experiment_dir)
-        self.fold = fold
-        self.lines = _Lines(every)
+    ``suffix``: the fold's metrics are logged as ``<name><suffix>`` (a member of the
+    batched engine, ``/<member name>``; empty for a fold fitted on its own);
+    ``max_epochs``: the fold's own number of epochs where the fit trains longer (a
+    member's refit); None: the trainer's."""
+
+    out_dir: str | Path
+    experiment_dir: str | Path
+    fold: str
+    suffix: str = ""
+    max_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.out_dir) / RUNNING
+        self.label = run_label(self.experiment_dir)
+
+    def total(self, trainer: L.Trainer) -> int:
+        return int(trainer.max_epochs or 0) if self.max_epochs is None else int(self.max_epochs)
+
+    def metrics(self, trainer: L.Trainer) -> dict:
+        """The fold's own logged values of the epoch, their names without its suffix."""
+        n = len(self.suffix)
+        return {k[: len(k) - n]: v for k, v in trainer.callback_metrics.items() if k.endswith(self.suffix)}
+
+
+class Heartbeat(L.Callback):
+    """The heartbeat of a fit's ``members`` (:class:`Member`); ``stage`` names the fit when
+    a fold has two (the inner-validation run before the refit). Use :meth:`of_fold` for a
+    fold fitted on its own."""
+
+    def __init__(self, members: Sequence[Member], stage: str = "", every: float | None = None) -> None:
+        if not members:
+            raise ValueError("a heartbeat needs at least one fold")
+        self.members = list(members)
         self.stage = stage
+        self.lines = _Lines(every)
         self._start = time.time()
         ensure_logging()
+
+    @classmethod
+    def of_fold(cls, out_dir: str | Path, experiment_dir: str | Path, fold: str, stage: str = "",
+                every: float | None = None) -> Heartbeat:
+        """The heartbeat of one fold fitted on its own (K=1)."""
+        return cls([Member(out_dir, experiment_dir, fold)], stage=stage, every=every)
+
+    @property
+    def batched(self) -> bool:
+        """Whether the members are the batched engine's (named by their metric suffix)."""
+        return any(m.suffix for m in self.members)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.time()
-        self._write({"epoch": 0, "max_epochs": self._total(trainer)})
-
-    def _total(self, trainer: L.Trainer) -> int:
-        return int(trainer.max_epochs or 0) if self.max_epochs is None else int(self.max_epochs)
+        for m in self.members:
+            self._write(m, {"epoch": 0, "max_epochs": m.total(trainer)})
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        n = len(self.suffix)
-        metrics = {k[: len(k) - n]: v for k, v in trainer.callback_metrics.items() if k.endswith(self.suffix)}
-        total = self._total(trainer)
         epoch = int(trainer.current_epoch) + 1
-        if epoch > total:  # a member that has finished its own epochs
+        for m in self.members:
+            total = m.total(trainer)
+            if epoch > total:  # a member that has finished its own epochs
+                continue
+            metrics = m.metrics(trainer)
+            val = {k.split("/", 1)[1]: _number(v) for k, v in metrics.items()
+                   if k.startswith("val/") and k != "val/loss"}
+            self._write(m, {"epoch": epoch, "max_epochs": total, "loss": _number(metrics.get("train/loss")),
+                            "val": val})
+        if self.batched:
+            self._group_line(trainer, epoch)
+        else:
+            self._fold_line(trainer, epoch)
+
+    def _fold_line(self, trainer: L.Trainer, epoch: int) -> None:
+        (m,) = self.members
+        total = m.total(trainer)
+        if epoch > total or not self.lines.due(epoch == total):
             return
+        metrics = m.metrics(trainer)
         loss = _number(metrics.get("train/loss"))
         val = {k.split("/", 1)[1]: _number(v) for k, v in metrics.items() if k.startswith("val/") and k != "val/loss"}
-        self._write({"epoch": epoch, "max_epochs": total, "loss": loss, "val": val})
-        if self.announce and self.lines.due(epoch == total):
-            score = "".join(f"  val {k} {v:.3f}" for k, v in val.items() if k == "uf1" or len(val) == 1)
-            stage = f" ({self.stage})" if self.stage else ""
-            what = "final model" if self.fold == "final" else f"fold {self.fold}"
-            log.info("[%s] %s%s epoch %d/%d  loss %.3f%s", self.label, what, stage, epoch, total, loss, score)
+        score = "".join(f"  val {k} {v:.3f}" for k, v in val.items() if k == "uf1" or len(val) == 1)
+        stage = f" ({self.stage})" if self.stage else ""
+        what = "final model" if m.fold == "final" else f"fold {m.fold}"
+        log.info("[%s] %s%s epoch %d/%d  loss %.3f%s", m.label, what, stage, epoch, total, loss, score)
 
-    def _write(self, state: dict) -> None:
-        write_running(self.path.parent, {"experiment": self.label, "fold": self.fold, "stage": self.stage,
-                                         "pid": os.getpid(), "started": self._start, "updated": time.time(),
-                                         **state})
-
-
-class GroupHeartbeat(L.Callback):
-    """The batched engine's line for a group of members trained in one fit (each member's
-    :class:`Heartbeat` writes its fold's ``running.json`` without logging): at most every
-    ``every_s`` seconds and after the last epoch, the members' mean training loss (and mean
-    inner-validation UF1 when there is one)::
-
-        [megc2019-am3f/seed_1] 20 folds (casme2/sub01 ... smic/s04) epoch 12/29  loss 0.412 (mean)
-    """
-
-    def __init__(self, experiment_dir: str | Path, names: list[str], stage: str = "",
-                 every: float | None = None) -> None:
-        self.label = run_label(experiment_dir)
-        self.names = list(names)
-        self.stage = stage
-        self.lines = _Lines(every)
-        ensure_logging()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch, total = int(trainer.current_epoch) + 1, int(trainer.max_epochs or 0)
+    def _group_line(self, trainer: L.Trainer, epoch: int) -> None:
+        total = int(trainer.max_epochs or 0)
         if not self.lines.due(epoch == total):
             return
         metrics = trainer.callback_metrics
 
         def mean(key: str) -> float:
-            values = [_number(metrics.get(f"{key}/{n}")) for n in self.names]
+            values = [_number(metrics.get(f"{key}{m.suffix}")) for m in self.members]
             values = [v for v in values if not math.isnan(v)]
             return sum(values) / len(values) if values else math.nan
 
         loss, uf1 = mean("train/loss"), mean("val/uf1")
-        folds = self.names[0] if len(self.names) == 1 else f"{self.names[0]} ... {self.names[-1]}"
+        names = [m.suffix[1:] for m in self.members]
+        folds = names[0] if len(names) == 1 else f"{names[0]} ... {names[-1]}"
         stage = f" ({self.stage})" if self.stage else ""
         score = "" if math.isnan(uf1) else f"  val uf1 {uf1:.3f} (mean)"
-        log.info("[%s] %s (%s)%s epoch %d/%d  loss %.3f (mean)%s", self.label, plural(len(self.names), "fold"), folds,
-                 stage, epoch, total, loss, score)
+        log.info("[%s] %s (%s)%s epoch %d/%d  loss %.3f (mean)%s", self.members[0].label,
+                 plural(len(names), "fold"), folds, stage, epoch, total, loss, score)
 
+    def _write(self, m: Member, state: dict) -> None:
+        write_running(m.path.parent, {"experiment": m.label, "fold": m.fold, "stage": self.stage,
+                                      "pid": os.getpid(), "started": self._start, "updated": time.time(),
+                                      **state})

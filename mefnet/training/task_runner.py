@@ -1,17 +1,31 @@
 """The task-specific parts of one fold (``task`` config group): outputs, targets, loss,
-LightningModule. :func:`task_runner` picks the emotion or the action-unit runner
-(:mod:`mefnet.tasks`, :mod:`mefnet.tasks.au`)."""
+LightningModule. :func:`task_runner` picks the emotion, the action-unit or the multi-task
+runner (:mod:`mefnet.tasks`, :mod:`mefnet.tasks.au`, :mod:`mefnet.tasks.emotion_au`)."""
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import torch
 
 from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.runs.store import AU_PREDICTIONS, write_au_predictions
 from mefnet.schema import uses_inner_val
 from mefnet.tasks.au import AUBCELoss, AUTask, is_au, positive_weights, targets
+from mefnet.tasks.emotion_au import NAME as EMOTION_AU
+from mefnet.tasks.emotion_au import (
+    EmotionAULoss,
+    EmotionAUTask,
+    au_positive_weights,
+    is_emotion_au,
+    packed_targets,
+    unpack,
+)
 from mefnet.training.au import AUModule
 from mefnet.training.module import MERModule
+from mefnet.training.multitask import EmotionAUModule
 
 
 class TaskRunner:
@@ -41,6 +55,11 @@ class TaskRunner:
 
     def record(self) -> dict:
         return {"task": self.name}
+
+    def emotion_probabilities(self, out: Path, dm, probs: torch.Tensor) -> torch.Tensor:
+        """The emotion class probabilities of a fold's predictions ``probs`` (all of them
+        here), after writing any other output of the task into the fold folder ``out``."""
+        return probs
 
 
 class AUTaskRunner(TaskRunner):
@@ -80,6 +99,53 @@ class AUTaskRunner(TaskRunner):
         return {"task": self.name, "au_set": list(self.task.au_set), "au_names": self.task.names}
 
 
+class EmotionAUTaskRunner(TaskRunner):
+    """The ``task=emotion_au`` parts of a fold: the emotion outputs, loss and inner
+    validation of ``task=emotion``, plus the masked AU loss and head
+    (:class:`~mefnet.tasks.emotion_au.EmotionAULoss`,
+    :class:`~mefnet.training.multitask.EmotionAUModule`) and the fold's
+    ``au_predictions.csv``."""
+
+    name = EMOTION_AU
+
+    def __init__(self, cfg, index: ClipIndex) -> None:
+        super().__init__(cfg, index)
+        self.task = EmotionAUTask.from_config(cfg.task)
+        self._targets = packed_targets(index, self.task.au_set)
+
+    def targets(self) -> torch.Tensor:
+        return self._targets
+
+    def loss(self, dm):
+        pw = au_positive_weights(self._targets[dm.train_idx]) if self.task.pos_weight else None  # training fold only
+        return EmotionAULoss(super().loss(dm), self.task.au_weight, pw)
+
+    def module_class(self):
+        return functools.partial(EmotionAUModule, num_aus=len(self.task.au_set), au_names=self.task.names)
+
+    def record(self) -> dict:
+        return {"task": self.name, "au_set": list(self.task.au_set), "au_weight": self.task.au_weight}
+
+    def emotion_probabilities(self, out: Path, dm, probs: torch.Tensor) -> torch.Tensor:
+        """Writes ``au_predictions.csv`` (the AU task's format; the annotated test clips
+        only, AUs cut at ``task.threshold_value``) and returns the emotion columns."""
+        k = self.index.num_classes
+        emotion, au = probs[:, :k], probs[:, k:]
+        _, mask, aus = unpack(self._targets[dm.test_idx])
+        rows = [j for j in range(len(dm.test_idx)) if mask[j] > 0]
+        thresholds = [self.task.threshold_value] * len(self.task.au_set)
+        # AU labels are read only now, after prediction, for the file.
+        write_au_predictions(out / AU_PREDICTIONS,
+                             [(self.index[dm.test_idx[j]].dataset, self.index[dm.test_idx[j]].subject,
+                               self.index[dm.test_idx[j]].clip) for j in rows],
+                             self.task.names, aus[rows].int().tolist(),
+                             (au[rows] >= self.task.threshold_value).int().tolist(), au[rows].tolist(), thresholds)
+        return emotion
+
+
 def task_runner(cfg, index: ClipIndex) -> TaskRunner:
-    """The runner of the configured task: action units for ``task=au``, else emotion classes."""
-    return AUTaskRunner(cfg, index) if is_au(cfg) else TaskRunner(cfg, index)
+    """The runner of the configured task: action units for ``task=au``, both for
+    ``task=emotion_au``, else emotion classes."""
+    if is_au(cfg):
+        return AUTaskRunner(cfg, index)
+    return EmotionAUTaskRunner(cfg, index) if is_emotion_au(cfg) else TaskRunner(cfg, index)
