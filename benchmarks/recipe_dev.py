@@ -24,6 +24,7 @@ subject of the development data takes part in the pretraining.
     python benchmarks/recipe_dev.py --root ../shared/realdata/flows/megc2019_dev \\
         --out /tmp/r0 --seeds 1 2 3 --jobs 2 backbone=am3f lr=1e-3 epochs=30
     python benchmarks/recipe_dev.py --analyse /tmp/r0 /tmp/r1 ...
+    python benchmarks/recipe_dev.py --combine /tmp/a /tmp/b /tmp/c   # ensembles of members
 """
 
 from __future__ import annotations
@@ -464,6 +465,76 @@ def analyse(dirs, root, smooth_k=5, min_epoch=3):
         (d / "analysis.json").write_text(json.dumps(res, indent=1, default=float))
 
 
+def combine(dirs, root, readout="ema+tta"):
+    """Ensembles of members trained in different research runs (``--combine A B C``).
+
+    Each member keeps its own epoch budget (the best epoch of its mean validation curve,
+    3-point moving average, as :func:`analyse` chooses it). For every non-empty subset of
+    the members and every seed, the ensemble is the mean of the members' class
+    probabilities at their budgets; its validation score is the UF1 of each (fold, seed)'s
+    validation clips averaged over folds and seeds (the members of one seed share their
+    validation subjects, drawn from the fold and the seed), its test score the pooled UF1
+    of the test subjects. Test figures are printed beside the validation ones, never used
+    to choose."""
+    import itertools
+
+    keys = {"raw": ("val_logits", "test_probs"), "ema": ("ema_val", "ema_test"),
+            "ema+tta": ("tta_val", "tta_test")}[readout]
+    index, _ = load(root)
+    y = np.array([c.label for c in index])
+    nf = len(index.subjects)
+    members = {}
+    for d in map(Path, dirs):
+        runs = [dict(np.load(p, allow_pickle=True)) for p in sorted(d.glob("*.npz"))]
+        seeds = sorted({int(r["seed"]) for r in runs})
+        complete = [s for s in seeds if sum(int(r["seed"]) == s for r in runs) == nf]
+        runs = {(str(r["fold"]), int(r["seed"])): r for r in runs if int(r["seed"]) in complete}
+        vk = keys[0]
+        E = next(iter(runs.values()))[vk].shape[0]
+        curve = np.mean([[uf1_uar(y[r["val_idx"]], r[vk][e].argmax(1))[0] for e in range(E)]
+                         for r in runs.values()], 0)
+        n_best = int(np.argmax(smooth(curve, 3)[2:]) + 3)
+        members[d.name] = (runs, complete, n_best)
+        print(f"{d.name}: seeds {complete}, budget {n_best} epochs "
+              f"(mean validation UF1 {smooth(curve, 3)[n_best - 1]:.4f})")
+    seeds = sorted(set.intersection(*[set(m[1]) for m in members.values()]))
+    folds = sorted({f for f, _ in next(iter(members.values()))[0]})
+
+    def probs(name, fold, seed, split):
+        runs, _, n_best = members[name]
+        r = runs[(fold, seed)]
+        v = r[keys[0] if split == "val" else keys[1]][n_best - 1]
+        if split == "val":  # stored as logits or log-probabilities: turn into probabilities
+            v = np.exp(v - v.max(1, keepdims=True))
+            v = v / v.sum(1, keepdims=True)
+        return v, r
+
+    results = []
+    names = list(members)
+    for k in range(1, len(names) + 1):
+        for combo in itertools.combinations(names, k):
+            val_seed, test_seed = [], []
+            for s in seeds:
+                vals, pt = [], np.zeros((len(index), 3))
+                for f in folds:
+                    ps = [probs(n, f, s, "val") for n in combo]
+                    r = ps[0][1]
+                    vals.append(uf1_uar(y[r["val_idx"]], np.mean([p for p, _ in ps], 0).argmax(1))[0])
+                    pt[r["test_idx"]] = np.mean([probs(n, f, s, "test")[0] for n in combo], 0)
+                val_seed.append(float(np.mean(vals)))
+                test_seed.append(uf1_uar(y, pt.argmax(1))[0])
+            results.append({"members": combo, "val_per_seed": val_seed, "test_per_seed": test_seed,
+                            "val": float(np.mean(val_seed)), "test": float(np.mean(test_seed)),
+                            "test_std": float(np.std(test_seed, ddof=1)) if len(seeds) > 1 else 0.0})
+    print(f"\nreadout {readout}, seeds {seeds}")
+    print("| members | validation UF1 (per seed) | test UF1 mean ± std (per seed) |")
+    print("|---|---|---|")
+    for r in sorted(results, key=lambda r: -r["val"]):
+        print(f"| {' + '.join(r['members'])} | {r['val']:.4f} ({', '.join(f'{v:.4f}' for v in r['val_per_seed'])}) "
+              f"| {r['test']:.4f} ± {r['test_std']:.4f} ({', '.join(f'{v:.4f}' for v in r['test_per_seed'])}) |")
+    return results
+
+
 def fmt(p):
     return " ".join(f"{k}={v:.3f}" for k, v in p.items())
 
@@ -475,9 +546,12 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--analyse", nargs="+")
+    ap.add_argument("--combine", nargs="+", help="research runs whose members are ensembled (see combine())")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
-    if args.analyse:
+    if args.combine:
+        combine(args.combine, args.root)
+    elif args.analyse:
         analyse(args.analyse, args.root)
     else:
         train(args)

@@ -132,6 +132,16 @@ NOT_RUN = {
     "hflip=1 translate=2 zoom=0.1": "a research benchmark of hours on the MEGC2019 flow images",
     "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --analyse /tmp/r1":
         "reads the output of the line before",
+    "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --out /tmp/a17 --seeds 1 2 3 --jobs 2 $K":
+        "a research benchmark on the MEGC2019 flow images (round 2's member A)",
+    "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --out /tmp/b_nomsff --seeds 1 2 3 --jobs 2 $K "
+    "msff=off": "a research benchmark on the MEGC2019 flow images (round 2's member B)",
+    "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --out /tmp/c_stst --seeds 1 2 3 --jobs 2 $K "
+    "backbone=ststnet": "a research benchmark on the MEGC2019 flow images (round 2's member C)",
+    "python benchmarks/recipe_dev.py --root /path/to/megc2019_flows --combine /tmp/a17 /tmp/b_nomsff /tmp/c_stst":
+        "reads the three research runs above",
+    "mefnet-table outputs --name 'megc2019-*' --combine megc2019-am3f-nomsff+megc2019-ststnet --ensemble "
+    "--out outputs/ensemble-table": "needs the real-data runs above; --combine in tests/test_ensemble.py",
     "wandb sync outputs/<experiment>/seed_42/folds/*/*/wandb/offline-run-* outputs/<experiment>/seed_42/wandb/offline-run-*":
         "uploads to a wandb server",
     "mefnet-synth --root /tmp/my_synthetic --seed 1":
@@ -181,6 +191,7 @@ LOOP = re.compile(r"^(for \w+ in [^;]*; do|done)$")
 
 # What a recipe trains on when the line names no dataset.
 EXPERIMENT_DATA = {"megc2019_flows": "flow_folder", "ststnet_paper": "flow_folder",
+                   "megc2019_flows_nomsff": "flow_folder", "megc2019_flows_ststnet": "flow_folder",
                    "offapexnet_paper": "flow_folder", "megc2019": "megc2019", "smic_dev": "flow_folder"}
 
 

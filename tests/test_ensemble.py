@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,62 @@ def test_missing_probability_columns_are_named(tmp_path):
     # the file named, before the ensemble is attempted.
     with pytest.raises(ReportError, match=re.escape(f"{path}: missing column(s) ['prob_negative'")):
         write_table([tmp_path / "r"], tmp_path / "out", figures=False, ensemble=True)
+
+
+def test_a_combination_of_experiments_is_per_seed_the_mean_of_their_probabilities(tmp_path):
+    n = sum(len(v) for v in CLIPS.values())
+    probs = {(name, s): np.round(_probs(10 * i + s, n), 6) for i, name in enumerate(("a", "b")) for s in (1, 2)}
+    for (name, s), p in probs.items():
+        write_run(tmp_path / "runs" / name / f"seed_{s}", name, s, p)
+    write_run(tmp_path / "runs" / "b" / "seed_3", "b", 3, _probs(99, n))  # a has no seed 3: left out
+    rows = write_table([tmp_path / "runs"], tmp_path / "out", figures=False, ensemble=True, combine=["a+b"])
+    names = [r["experiment"] for r in rows if r["part"] == "all"]
+    assert names == ["a", "a (ensemble of 2 seeds)", "b", "b (ensemble of 3 seeds)", "a + b",
+                     "a + b (ensemble of 2 seeds)"]
+    truth = [t for _, t in _truth()]
+    combo = next(r for r in rows if r["experiment"] == "a + b" and r["part"] == "all")
+    per_seed = []
+    for s in (1, 2):
+        pred = ((probs[("a", s)] + probs[("b", s)]) / 2).argmax(axis=1)
+        per_seed.append(pooled_metrics(truth, pred.tolist(), 3, CLASSES)["uf1"])
+    assert combo["seed_list"] == [1, 2] and combo["seeds"] == 2
+    assert combo["uf1"] == round(float(np.mean(per_seed)), 4)
+    assert combo["uf1_std"] == round(float(np.std(per_seed, ddof=1)), 4)
+    assert combo["uf1_ci_low"] is not None and combo["uf1_ci_low"] <= combo["uf1"] <= combo["uf1_ci_high"]
+    # every member of every seed, averaged
+    ens = next(r for r in rows if r["experiment"] == "a + b (ensemble of 2 seeds)" and r["part"] == "all")
+    pred = np.mean(list(probs.values()), axis=0).argmax(axis=1)
+    assert ens["uf1"] == round(pooled_metrics(truth, pred.tolist(), 3, CLASSES)["uf1"], 4)
+    seeds = list(csv.DictReader((tmp_path / "out" / "table_seeds.csv").open()))
+    run = next(s["run"] for s in seeds if s["experiment"] == "a + b" and s["part"] == "all" and s["seed"] == "1")
+    assert run == f"{Path('..') / 'runs' / 'a' / 'seed_1'} + {Path('..') / 'runs' / 'b' / 'seed_1'}"
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("a", "two or more different experiment names"),
+    ("a+a", "two or more different experiment names"),
+    ("a+nope", "no emotion experiment named 'nope'.*found: a, b, c, d"),
+    ("a+c", "'a' predicts negative, positive, surprise but 'c' predicts"),
+    ("a+d", r"no seed in common \(a: seeds 1; d: seeds 7\)"),
+])
+def test_combinations_that_cannot_be_averaged_are_refused(tmp_path, monkeypatch, spec, match):
+    n = sum(len(v) for v in CLIPS.values())
+    write_run(tmp_path / "r" / "a", "a", 1, _probs(1, n))
+    write_run(tmp_path / "r" / "b", "b", 1, _probs(2, n))
+    with monkeypatch.context() as m:  # an experiment of other classes
+        m.setattr(sys.modules[__name__], "CLASSES", ["negative", "positive", "other"])
+        write_run(tmp_path / "r" / "c", "c", 1, _probs(3, n))
+    write_run(tmp_path / "r" / "d", "d", 7, _probs(4, n))
+    with pytest.raises(ReportError, match=match):
+        write_table([tmp_path / "r"], tmp_path / "out", figures=False, combine=[spec])
+    with pytest.raises(SystemExit, match="mefnet-table: --combine"):
+        main([str(tmp_path / "r"), "--out", str(tmp_path / "cli"), "--no-figures", "--combine", spec])
+
+
+def test_a_combination_of_experiments_on_other_clips_names_both_runs(tmp_path):
+    n = sum(len(v) for v in CLIPS.values())
+    write_run(tmp_path / "r" / "a", "a", 1, _probs(1, n))
+    other = {**CLIPS, "smic/s02": [("b1", 0), ("bX", 0)]}
+    write_run(tmp_path / "r" / "b", "b", 1, _probs(2, n), clips=other)
+    with pytest.raises(SystemExit, match=r"ensemble of 'a \+ b': a seed 1 and b seed 1 predicted different clips"):
+        main([str(tmp_path / "r"), "--out", str(tmp_path / "cli"), "--no-figures", "--combine", "a+b"])

@@ -77,3 +77,19 @@ def test_the_paper_set_uses_the_recipe_and_keeps_the_previous_one_as_a_named_row
         cfg = compose(todo[name])
         assert cfg.selection == "inner_val" and cfg.data.batch_size == 64 and "pretrain" not in cfg, name
     assert compose(todo["casme2-5class-am3f-la"]).trainer.max_epochs == 60
+
+
+def test_the_ensemble_members_are_the_recipe_with_their_backbone_and_budget():
+    """experiment=megc2019_flows_nomsff and _ststnet (round 2 of the recipe search) change
+    only the backbone, the epoch budget chosen on their own validation curves, and the name."""
+    recipe = _plain(["experiment=megc2019_flows"])
+    nomsff = _plain(["experiment=megc2019_flows_nomsff"])
+    ststnet = _plain(["experiment=megc2019_flows_ststnet", "~backbone.msff_residual"])
+    for member, epochs, name in ((nomsff, 30, "megc2019-am3f-nomsff"), (ststnet, 28, "megc2019-ststnet")):
+        assert {k for k in recipe.keys() | member.keys() if recipe.get(k) != member.get(k)} == {
+            "backbone", "trainer", "experiment_name", "experiment_dir"}
+        assert {k for k in recipe["trainer"] if recipe["trainer"][k] != member["trainer"][k]} == {"max_epochs"}
+        assert member["trainer"]["max_epochs"] == epochs and member["experiment_name"] == name
+    assert {k for k in recipe["backbone"] if recipe["backbone"][k] != nomsff["backbone"][k]} == {
+        "msff", "msff_residual"}
+    assert nomsff["backbone"]["msff"] == "off" and ststnet["backbone"]["_target_"].endswith("STSTNet")

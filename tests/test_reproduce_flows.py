@@ -59,6 +59,12 @@ def test_the_flows_set_has_seeds_the_anchor_and_the_ablations():
     previous = compose(dict(runs)["megc2019-am3f-previous-recipe"])
     assert (previous.selection, previous.trainer.max_epochs, previous.data.batch_size) == ("inner_val", 30, 64)
     assert previous.dataset.name == "flow_folder" and "pretrain" not in previous
+    # The recommended ensemble's two members, 3 seeds each, and their combination's rows.
+    nomsff = [compose(o) for n, o in runs if n == "megc2019-am3f-nomsff"]
+    ststnet = [compose(o) for n, o in runs if n == "megc2019-ststnet"]
+    assert [c.seed for c in nomsff] == [1, 2, 3] and [c.seed for c in ststnet] == [1, 2, 3]
+    assert nomsff[0].backbone.msff == "off" and ststnet[0].backbone._target_.endswith("STSTNet")
+    assert list(spec.combine) == ["megc2019-am3f-nomsff+megc2019-ststnet"]
     # The recipe is compared with each anchor and the previous recipe.
     assert spec.compare.reference == "megc2019-am3f" and list(spec.compare.anchors) == [
         "megc2019-ststnet-paper", "megc2019-offapexnet-300ep", "megc2019-am3f-previous-recipe"]

@@ -245,6 +245,20 @@ def test_the_set_table_writes_the_comparison_against_each_anchor(tmp_path):
     assert "McNemar" in md and (tmp_path / "set" / "table.md").is_file()
 
 
+def test_the_set_table_adds_its_combinations_whose_members_ran(tmp_path):
+    from mefnet.experiment.hydra_callbacks import SetTable
+
+    dirs = [write_run(tmp_path / name / f"seed_{seed}", name, seed, _probs(seed + k), clips=CLIPS)
+            for k, name in enumerate(("a", "b")) for seed in (1, 2)]
+    cb = SetTable("flows", str(tmp_path / "set"), combine=["a+b", "a+c"])
+    cb.dirs = [str(d) for d in dirs]
+    cb.on_multirun_end(config=None)
+    rows = list(csv.DictReader((tmp_path / "set" / "table.csv").open()))
+    # a+c: c did not run in this set (e.g. mefnet-reproduce --only), so no rows and no error
+    assert [r["experiment"] for r in rows if r["part"] == "all"] == ["a", "b", "a + b"]
+    assert next(r for r in rows if r["experiment"] == "a + b")["seed_list"] == "1 2"
+
+
 def test_uninformative_probabilities_are_flattened_at_the_bound_and_the_note_says_so(tmp_path):
     from mefnet.report.calibration import calibration_markdown
 

@@ -193,11 +193,14 @@ class SetTable(Callback):
             (:func:`mefnet.report.compare.write_anchor_comparisons`).
         requires_aus: experiments (``task=au``) that ``mefnet-reproduce`` leaves out, saying
             so, when the flow folder's labels.csv has no ``aus`` column.
+        combine: combinations of experiments (``"a+b"``, as ``mefnet-table --combine``),
+            each its own rows in the final table; one whose members did not all run (e.g.
+            ``mefnet-reproduce --only``) is left out.
     """
 
     def __init__(self, name: str, out_dir: str, ensemble: bool = False, requires: list[str] | None = None,
                  requires_for: dict[str, list[str]] | None = None, compare: dict | None = None,
-                 requires_aus: list[str] | None = None) -> None:
+                 requires_aus: list[str] | None = None, combine: list[str] | None = None) -> None:
         self.name = name
         self.out_dir = Path(out_dir)
         self.ensemble = bool(ensemble)
@@ -206,6 +209,7 @@ class SetTable(Callback):
         self.compare = {"reference": str(compare["reference"]), "anchors": [str(a) for a in compare["anchors"]]} \
             if compare else None
         self.requires_aus = list(requires_aus or [])
+        self.combine = [str(c) for c in combine or []]
         self.dirs: list[str] = []
 
     @_guarded
@@ -223,9 +227,11 @@ class SetTable(Callback):
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_table(self.dirs, self.out_dir, ensemble=self.ensemble)
+        groups = group_runs([read_run(d) for d in find_runs(self.dirs)])
+        present = {g[0].name for g in groups}
+        combine = [c for c in self.combine if all(n.strip() in present for n in c.split("+"))]
+        write_table(self.dirs, self.out_dir, ensemble=self.ensemble, combine=combine)
         log.info("reproduce set '%s': table %s", self.name, self.out_dir / "table.md")
         if self.compare:
-            groups = group_runs([read_run(d) for d in find_runs(self.dirs)])
             path = write_anchor_comparisons(groups, self.compare["reference"], self.compare["anchors"], self.out_dir)[0]
             log.info("reproduce set '%s': paired comparisons %s", self.name, path)

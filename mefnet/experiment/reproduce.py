@@ -57,7 +57,8 @@ AUTOMATIC = ("paper", "flows")
 
 def load_set(name: str) -> DictConfig:
     """The set as its config declares it: ``name``, ``params``, ``runs`` (the sweeper's),
-    ``ensemble``, ``requires``, ``requires_for``, ``compare`` (its table callback's)."""
+    ``ensemble``, ``requires``, ``requires_for``, ``compare``, ``requires_aus``, ``combine``
+    (its table callback's)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -79,6 +80,7 @@ def load_set(name: str) -> DictConfig:
         "requires_for": table.get("requires_for") or {},
         "compare": table.get("compare"),
         "requires_aus": list(table.get("requires_aus") or []),
+        "combine": list(table.get("combine") or []),
     })
 
 

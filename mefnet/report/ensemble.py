@@ -12,6 +12,11 @@ In the table (``mefnet-table --ensemble``) it is its own row, named
 ``<experiment> (ensemble of N seeds)``, after the experiment's mean ± std rows; its
 ``seeds`` column is N, it has no standard deviation, and table.csv marks it with
 ``ensemble`` = N.
+
+A *combination* of different experiments (``mefnet-table --combine A+B+C``: e.g. two
+backbones trained on the same clips) is built the same way, once per seed: its seed-s run
+is the mean of the class probabilities of A's, B's and C's seed-s runs. Its rows are the
+mean ± std over the seeds every member has, named ``A + B + C``, like any experiment's.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ def _probabilities(run: Run) -> dict[tuple[str, str, str], np.ndarray]:
 
 
 def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> list[dict]:
-    """Prediction rows of the ensemble of ``members`` (the seeds of one experiment).
+    """Prediction rows of the ensemble of ``members`` (the seeds of one experiment, or the
+    runs of several experiments that one seed of a combination averages).
 
     Every member must have predicted exactly the same clips; a member with unfinished
     folds is refused (``allow_missing``: the ensemble is made of the folds every member
@@ -60,14 +66,22 @@ def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> lis
     """
     if len(members) < 2:
         raise ReportError("an ensemble needs at least 2 seeds")
-    name = members[0].name
+    mixed = len({run.name for run in members}) > 1
+    name = combination_name([run.name for run in members]) if mixed else members[0].name
+
+    def who(run: Run) -> str:
+        return f"{run.name} seed {run.seed}" if mixed else f"seed {run.seed}"
+
+    def pair(a: Run, b: Run) -> str:
+        return f"{who(a)} and {who(b)}" if mixed else f"seeds {a.seed} and {b.seed}"
+
     if allow_missing:
         shared, _ = shared_folds(members)
         members = [on_folds(run, shared) for run in members]
     for run in members:
         if run.missing and not allow_missing:
             raise ReportError(
-                f"ensemble of '{name}': seed {run.seed} ({run.dir}) is missing {plural(len(run.missing), 'fold')} "
+                f"ensemble of '{name}': {who(run)} ({run.dir}) is missing {plural(len(run.missing), 'fold')} "
                 f"({', '.join(run.missing[:5])}{' ...' if len(run.missing) > 5 else ''}); finish them, pass "
                 "--allow-missing (the ensemble of the folds every seed finished), or leave out --ensemble"
             )
@@ -78,9 +92,9 @@ def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> lis
             only_ref = sorted("/".join(k) for k in ref - set(p))
             only_run = sorted("/".join(k) for k in set(p) - ref)
             raise ReportError(
-                f"ensemble of '{name}': seeds {members[0].seed} and {run.seed} predicted different clips "
-                f"(only in seed {members[0].seed}: {', '.join(only_ref[:5]) or 'none'}; only in seed "
-                f"{run.seed}: {', '.join(only_run[:5]) or 'none'}); an ensemble averages the same clips"
+                f"ensemble of '{name}': {pair(members[0], run)} predicted different clips "
+                f"(only in {who(members[0])}: {', '.join(only_ref[:5]) or 'none'}; "
+                f"only in {who(run)}: {', '.join(only_run[:5]) or 'none'}); an ensemble averages the same clips"
             )
     names = list(members[0].record["class_names"])
     rows = []
@@ -92,6 +106,49 @@ def ensemble_predictions(members: list[Run], allow_missing: bool = False) -> lis
         out.update({PROB_PREFIX + c: float(v) for c, v in zip(names, mean, strict=True)})
         rows.append(out)
     return rows
+
+
+def combination_name(names: list[str]) -> str:
+    """The table's experiment name of the combination of the experiments ``names``."""
+    return " + ".join(dict.fromkeys(names))
+
+
+def combined_runs(groups: list[list[Run]], spec: str, allow_missing: bool = False) -> list[Run]:
+    """The runs of the combination ``spec`` (experiment names joined by ``+``), one per seed
+    that every member experiment has: each the mean of the members' class probabilities
+    (:func:`ensemble_predictions`). ``groups``: the table's experiments, each a list of
+    seeds. Refuses unknown names, fewer than two members, members with other classes or
+    clips, and members without a seed in common, naming what differs."""
+    names = [n.strip() for n in spec.split("+")]
+    if len(names) < 2 or not all(names) or len(set(names)) < len(names):
+        raise ReportError(f"--combine {spec!r}: give two or more different experiment names joined by '+' "
+                          "(e.g. 'megc2019-am3f+megc2019-ststnet')")
+    by_name = {g[0].name: g for g in groups}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ReportError(f"--combine {spec}: no emotion experiment named {', '.join(repr(n) for n in unknown)} "
+                          f"in the folders given (found: {', '.join(sorted(by_name)) or 'none'})")
+    members = [by_name[n] for n in names]
+    classes = list(members[0][0].record["class_names"])
+    for g in members[1:]:
+        if list(g[0].record["class_names"]) != classes:
+            raise ReportError(f"--combine {spec}: '{names[0]}' predicts {', '.join(classes)} but '{g[0].name}' "
+                              f"predicts {', '.join(g[0].record['class_names'])}; a combination averages the "
+                              "probabilities of the same classes")
+    seeds = sorted(set.intersection(*({r.seed for r in g} for g in members)))
+    if not seeds:
+        raise ReportError(f"--combine {spec}: the experiments have no seed in common ("
+                          + "; ".join(f"{g[0].name}: seeds {', '.join(str(r.seed) for r in g)}" for g in members)
+                          + "); a combination averages each seed's runs")
+    name = combination_name(names)
+    out = []
+    for seed in seeds:
+        runs = [next(r for r in g if r.seed == seed) for g in members]
+        _, left_out = shared_folds(runs) if allow_missing else ([], [])
+        out.append(Run(runs[0].dir, {**runs[0].record, "name": name, "seed": seed,
+                                     "combination": [str(r.dir) for r in runs]},
+                       ensemble_predictions(runs, allow_missing), left_out))
+    return out
 
 
 def ensemble_rows(members: list[Run], bootstrap: int | None = None, bootstrap_seed: int = 0,

@@ -48,7 +48,7 @@ from mefnet.report.calibration import write_calibration
 from mefnet.report.compare import compare, write_comparison
 from mefnet.report.compare import to_markdown as compare_markdown
 from mefnet.report.curves import write_curves
-from mefnet.report.ensemble import with_ensembles
+from mefnet.report.ensemble import combined_runs, ensemble_rows, with_ensembles
 from mefnet.report.figures import plot_confusion
 from mefnet.report.metrics import format_mean_std
 from mefnet.report.paper_tables import write_paper_tables
@@ -183,6 +183,7 @@ def write_table(
     ensemble: bool = False,
     bootstrap: int | None = None,
     bootstrap_seed: int = 0,
+    combine: list[str] | None = None,
 ) -> list[dict]:
     """Build the table of every run in or below ``experiment_dirs``; write it into ``out_dir``.
 
@@ -191,6 +192,9 @@ def write_table(
     (:mod:`mefnet.report.ensemble`).
     ``bootstrap`` / ``bootstrap_seed``: resamples (default 10000) and seed of the UF1
     intervals (:func:`mefnet.report.aggregate.summarize`).
+    ``combine``: combinations of experiments (``"A+B"``), each added as rows of its own: per
+    seed the mean of the members' class probabilities (with ``ensemble``: and the ensemble
+    of those seeds); see :func:`mefnet.report.ensemble.combined_runs`.
     Returns one row per experiment and part, with keys experiment, part, clips, folds,
     seeds, uf1, uar, accuracy (means), uf1_std, uar_std, accuracy_std (None for one seed),
     uf1_ci_low, uf1_ci_high (None where the seeds predicted different clips), selection,
@@ -217,6 +221,11 @@ def write_table(
     rows = [row for g in groups for row in summarize(g, bootstrap, bootstrap_seed)]
     if ensemble:
         rows = with_ensembles(rows, groups, bootstrap, bootstrap_seed, allow_missing)
+    combined = [combined_runs(groups, spec, allow_missing) for spec in combine or []]
+    for runs_c in combined:
+        rows += summarize(runs_c, bootstrap, bootstrap_seed)
+        if ensemble and len(runs_c) > 1:
+            rows += ensemble_rows(runs_c, bootstrap, bootstrap_seed)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -243,7 +252,9 @@ def write_table(
                         _num(r["accuracy_std"], 4), r["seeds"], " ".join(map(str, r["seed_list"])),
                         r["missing_folds"], r["selection"], r.get("ensemble", ""),
                         _num(r.get("uf1_ci_low"), 4), _num(r.get("uf1_ci_high"), 4)])
-    run_dir = {(r.name, r.seed): r.dir for g in groups for r in g}
+    run_dir = {(r.name, r.seed): os.path.relpath(r.dir, out) for g in groups for r in g}
+    run_dir.update({(r.name, r.seed): " + ".join(os.path.relpath(d, out) for d in r.record["combination"])
+                    for runs_c in combined for r in runs_c})
     with atomic_path(out / "table_seeds.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["experiment", "part", "seed", "clips", "folds", "uf1", "uar", "accuracy",
@@ -254,7 +265,7 @@ def write_table(
                 w.writerow([r["experiment"], r["part"], s["seed"], s["clips"], folds_text(s), _num(s["uf1"], 6),
                             _num(s["uar"], 6), _num(s["accuracy"], 6), s["missing_folds"],
                             " ".join(missing.get(s["seed"], [])),
-                            os.path.relpath(run_dir[(r["experiment"], s["seed"])], out)])
+                            run_dir[(r["experiment"], s["seed"])]])
     used: set[str] = set()
     for r in rows:
         if r["part"] != "all":
@@ -344,6 +355,10 @@ def main(argv: list[str] | None = None) -> None:
     add_figure_arguments(ap)
     ap.add_argument("--ensemble", action="store_true",
                     help="add a row per experiment with several seeds: the seeds' mean class probabilities")
+    ap.add_argument("--combine", action="append", metavar="A+B",
+                    help="add rows for the combination of these experiments (names joined by '+', e.g. two "
+                         "backbones on the same clips): per seed, the mean of their class probabilities; "
+                         "repeatable")
     ap.add_argument("--latex", action="store_true", help="also write the table as LaTeX (table.tex, booktabs)")
     ap.add_argument("--curves", action="store_true",
                     help="also write training / inner-validation curves per experiment (curves_<experiment>.png)")
@@ -378,7 +393,7 @@ def _table(a: argparse.Namespace) -> None:
                 return
         out = Path(a.out) if a.out else default_out(a.dirs)
         rows = write_table(a.dirs, out, a.allow_missing, a.name, figures=not a.no_figures, ensemble=a.ensemble,
-                           bootstrap=a.bootstrap, bootstrap_seed=a.bootstrap_seed)
+                           bootstrap=a.bootstrap, bootstrap_seed=a.bootstrap_seed, combine=a.combine)
 
         # The per-class / per-subject / LaTeX / curve reports are of emotion experiments;
         # action-unit experiments have their table in table.md and table_au.csv.
