@@ -227,7 +227,8 @@ class SetTable(Callback):
 
     @_guarded
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        groups = group_runs([read_run(d) for d in find_runs(self.dirs)])
+        # The runs are read here only when a combination or comparison needs their names.
+        groups = group_runs([read_run(d) for d in find_runs(self.dirs)]) if self.combine or self.compare else []
         present = {g[0].name for g in groups}
         combine = [c for c in self.combine if all(n.strip() in present for n in c.split("+"))]
         write_table(self.dirs, self.out_dir, ensemble=self.ensemble, combine=combine)
