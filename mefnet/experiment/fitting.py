@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 import mefnet
-from mefnet.config import instantiate_option
+from mefnet.config import ConfigError, instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.preprocessing.features import Preprocessing
@@ -32,7 +32,7 @@ from mefnet.training.augment import FlowAugment
 from mefnet.training.averaging import MemberAveraging
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat
-from mefnet.training.module import MERModule
+from mefnet.training.module import MERModule, module_class
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.progress_bar import progress_bar
 from mefnet.training.selection import InnerValidation
@@ -112,11 +112,18 @@ def close_loggers(trainer: L.Trainer) -> None:
 
 def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: TaskRunner | None = None) -> MERModule:
     """Seed, then build a fresh model and loss (priors from ``dm``'s training clips) for
-    the configured task (its output head, loss and module class). With ``pretrain`` the
-    model starts from the seed's pretrained weights (:mod:`mefnet.training.pretrain`)."""
+    the configured task (its output head and loss), and the LightningModule of the
+    ``model`` group (``model._target_``, conf/model/; the task's config chooses it) around
+    them. With ``pretrain`` the model starts from the seed's pretrained weights
+    (:mod:`mefnet.training.pretrain`)."""
     pretrained = pretrained_weights(cfg, list(index.class_names))  # computed once per seed, then cached
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
+    model = cfg.get("model")
+    if model is None:
+        raise ConfigError("model: the config has no model group (the LightningModule to build); add `- model: "
+                          "emotion` to your primary config's defaults (conf/model/)")
+    module_class(model.get("_target_"))  # a one-line ConfigError naming model._target_ when unusable
     order = cfg.preprocessing.get("channel_order", "uvs")
     if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:
         raise ValueError(f"preprocessing.channel_order={order} feeds strain as channel 0; backbone "
@@ -133,10 +140,13 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
             mirror is not None or (augment is not None and augment.active)):
         raise ValueError("augment and test_time_mirror need preprocessing.channel_order=uvs and "
                          "preprocessing.scale=1 (they transform channel 0 as u, on the 0..1 or raw scale)")
-    return task.module_class()(
-        backbone, loss, instantiate(cfg.optimizer), task.num_outputs, task.output_names,
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None, augment=augment,
-        test_time_mirror=mirror,
+    # The model group's own options (a user's module may have some) come from the config;
+    # what is built from the other groups and the fold is given here, by keyword.
+    factory = instantiate(model, _partial_=True)
+    return factory(
+        backbone=backbone, loss=loss, optimizer=instantiate(cfg.optimizer), num_classes=task.num_outputs,
+        class_names=task.output_names, scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        augment=augment, test_time_mirror=mirror, **task.module_options(),
     )
 
 

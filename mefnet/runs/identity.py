@@ -56,6 +56,14 @@ IMPLIED_KEYS = {
     "dataset.index.action_units": False,
     "dataset.index.au_uncertain": "exclude",
 }
+# Keys added after experiments were stored whose implied value follows the task: the
+# ``model`` group (conf/model/), the LightningModule each task built before the group
+# existed (``task.name`` absent: emotion). Left out of the compared config at that value,
+# as IMPLIED_KEYS; another module (a user's) is compared.
+TASK_IMPLIED_KEYS = {
+    "model._target_": {"emotion": "mefnet.training.module.MERModule", "au": "mefnet.training.au.AUModule",
+                       "emotion_au": "mefnet.training.multitask.EmotionAUModule"},
+}
 
 
 def _file_digest(path: str | Path) -> str:
@@ -101,6 +109,7 @@ def comparable_config(record: dict) -> dict:
     """The run's config as ``{dotted.key: value}``, without the execution and location keys,
     with the folds and class names of the record."""
     flat = _flatten(record.get("config") or {})
+    task = flat.get("task.name", "emotion")
     out = {}
     for key, value in flat.items():
         if any(key == k or key.startswith(k + ".") for k in (*EXECUTION_KEYS, *LABEL_KEYS)):
@@ -108,6 +117,8 @@ def comparable_config(record: dict) -> dict:
         if _LOCATION_KEY.search(key.rpartition(".")[2]):
             continue
         if key in IMPLIED_KEYS and value == IMPLIED_KEYS[key]:
+            continue
+        if key in TASK_IMPLIED_KEYS and value == TASK_IMPLIED_KEYS[key].get(task):
             continue
         out[key] = value
     out["<experiment.json>.folds"] = record["folds"]

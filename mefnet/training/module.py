@@ -12,6 +12,7 @@ pooled table equals them (``tests/test_metrics.py``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 
@@ -22,9 +23,15 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
+from mefnet.config import ConfigError
 from mefnet.training.augment import mirror_averaged
 
 VAL_METRICS = ("loss", "uf1", "uar", "accuracy")
+# What mefnet hands the module of the ``model`` group when a fold builds it (by keyword,
+# :func:`mefnet.experiment.fitting.build_module`): built from the other groups and the
+# fold, so never keys of ``model`` itself.
+MODULE_ARGS = ("backbone", "loss", "optimizer", "num_classes", "class_names", "scheduler", "augment",
+               "test_time_mirror")
 
 
 def val_metrics(num_classes: int) -> MetricCollection:
@@ -184,3 +191,51 @@ def _foreach_default(factory: Callable[..., torch.optim.Optimizer]) -> dict:
     except (TypeError, ValueError):
         accepts = False
     return {"foreach": True} if accepts and given.get("foreach") is None else {}
+
+
+def module_class(target: object) -> type[MERModule]:
+    """The class ``model._target_`` names (``conf/model/``), or a :class:`ConfigError`
+    naming the key: it must import, and be a :class:`MERModule` (a subclass of its own is a
+    user's LightningModule), since both engines, the inner validation and the fold's
+    outputs use its interface (``backbone``, ``step_loss`` / ``augmented`` / ``loss_of``,
+    ``val_update``, ``probabilities``)."""
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"model._target_: {target!r} is not a class path (module.Class); the model group "
+                          "(conf/model/) names the LightningModule to build, e.g. mefnet.training.module.MERModule")
+    path, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(path), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"model._target_: cannot import {target} ({type(e).__name__}: {e}); is its package "
+                          "installed or on PYTHONPATH?") from None
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise ConfigError(f"model._target_: {target} is not a LightningModule class")
+    if not issubclass(cls, MERModule):
+        raise ConfigError(f"model._target_: {target} is a LightningModule but not a subclass of "
+                          "mefnet.training.module.MERModule, whose interface mefnet trains and predicts with "
+                          "(docs/recipes.md, \"Your own LightningModule\")")
+    return cls
+
+
+# The methods of a MERModule that a subclass may override and still train the same under
+# both engines: engine=batched calls a member's augmented and loss_of around its own
+# (vectorised) forward pass of the backbone, and its validation and prediction methods;
+# nothing else of a member's training (not training_step, forward, step_loss,
+# configure_optimizers nor Lightning's hooks).
+BATCHED_OVERRIDABLE = ("__init__", "augmented", "loss_of", "val_update", "val_compute", "probabilities",
+                       "predict_step")
+
+
+def batched_overrides(cls: type[MERModule]) -> list[str]:
+    """The methods of MERModule (and so of Lightning) that a user's subclass ``cls``
+    overrides and engine=batched would not call (empty: it trains ``cls`` as engine=per_fold
+    does). mefnet's own modules are not judged here: the batched engine knows them."""
+    found: list[str] = []
+    for klass in cls.__mro__:
+        if klass is MERModule or issubclass(MERModule, klass):
+            break
+        if klass.__module__.split(".")[0] == "mefnet":
+            continue
+        found += [name for name, value in vars(klass).items() if callable(value) and hasattr(MERModule, name)
+                  and name not in BATCHED_OVERRIDABLE and name not in found]
+    return found

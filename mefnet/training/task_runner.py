@@ -1,10 +1,11 @@
 """The task-specific parts of one fold (``task`` config group): outputs, targets, loss,
-LightningModule. :func:`task_runner` picks the emotion, the action-unit or the multi-task
+and what the task gives the LightningModule beyond :class:`~mefnet.training.module.MERModule`'s
+arguments (the module itself is the ``model`` group's, which each task's config
+chooses: conf/task/*.yaml). :func:`task_runner` picks the emotion, the action-unit or the multi-task
 runner (:mod:`mefnet.tasks`, :mod:`mefnet.tasks.au`, :mod:`mefnet.tasks.emotion_au`)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
@@ -23,15 +24,15 @@ from mefnet.tasks.emotion_au import (
     packed_targets,
     unpack,
 )
-from mefnet.training.au import AUModule
-from mefnet.training.module import MERModule
-from mefnet.training.multitask import EmotionAUModule
 
 
 class TaskRunner:
-    """The task-specific parts of one fold: outputs, targets, loss, module, inner validation."""
+    """The task-specific parts of one fold: outputs, targets, loss, module options, inner validation."""
 
     name = "emotion"
+    # The module's arguments this task gives beyond MODULE_ARGS (mefnet.training.module):
+    # the class of model._target_ must take them.
+    module_args: tuple[str, ...] = ()
 
     def __init__(self, cfg, index: ClipIndex) -> None:
         self.cfg, self.index = cfg, index
@@ -50,8 +51,9 @@ class TaskRunner:
     def loss(self, dm):
         return instantiate_option(self.cfg.loss)(class_counts=dm.train_class_counts())
 
-    def module_class(self):
-        return MERModule
+    def module_options(self) -> dict:
+        """The task's own arguments of the module (:attr:`module_args`), by keyword."""
+        return {}
 
     def record(self) -> dict:
         return {"task": self.name}
@@ -64,7 +66,8 @@ class TaskRunner:
 
 class AUTaskRunner(TaskRunner):
     """The ``task=au`` parts of a fold: one output and one 0/1 target per AU, the AU loss
-    (:class:`~mefnet.tasks.au.AUBCELoss`) and :class:`~mefnet.training.au.AUModule`."""
+    (:class:`~mefnet.tasks.au.AUBCELoss`); conf/task/au.yaml chooses ``model: au``
+    (:class:`~mefnet.training.au.AUModule`)."""
 
     name = "au"
 
@@ -92,9 +95,6 @@ class AUTaskRunner(TaskRunner):
             return AUBCELoss()
         return AUBCELoss(positive_weights(self._targets[dm.train_idx]))  # training fold only
 
-    def module_class(self):
-        return AUModule
-
     def record(self) -> dict:
         return {"task": self.name, "au_set": list(self.task.au_set), "au_names": self.task.names}
 
@@ -102,11 +102,12 @@ class AUTaskRunner(TaskRunner):
 class EmotionAUTaskRunner(TaskRunner):
     """The ``task=emotion_au`` parts of a fold: the emotion outputs, loss and inner
     validation of ``task=emotion``, plus the masked AU loss and head
-    (:class:`~mefnet.tasks.emotion_au.EmotionAULoss`,
-    :class:`~mefnet.training.multitask.EmotionAUModule`) and the fold's
-    ``au_predictions.csv``."""
+    (:class:`~mefnet.tasks.emotion_au.EmotionAULoss`; ``model: emotion_au``,
+    :class:`~mefnet.training.multitask.EmotionAUModule`, gets the AU head's size and names)
+    and the fold's ``au_predictions.csv``."""
 
     name = EMOTION_AU
+    module_args = ("num_aus", "au_names")
 
     def __init__(self, cfg, index: ClipIndex) -> None:
         super().__init__(cfg, index)
@@ -120,8 +121,8 @@ class EmotionAUTaskRunner(TaskRunner):
         pw = au_positive_weights(self._targets[dm.train_idx]) if self.task.pos_weight else None  # training fold only
         return EmotionAULoss(super().loss(dm), self.task.au_weight, pw)
 
-    def module_class(self):
-        return functools.partial(EmotionAUModule, num_aus=len(self.task.au_set), au_names=self.task.names)
+    def module_options(self) -> dict:
+        return {"num_aus": len(self.task.au_set), "au_names": self.task.names}
 
     def record(self) -> dict:
         return {"task": self.name, "au_set": list(self.task.au_set), "au_weight": self.task.au_weight}
@@ -141,6 +142,10 @@ class EmotionAUTaskRunner(TaskRunner):
                              self.task.names, aus[rows].int().tolist(),
                              (au[rows] >= self.task.threshold_value).int().tolist(), au[rows].tolist(), thresholds)
         return emotion
+
+
+# Every task's runner, by task name (the schema's TASKS).
+RUNNERS: dict[str, type[TaskRunner]] = {r.name: r for r in (TaskRunner, AUTaskRunner, EmotionAUTaskRunner)}
 
 
 def task_runner(cfg, index: ClipIndex) -> TaskRunner:
