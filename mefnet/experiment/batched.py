@@ -46,7 +46,7 @@ from mefnet.tasks.emotion_au import is_emotion_au
 from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat, Member
-from mefnet.training.module import MERModule
+from mefnet.training.module import MERModule, batched_overrides, module_class
 from mefnet.training.selection import InnerValidation
 from mefnet.utils.workers import WithParent
 
@@ -98,6 +98,11 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
                          "trainer=gpu")
     if first.trainer.get("gradient_clip_val"):
         raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
+    model = first.get("model")
+    overrides = batched_overrides(module_class(model.get("_target_"))) if model is not None else []
+    if overrides:
+        raise ValueError(f"engine=batched: model {model._target_} overrides {', '.join(overrides)}, which the batched "
+                         "engine does not call (it calls a member's augmented and loss_of); use engine=per_fold")
 
 
 def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:

@@ -154,3 +154,54 @@ def check_backbone_keys(cfg: DictConfig) -> None:
             f"{', '.join(k for k in params if k != 'num_classes')}. An experiment may set it for its own backbone "
             f"(experiment=megc2019_flows sets backbone.msff_residual for AM3F-FlowNet): with another backbone, "
             f"drop it with " + " ".join(f"'~backbone.{k}'" for k in unknown))
+
+
+def _module_options(cls: type) -> list[str]:
+    """The keyword arguments ``cls(...)`` takes: its ``__init__``'s, and while that passes
+    ``**kwargs`` on, its parents' (AUModule's ``**kwargs`` go to MERModule, which takes none)."""
+    import inspect
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names += [k for k, p in params.items() if k != "self" and k not in names
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
+
+
+@validator
+def check_model(cfg: DictConfig) -> None:
+    """The ``model`` group (conf/model/): its ``_target_`` a MERModule subclass that takes
+    what mefnet gives it (:data:`~mefnet.training.module.MODULE_ARGS` and the task's own),
+    and no key the class does not take or that mefnet builds itself, each refusal naming
+    the key."""
+    from mefnet.training.module import MODULE_ARGS, module_class
+    from mefnet.training.task_runner import RUNNERS, TaskRunner
+
+    model = cfg.get("model")
+    if model is None:
+        return  # not ours to judge here; building the module says the group is missing
+    if not isinstance(model, DictConfig | dict):
+        raise ConfigError(f"model: {model!r} is not a config block with a _target_ (choose an option of "
+                          "conf/model/ with model=<name>)")
+    cls = module_class(model.get("_target_"))
+    task = RUNNERS.get(str((cfg.get("task") or {}).get("name", "emotion")), TaskRunner)
+    given = (*MODULE_ARGS, *task.module_args)
+    built = [k for k in model if k in {*MODULE_ARGS, *(a for r in RUNNERS.values() for a in r.module_args)}]
+    if built:
+        raise ConfigError(f"{', '.join(f'model.{k}' for k in built)}: mefnet builds and gives this argument itself "
+                          f"(from its own group or the task); drop it from the model config")
+    options = _module_options(cls)
+    missing = [a for a in given if a not in options]
+    if missing:
+        raise ConfigError(f"model._target_: {cls.__module__}.{cls.__qualname__} does not take "
+                          f"{', '.join(missing)}, which mefnet gives the module of task={task.name}; take them "
+                          "(or **kwargs) and pass them on to MERModule")
+    unknown = [k for k in model if not str(k).startswith("_") and k not in options]
+    if unknown:
+        raise ConfigError(f"{', '.join(f'model.{k}' for k in unknown)}: {cls.__qualname__} takes no such option; "
+                          f"its options are {', '.join(k for k in options if k not in given) or 'none'}")
