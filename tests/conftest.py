@@ -54,7 +54,7 @@ TRAINING_MODULES = frozenset({
     "test_predict", "test_progress_bar", "test_pretrain", "test_progress_quiet", "test_protocols_tasks",
     "test_readme_examples", "test_reproduce", "test_reproduce_flows", "test_reproduce_slow", "test_search",
     "test_ststnet_paper", "test_sweep", "test_table", "test_train", "test_user_backbone", "test_user_dataset",
-    "test_user_selection",
+    "test_user_module", "test_user_selection",
 })
 
 

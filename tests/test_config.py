@@ -9,7 +9,7 @@ import pytest
 from mefnet.config import CONFIG_DIR, compose, instantiate_option
 
 GROUPS = ("dataset", "backbone", "loss", "trainer", "logger", "callbacks", "paths", "experiment", "optimizer",
-          "scheduler", "debug")
+          "scheduler", "debug", "model")
 
 
 def _options(group: str) -> list[str]:
@@ -32,7 +32,7 @@ def test_default_config_is_synthetic_ststnet_cross_entropy_on_cpu():
 
 
 @pytest.mark.parametrize("group", ["dataset", "backbone", "loss", "trainer", "logger", "experiment",
-                                   "optimizer", "scheduler", "debug"])
+                                   "optimizer", "scheduler", "debug", "model"])
 def test_every_option_of_every_group_composes(group):
     for option in _options(group):
         cfg = compose([f"{group}={option}"])
