@@ -122,3 +122,8 @@ def test_engine_auto_trains_a_user_module_batched_only_if_the_batched_engine_cal
     assert resolve_engine(compose([f"model._target_={HERE}.OwnStep"])) == "per_fold"
     reason = unsupported(compose([f"model._target_={HERE}.OwnStep", "engine=batched"]))
     assert reason and "overrides training_step" in reason and "engine=per_fold" in reason
+
+
+def test_a_config_without_a_model_is_refused_saying_what_to_add():
+    with pytest.raises(ConfigError, match="model: the config chooses no LightningModule; add `- model: emotion`"):
+        check_train_config(compose(["~model"]))

@@ -121,8 +121,8 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
     task = task or task_runner(cfg, index)
     model = cfg.get("model")
     if model is None:
-        raise ConfigError("model: the config has no model group (the LightningModule to build); add `- model: "
-                          "emotion` to your primary config's defaults (conf/model/)")
+        raise ConfigError("model: the config chooses no LightningModule; add `- model: emotion` to the primary "
+                          "config's defaults (conf/model/) or choose one with model=<name>")
     module_class(model.get("_target_"))  # a one-line ConfigError naming model._target_ when unusable
     order = cfg.preprocessing.get("channel_order", "uvs")
     if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:

@@ -1,6 +1,6 @@
 """The checks of a training config that need more of mefnet than :mod:`mefnet.schema` may
-import (the trainer's strategy, the optimizer, the backbone's options, pretraining),
-registered with the schema's :func:`~mefnet.schema.validator`, so that
+import (the trainer's strategy, the optimizer, the backbone's and the model's options,
+pretraining), registered with the schema's :func:`~mefnet.schema.validator`, so that
 :func:`check_train_config` (the schema plus these) checks every value once, before any work.
 
 A value out of range is refused, never clamped: what the table prints is what ran.
@@ -184,7 +184,8 @@ def check_model(cfg: DictConfig) -> None:
 
     model = cfg.get("model")
     if model is None:
-        return  # not ours to judge here; building the module says the group is missing
+        raise ConfigError("model: the config chooses no LightningModule; add `- model: emotion` to the primary "
+                          "config's defaults (conf/model/) or choose one with model=<name>")
     if not isinstance(model, DictConfig | dict):
         raise ConfigError(f"model: {model!r} is not a config block with a _target_ (choose an option of "
                           "conf/model/ with model=<name>)")
