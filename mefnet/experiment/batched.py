@@ -231,11 +231,6 @@ class Batched:
     def epochs_trained(self, k: int) -> int:
         return self._epochs[k]
 
-    def save_checkpoint(self, k: int, path: Path) -> None:
-        member = self.members[k]
-        torch.save({"state_dict": member.state_dict(), "epoch": self._epochs[k], "member": self.names[k],
-                    "pytorch-lightning_version": L.__version__, "hyper_parameters": dict(member.hparams)}, path)
-
     @property
     def loggers(self) -> list:
         return self.trainer.loggers if self.trainer is not None else []

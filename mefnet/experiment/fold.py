@@ -10,7 +10,6 @@ sweep); what it writes, and where, is defined by :mod:`mefnet.runs.store`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -54,9 +53,6 @@ class PerFold:
 
     def epochs_trained(self, k: int) -> int:
         return int(self.trainer.current_epoch)
-
-    def save_checkpoint(self, k: int, path: Path) -> None:
-        self.trainer.save_checkpoint(str(path))
 
     @property
     def loggers(self) -> list:
