@@ -243,7 +243,8 @@ def test_a_loso_run_trains_every_clip_writes_emotion_predictions_and_au_predicti
     done = subprocess.run([sys.executable, "benchmarks/au_real.py", str(exp)], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
-    assert "mtl: test folds, 1 seed(s) (42), 8 clips, 4 folds" in done.stdout
+    assert "mtl: test folds, 1 seed(s) (42), 8 clips, 2 folds with AU rows" in done.stdout
+    assert "| mtl | 42 | 2 | – | – |" in done.stdout  # the epoch was chosen on emotion scores
     assert "| AU4 | 4 |" in done.stdout and "| AU12 | 4 |" in done.stdout
 
 
