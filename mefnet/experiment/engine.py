@@ -34,9 +34,9 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import datamodule, inner_tracker, quiet_lightning, versions
+from mefnet.experiment.plan import split_of
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
-from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     FOLD_DONE,
     PREDICTIONS,

@@ -24,9 +24,9 @@ import mefnet
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.plan import split_of
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.report.tracking import wandb_run_settings
-from mefnet.runs.splits import split_of
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
 from mefnet.training.averaging import MemberAveraging

@@ -41,13 +41,13 @@ from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
+from mefnet.experiment.plan import split_of
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.finish import finish_experiment
 from mefnet.report.progress import progress
 from mefnet.runs.identity import clip_identity, comparable_config, experiment_differences
-from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     CLIPS,
     EXPERIMENT,
