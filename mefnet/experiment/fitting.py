@@ -24,7 +24,7 @@ import mefnet
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.plan import split_of
+from mefnet.experiment.plan import split_of, task_runner
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.report.tracking import wandb_run_settings
 from mefnet.training.au import AUInnerValidation
@@ -36,7 +36,7 @@ from mefnet.training.module import MERModule
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.progress_bar import progress_bar
 from mefnet.training.selection import InnerValidation
-from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.training.task_runner import TaskRunner
 from mefnet.training.trainer import make_trainer
 from mefnet.utils.quiet import quiet
 

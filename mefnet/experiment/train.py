@@ -41,7 +41,7 @@ from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
-from mefnet.experiment.plan import split_of
+from mefnet.experiment.plan import load_index, split_of, task_runner
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -61,9 +61,7 @@ from mefnet.runs.store import (
     read_experiment,
 )
 from mefnet.schema import ENGINES, choice
-from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
-from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet

@@ -88,7 +88,7 @@ def check_pretrain_config(cfg: DictConfig) -> None:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"pretrain.epochs: expected a whole number of epochs >= 1, got {epochs!r}")
 
-    if is_au(cfg):
+    if is_au(cfg.get("task")):
         raise ValueError("pretrain: only task=emotion can be pretrained (the synthetic clips carry emotion "
                          "classes, not action units); this run has task=au")
 
