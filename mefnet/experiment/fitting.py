@@ -24,7 +24,7 @@ import mefnet
 from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
-from mefnet.experiment.plan import split_of, task_runner
+from mefnet.experiment.plan import pretrain_spec, split_of, task_runner
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.report.tracking import wandb_run_settings
 from mefnet.training.au import AUInnerValidation
@@ -114,7 +114,7 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
     """Seed, then build a fresh model and loss (priors from ``dm``'s training clips) for
     the configured task (its output head, loss and module class). With ``pretrain`` the
     model starts from the seed's pretrained weights (:mod:`mefnet.training.pretrain`)."""
-    pretrained = pretrained_weights(cfg, list(index.class_names))  # computed once per seed, then cached
+    pretrained = pretrained_weights(pretrain_spec(cfg), list(index.class_names))  # computed once per seed, then cached
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
     order = cfg.preprocessing.get("channel_order", "uvs")

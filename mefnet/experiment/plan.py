@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mefnet.config import instantiate_option
@@ -24,6 +24,10 @@ from mefnet.datasets.clip_index import ClipIndex
 from mefnet.runs.splits import Split
 from mefnet.tasks import TaskSettings, task_index
 from mefnet.tasks import task_of as _task_of
+from mefnet.tasks.au import is_au
+from mefnet.tasks.emotion_au import NAME as EMOTION_AU
+from mefnet.tasks.emotion_au import is_emotion_au
+from mefnet.training.pretrain import SHAPING_KEYS, PretrainSpec, check_pretrain_config
 from mefnet.training.task_runner import LossFactory, TaskRunner
 from mefnet.training.task_runner import task_runner as _task_runner
 
@@ -57,3 +61,39 @@ def loss_factory(cfg: DictConfig) -> LossFactory:
 def task_runner(cfg: DictConfig, index: ClipIndex) -> TaskRunner:
     """The configured task's runner for ``index`` (:func:`mefnet.training.task_runner.task_runner`)."""
     return _task_runner(task_of(cfg), index, loss_factory(cfg), cfg.get("selection"))
+
+
+def task_name(cfg: DictConfig) -> str:
+    """The configured task's name (``emotion``, ``au``, ``emotion_au``), without checking
+    its settings (:func:`task_of` does)."""
+    task = cfg.get("task")
+    return "au" if is_au(task) else EMOTION_AU if is_emotion_au(task) else "emotion"
+
+
+def _value(cfg: DictConfig, dotted: str) -> Any:
+    node = OmegaConf.select(cfg, dotted, default=None)  # None where a key is absent
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def pretrain_spec(cfg: DictConfig) -> PretrainSpec | None:
+    """The configured synthetic pretraining (``pretrain`` group), checked; None without one
+    (``pretrain`` null or ``pretrain=none``)."""
+    pretrain = cfg.get("pretrain")
+    if not pretrain:
+        return None
+    check_pretrain_config(pretrain, task_name(cfg))
+    return PretrainSpec(
+        pretrain=OmegaConf.to_container(pretrain, resolve=True),
+        seed=int(cfg.seed),
+        threads=int(cfg.get("threads_per_fold", 1)),
+        shaping={k: _value(cfg, k) for k in SHAPING_KEYS},
+        cache_dir=str(cfg.paths.cache_dir),
+        preprocessing=OmegaConf.to_container(cfg.preprocessing, resolve=True),
+        batch_size=int(cfg.data.batch_size),
+        backbone=functools.partial(instantiate_option, cfg.backbone),
+        loss=loss_factory(cfg),
+        optimizer=functools.partial(instantiate, cfg.optimizer),
+        augment=functools.partial(instantiate, cfg.augment) if cfg.get("augment") else None,
+        trainer=cfg.trainer,
+        model_name=str(cfg.backbone.get("name", "the model")),
+    )

@@ -41,7 +41,7 @@ from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
-from mefnet.experiment.plan import load_index, split_of, task_runner
+from mefnet.experiment.plan import load_index, pretrain_spec, split_of, task_runner
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -212,7 +212,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
         if cfg.get("pretrain"):  # once, here, before the folds' processes start
-            pretrained_weights(cfg, list(index.class_names), announce=True)
+            pretrained_weights(pretrain_spec(cfg), list(index.class_names), announce=True)
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
