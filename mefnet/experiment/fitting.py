@@ -26,7 +26,7 @@ from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.plan import pretrain_spec, split_of, task_runner
 from mefnet.preprocessing.features import Preprocessing
-from mefnet.report.tracking import wandb_run_settings
+from mefnet.report.tracking import group_name, wandb_run_settings
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
 from mefnet.training.averaging import MemberAveraging
@@ -92,7 +92,7 @@ def instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str 
         if name and "CSVLogger" in str(lg.get("_target_", "")):
             extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
-            extra.update(wandb_run_settings(cfg, subject_key, name))
+            extra.update(wandb_run_settings(group_name(cfg.experiment_name, cfg.seed), subject_key, name))
             logger = instantiate(lg, **extra)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
             loggers.append(logger)

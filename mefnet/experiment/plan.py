@@ -21,6 +21,7 @@ from torch import nn
 
 from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.report.tracking import Tracking, group_name
 from mefnet.runs.splits import Split
 from mefnet.tasks import TaskSettings, task_index
 from mefnet.tasks import task_of as _task_of
@@ -97,3 +98,14 @@ def pretrain_spec(cfg: DictConfig) -> PretrainSpec | None:
         trainer=cfg.trainer,
         model_name=str(cfg.backbone.get("name", "the model")),
     )
+
+
+def tracking_of(cfg: DictConfig) -> Tracking | None:
+    """The experiment's wandb summary run (:mod:`mefnet.report.tracking`); None without a
+    wandb logger (``logger=wandb``)."""
+    wandb = next((lg for lg in (cfg.get("logger") or {}).values()
+                  if lg and "Wandb" in str(lg.get("_target_", ""))), None)
+    if wandb is None:
+        return None
+    return Tracking(group=group_name(cfg.experiment_name, cfg.seed), project=wandb.get("project", "mefnet"),
+                    offline=bool(wandb.get("offline", True)), config=OmegaConf.to_container(cfg, resolve=True))

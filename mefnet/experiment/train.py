@@ -41,7 +41,7 @@ from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
-from mefnet.experiment.plan import load_index, pretrain_spec, split_of, task_runner
+from mefnet.experiment.plan import load_index, pretrain_spec, split_of, task_runner, tracking_of
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -237,7 +237,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
 
     if str(cfg.fold) != "all":
         return None
-    return finish_experiment(cfg, exp_dir)
+    return finish_experiment(exp_dir, tracking_of(cfg))
 
 
 def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
@@ -264,7 +264,7 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
                                   n_jobs=int(cfgs[0].preprocessing.n_jobs))
         for rec in run_jobs(jobs, index, features, n_jobs):
             log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
-    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]
+    return [finish_experiment(Path(cfg.experiment_dir), tracking_of(cfg)) for cfg in cfgs]
 
 
 def resolve_engine(cfg: DictConfig) -> str:
