@@ -21,9 +21,9 @@ from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.flow_folder import load_flow_folder
 from mefnet.datasets.frames_csv import load_frames_csv
 from mefnet.experiment.fold import run_fold
+from mefnet.experiment.plan import load_index
 from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.tasks import load_index
 from mefnet.tasks.au import AUTask, prepare_index
 from tests.dataset_trees import CASME2_SHEET, SAMM_SHEET, write_frames
 from tests.flow_trees import make_flow_folder

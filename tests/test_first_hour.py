@@ -201,9 +201,11 @@ def test_a_recipe_run_on_other_data_names_that_data():
 
 def test_pretrain_none_is_a_quick_trial_of_a_pretraining_recipe(tmp_path):
     from mefnet.config import compose
+    from mefnet.experiment.plan import pretrain_spec
     from mefnet.experiment.train import config_fingerprint
     from mefnet.training.pretrain import pretrained_weights
 
     quick = compose(["experiment=megc2019_flows", "pretrain=none"])
-    assert not quick.get("pretrain") and pretrained_weights(quick, ["negative", "positive", "surprise"]) is None
+    assert not quick.get("pretrain") and pretrain_spec(quick) is None
+    assert pretrained_weights(pretrain_spec(quick), ["negative", "positive", "surprise"]) is None
     assert config_fingerprint(quick) == config_fingerprint(compose(["experiment=megc2019_flows", "~pretrain"]))

@@ -73,9 +73,9 @@ def unsupported(cfg: DictConfig) -> str | None:
 def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     first = cfgs[0]
 
-    if is_au(first):
+    if is_au(first.get("task")):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
-    if is_emotion_au(first):
+    if is_emotion_au(first.get("task")):
         raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=emotion_au")
     protocol = first.get("protocol")
     if protocol is not None and str(protocol.get("name", "loso")) != "loso":

@@ -35,9 +35,9 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import datamodule, inner_tracker, quiet_lightning, versions
+from mefnet.experiment.plan import split_of, task_runner
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
-from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     CHECKPOINT,
     FOLD_DONE,
@@ -55,7 +55,7 @@ from mefnet.training.divergence import (
 )
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
-from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.training.task_runner import TaskRunner
 from mefnet.utils.files import write_json
 from mefnet.utils.testing_seam import pause_point
 

@@ -19,10 +19,10 @@ from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.engine import run_folds
 from mefnet.experiment.fitting import close_loggers, fit_model
+from mefnet.experiment.plan import task_runner
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
-from mefnet.training.task_runner import task_runner
 
 
 class PerFold:
