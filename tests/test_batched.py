@@ -51,6 +51,10 @@ CASES = {
     # differently between the engines and another epoch be chosen (then refit differs).
     "inner-refit": [*INNER_VAL, "inner_val.refit=true", "data.batch_size=256"],
     "inner-keep": [*INNER_VAL, "inner_val.refit=false", "backbone=am3f"],
+    # Each member's gradient clipped on its own, as its own fit clips it (a small bound, so
+    # that the clip acts at every step), by norm and by value.
+    "clip-norm": [BATCH, "+trainer.gradient_clip_val=0.05"],
+    "clip-value": [BATCH, "+trainer.gradient_clip_val=0.001", "+trainer.gradient_clip_algorithm=value"],
 }
 
 
@@ -234,10 +238,9 @@ def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, c
     with caplog.at_level("INFO", logger="mefnet"):
         assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "per_fold"
         assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "per_fold"
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "per_fold"
     assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched trains emotion classes only" in caplog.text
     assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched runs protocol=loso only" in caplog.text
-    assert "gradient clipping is global over all members" in caplog.text
+    assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "batched"
     with pytest.raises(ValueError, match="engine: 'fast' is not one of auto, batched, per_fold"):
         resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=fast")))
 

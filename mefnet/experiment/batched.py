@@ -96,8 +96,6 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     if "ddp" in str(first.trainer.get("strategy", "")):
         raise ValueError("engine=batched runs all members in one process on one device; use trainer=cpu or "
                          "trainer=gpu")
-    if first.trainer.get("gradient_clip_val"):
-        raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
 
 
 def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:

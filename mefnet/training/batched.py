@@ -45,8 +45,9 @@ from the member's own device stream: deterministic, but not the per-fold engine'
 the other per-parameter optimizers update each parameter from its own gradient and state
 alone (Adam's step count and bias correction are per parameter tensor), and a member
 without a batch at a step has no gradient (``None``) and is not touched: one step over
-the union is K independent steps. Optimizers that couple parameters (LBFGS, global
-gradient clipping) are refused by the engine.
+the union is K independent steps. Optimizers that couple parameters (LBFGS) are refused
+by the engine; gradient clipping (``trainer.gradient_clip_val``) clips each member's
+gradient on its own (:meth:`BatchedMERModule.configure_gradient_clipping`).
 
 **One tensor per member.** For the optimizer (and the weight average) each member's
 parameters are views into one flat tensor of its own, its float buffers into another, for
@@ -510,6 +511,21 @@ class BatchedMERModule(L.LightningModule):
             if storage is not None:
                 storage.release()
         self.__dict__["_storage"] = []
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``trainer.gradient_clip_val``: each member's gradient clipped on its own, as its
+        own fit clips it (Lightning would clip every member's tensors together, so one
+        member's large gradient would shrink every other member's step). A member that did
+        not step has no gradient and is left alone."""
+        if not gradient_clip_val or gradient_clip_val <= 0:
+            return
+        algorithm = str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower()
+        for member, storage in zip(self.members, self._storage, strict=True):
+            tensors = [storage.flat] if storage is not None else list(member.parameters())
+            if algorithm == "value":
+                torch.nn.utils.clip_grad_value_(tensors, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(tensors, gradient_clip_val)
 
     def configure_optimizers(self):
         # one optimizer over the members' flat parameters (see the module doc), built as a
