@@ -316,6 +316,7 @@ class BatchedMERModule(L.LightningModule):
         self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
         self._targets: list[list[torch.Tensor]] = [[] for _ in members]
         self._epoch_logged = False  # this epoch's training figures logged (see on_train_batch_end)
+        self._validated: set[int] = set()  # the members with validation batches since the last epoch end
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
         self.__dict__["_storage"] = []  # per member: its _MemberStorage during a fit, or None
 
@@ -399,19 +400,21 @@ class BatchedMERModule(L.LightningModule):
                 with torch.no_grad():
                     torch._foreach_copy_([b[i] for i in range(len(template.buffers)) for _, b in own],
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
-            preds = logits.detach().argmax(dim=-1)
             for j, (k, _, y, _) in enumerate(group):
                 loss = self.members[k].loss_of(logits[j], y)
-                self._count(k, loss, preds[j], y)
+                self._count(k, loss, logits[j], y)
                 total = loss if total is None else total + loss
         return total
 
-    def _count(self, k: int, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
-        """Member ``k``'s batch into its epoch's training loss and predictions."""
+    def _count(self, k: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Member ``k``'s batch into its epoch's training loss and, for a member with
+        training scores (:meth:`MERModule.train_metrics`; none for ``task=au``), its
+        predictions."""
         self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
         self._loss_n[k] += len(y)
-        self._preds[k].append(preds)
-        self._targets[k].append(y)
+        if self.members[k].train_metrics():
+            self._preds[k].append(logits.detach().argmax(dim=-1))
+            self._targets[k].append(y)
 
     def _looped_step(self, batch) -> torch.Tensor | None:
         total = None
@@ -424,7 +427,7 @@ class BatchedMERModule(L.LightningModule):
             with self.member_rng(k):
                 loss, logits = member.step_loss(x, y)
             self.stepped.append(k)
-            self._count(k, loss, logits.detach().argmax(dim=1), y)
+            self._count(k, loss, logits, y)
             total = loss if total is None else total + loss
         return total
 
@@ -436,9 +439,9 @@ class BatchedMERModule(L.LightningModule):
         self._epoch_logged = False
 
     def _log_training(self) -> None:
-        """Each member's epoch: its mean training loss and, from its own ``train_uf1`` /
-        ``train_uar`` metrics, its training UF1 and UAR (``train/<metric>/<name>``), as a
-        fit of its own logs them. The metrics are fed once per epoch with the epoch's
+        """Each member's epoch: its mean training loss and, from its own training metrics
+        (:meth:`MERModule.train_metrics`: UF1 and UAR; none for ``task=au``), its training
+        scores (``train/<metric>/<name>``), as a fit of its own logs them. The metrics are fed once per epoch with the epoch's
         predictions, which gives what one update per batch gives, at a fraction of the
         calls."""
         self._epoch_logged = True
@@ -447,10 +450,12 @@ class BatchedMERModule(L.LightningModule):
                 continue
             self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
                      on_step=False, on_epoch=True, batch_size=1)
-            member = self.members[k]
+            metrics = self.members[k].train_metrics()
+            if not metrics:
+                continue
             preds, targets = torch.cat(self._preds[k]), torch.cat(self._targets[k])
             self._preds[k], self._targets[k] = [], []
-            for key, metric in (("uf1", member.train_uf1), ("uar", member.train_uar)):
+            for key, metric in metrics.items():
                 metric.update(preds, targets)
                 self.log(f"train/{key}/{name}", metric.compute(), on_step=False, on_epoch=True, batch_size=1)
                 metric.reset()
@@ -468,13 +473,15 @@ class BatchedMERModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.members[dataloader_idx].val_update(*batch)
+        self._validated.add(dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
-        for k, member in enumerate(self.members):
-            if member.val_loss.update_count == 0:
-                continue
-            for name, value in member.val_compute().items():
+        # Only the members that got validation batches this time (any task's member keeps
+        # its own scores until val_compute).
+        for k in sorted(self._validated):
+            for name, value in self.members[k].val_compute().items():
                 self.log(f"val/{name}/{self.names[k]}", value)
+        self._validated = set()
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.members[dataloader_idx].predict_step(batch, batch_idx)
