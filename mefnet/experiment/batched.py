@@ -41,7 +41,6 @@ from mefnet.experiment.fitting import (
 )
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
-from mefnet.tasks.emotion_au import is_emotion_au
 from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat, Member
@@ -52,8 +51,9 @@ from mefnet.utils.workers import WithParent
 log = logging.getLogger("mefnet")
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
-# over all members, one epoch schedule); seed, fold and output folder may differ.
-_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val")
+# over all members, one epoch schedule, one task: members vmapped together have one
+# network's outputs); seed, fold and output folder may differ.
+_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val", "task")
 # Optimizers whose update of a parameter depends only on that parameter's gradient and
 # state: one step over every member's parameters is one independent step per member.
 _PER_PARAMETER = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
@@ -72,10 +72,6 @@ def unsupported(cfg: DictConfig) -> str | None:
 def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     first = cfgs[0]
 
-    if is_emotion_au(first):
-        raise ValueError("engine=batched does not train task=emotion_au yet (its AU head reads the backbone's "
-                         "penultimate features through a hook, which the vmapped step has no place for); use "
-                         "engine=per_fold")
     for cfg in cfgs[1:]:
         for key in _SHARED:
             a = OmegaConf.to_container(first, resolve=True).get(key)

@@ -221,11 +221,15 @@ class _MemberStorage:
 
     @staticmethod
     def possible(member: nn.Module) -> bool:
-        """Every parameter trainable, of one dtype and device (else the member keeps its
-        tensors, and the optimizer holds them one by one)."""
+        """Every parameter trainable, of one dtype and device, and every step's loss
+        reaching every parameter (else the member keeps its tensors, and the optimizer
+        holds them one by one, skipping those without a gradient as a fit of its own
+        does: ``task=emotion_au``'s AU head gets none from a batch without an annotated
+        clip, ``steps_reach_every_parameter`` false)."""
         params = list(member.parameters())
         return bool(params) and all(p.requires_grad for p in params) and \
-            len({(p.dtype, p.device) for p in params}) == 1
+            len({(p.dtype, p.device) for p in params}) == 1 and \
+            bool(getattr(member, "steps_reach_every_parameter", True))
 
     def state(self) -> list[torch.Tensor]:
         """The member's tensors as :func:`flat_state` gives them (for the weight average)."""
@@ -313,6 +317,7 @@ class BatchedMERModule(L.LightningModule):
         self.stepped: list[int] = []  # the members that took a training step in the last batch
         self._loss_sum: list = [0.0] * len(members)
         self._loss_n = [0] * len(members)
+        self._parts: list[dict] = [{} for _ in members]  # this epoch's summed loss parts, per member
         self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
         self._targets: list[list[torch.Tensor]] = [[] for _ in members]
         self._epoch_logged = False  # this epoch's training figures logged (see on_train_batch_end)
@@ -356,7 +361,7 @@ class BatchedMERModule(L.LightningModule):
     def _template(self, k: int) -> _Template:
         key = self.architectures[k]
         if key not in self._templates:
-            self._templates[key] = _Template(self.members[k].backbone)
+            self._templates[key] = _Template(self.members[k].network())
         return self._templates[key]
 
     def _own_tensors(self, k: int, template: _Template) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -364,8 +369,8 @@ class BatchedMERModule(L.LightningModule):
         walking the module tree at every step cost as much as the optimizer step). Built on
         the first training step, after Lightning moved the members to their device."""
         if k not in self._own:
-            backbone = self.members[k].backbone
-            params, buffers = dict(backbone.named_parameters()), dict(backbone.named_buffers())
+            network = self.members[k].network()
+            params, buffers = dict(network.named_parameters()), dict(network.named_buffers())
             self._own[k] = ([params[n] for n in template.params], [buffers[n] for n in template.buffers])
         return self._own[k]
 
@@ -383,7 +388,7 @@ class BatchedMERModule(L.LightningModule):
             template = self._template(k)
             with self.member_rng(k):
                 x = member.augmented(x)
-                masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.backbone, x)]
+                masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.network(), x)]
             groups.setdefault((self.architectures[k], tuple(x.shape)), []).append((k, x, y, masks))
         self.stepped = [k for group in groups.values() for k, *_ in group]
         # 2. One vmapped forward per group, each member's own loss on its own slice.
@@ -395,26 +400,32 @@ class BatchedMERModule(L.LightningModule):
             buffers = {n: torch.stack([b[i] for _, b in own]) for i, n in enumerate(template.buffers)}
             x = torch.stack([g[1] for g in group])
             masks = [torch.stack(ms) for ms in zip(*(g[3] for g in group), strict=True)]
-            logits = template(params, buffers, x, masks)
+            outputs = template(params, buffers, x, masks)  # a tensor, or a tuple (task=emotion_au)
             if buffers:  # batch norm's updated running statistics back to each member, in one call
                 with torch.no_grad():
                     torch._foreach_copy_([b[i] for i in range(len(template.buffers)) for _, b in own],
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
             for j, (k, _, y, _) in enumerate(group):
-                loss = self.members[k].loss_of(logits[j], y)
-                self._count(k, loss, logits[j], y)
+                own = outputs[j] if isinstance(outputs, torch.Tensor) else type(outputs)(o[j] for o in outputs)
+                loss = self.members[k].loss_of(own, y)
+                self._count(k, loss, own, y)
                 total = loss if total is None else total + loss
         return total
 
-    def _count(self, k: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Member ``k``'s batch into its epoch's training loss and, for a member with
-        training scores (:meth:`MERModule.train_metrics`; none for ``task=au``), its
-        predictions."""
+    def _count(self, k: int, loss: torch.Tensor, outputs, y: torch.Tensor) -> None:
+        """Member ``k``'s batch into its epoch's training loss, its loss parts
+        (:meth:`MERModule.loss_parts`) and, for a member with training scores
+        (:meth:`MERModule.train_metrics`; none for ``task=au``), its predictions."""
+        member = self.members[k]
         self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
         self._loss_n[k] += len(y)
-        if self.members[k].train_metrics():
-            self._preds[k].append(logits.detach().argmax(dim=-1))
-            self._targets[k].append(y)
+        for key, value in member.loss_parts(outputs, y).items():
+            self._parts[k][key] = self._parts[k].get(key, 0.0) + value.detach() * len(y)
+        if member.train_metrics():
+            with torch.no_grad():
+                preds, labels = member.train_predictions(outputs, y)
+            self._preds[k].append(preds)
+            self._targets[k].append(labels)
 
     def _looped_step(self, batch) -> torch.Tensor | None:
         total = None
@@ -425,15 +436,16 @@ class BatchedMERModule(L.LightningModule):
             x, y = b
             member = self.members[k]
             with self.member_rng(k):
-                loss, logits = member.step_loss(x, y)
+                loss, outputs = member.step_loss(x, y)
             self.stepped.append(k)
-            self._count(k, loss, logits, y)
+            self._count(k, loss, outputs, y)
             total = loss if total is None else total + loss
         return total
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = [0.0] * len(self.members)
         self._loss_n = [0] * len(self.members)
+        self._parts = [{} for _ in self.members]
         self._preds = [[] for _ in self.members]
         self._targets = [[] for _ in self.members]
         self._epoch_logged = False
@@ -450,6 +462,8 @@ class BatchedMERModule(L.LightningModule):
                 continue
             self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
                      on_step=False, on_epoch=True, batch_size=1)
+            for key, total in self._parts[k].items():
+                self.log(f"train/{key}/{name}", total / self._loss_n[k], on_step=False, on_epoch=True, batch_size=1)
             metrics = self.members[k].train_metrics()
             if not metrics:
                 continue
