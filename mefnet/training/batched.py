@@ -12,8 +12,10 @@ fold trained on its own has:
   own random stream: its augmentation and its dropout masks are drawn from its own saved
   generator state, in the order a fit of its own draws them (see below);
 * its own batch-norm statistics (its own buffers, updated by its own batches);
-* its own loss (class priors of its own training clips) and its own training loss, UF1
-  and UAR per epoch (logged as ``train/<metric>/<member name>``), its own inner validation (one
+* its own loss (class priors of its own training clips; any task's: the member's
+  ``loss_of``, for ``task=au`` and ``emotion_au`` too) and its own training loss, loss
+  parts, UF1 and UAR per epoch where its task has them (logged as
+  ``train/<metric>/<member name>``), its own inner validation (one
   validation loader per member; scores logged as ``val/<metric>/<member name>``), its own
   number of epochs (a member that is done stops stepping while the others go on) and,
   with a weight-averaging callback (``callbacks=ema``), its own average
@@ -24,7 +26,7 @@ by architecture and batch shape (a fold's last batch of an epoch is usually smal
 its size differs between folds). For each group the members' parameters and buffers are
 stacked (``torch.stack``: differentiable, so each member's gradient flows back to its own
 leaves) and one ``vmap(functional_call(template, ...))`` runs the whole group's forward
-pass; vmapped convolutions run as grouped convolutions, vmapped linear layers as batched
+pass (the template: a copy of the member's ``network()``, its backbone); vmapped convolutions run as grouped convolutions, vmapped linear layers as batched
 matrix products. Each member's loss is computed on its own slice of the logits; the
 losses are summed and one backward pass gives every member exactly the gradient of its
 own loss. Batch norm updates the stacked running statistics in place; the rows are copied
