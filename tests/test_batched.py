@@ -227,8 +227,9 @@ def test_every_backbone_runs_vectorised_and_equals_per_fold(workdir, vmapped, ba
 
 
 def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, caplog):
-    """``engine=auto`` (the default): batched for emotion classes under LOSO; per_fold,
-    said in the log, for what the batched engine does not run; explicit values kept."""
+    """``engine=auto`` (the default): batched wherever it runs (emotion classes or AUs,
+    every protocol: tests/test_batched_tasks.py); per_fold, said in the log, for what the
+    batched engine does not run; explicit values kept."""
     from mefnet.experiment.train import resolve_engine
 
     assert compose(tiny_overrides(tmp_path, "e")).engine == "auto"
@@ -236,11 +237,13 @@ def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, c
     assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "backbone=am3f", "selection=inner_val"))) == "batched"
     assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=per_fold"))) == "per_fold"
     with caplog.at_level("INFO", logger="mefnet"):
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "per_fold"
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "per_fold"
-    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched trains emotion classes only" in caplog.text
-    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched runs protocol=loso only" in caplog.text
-    assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "optimizer._target_=torch.optim.LBFGS"))) == \
+            "per_fold"
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched: optimizer 'torch.optim.LBFGS'" \
+        in caplog.text
     with pytest.raises(ValueError, match="engine: 'fast' is not one of auto, batched, per_fold"):
         resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=fast")))
 
