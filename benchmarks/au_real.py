@@ -46,12 +46,22 @@ from mefnet.utils.metrics import f1_from_counts
 def au_rows(run) -> tuple[list[str], list[dict]]:
     """The AU names and pooled AU prediction rows of one seed's run (``task=au``, or the AU
     head of ``task=emotion_au``: its clips with an AU of the set)."""
+    names, by_fold = au_rows_by_fold(run)
+    return names, [r for rows in by_fold.values() for r in rows]
+
+
+def au_rows_by_fold(run) -> tuple[list[str], dict[str, list[dict]]]:
+    """:func:`au_rows` per fold, keeping only the folds with AU rows (under
+    ``task=emotion_au``, the folds of a dataset without AU coding, e.g. SMIC, have none)."""
     if run.record.get("task") == "emotion_au":
         names = au_names(run.record["au_set"])
-        rows = [r for key in run.record["folds"]
-                for r in read_au_predictions(fold_dir(run.dir, key) / AU_PREDICTIONS, names)]
-        return names, [r for r in rows if any(r["y_true"])]
-    return list(run.record["au_names"]), run.predictions
+        by_fold = {key: [r for r in read_au_predictions(fold_dir(run.dir, key) / AU_PREDICTIONS, names)
+                         if any(r["y_true"])] for key in run.record["folds"]}
+        return names, {key: rows for key, rows in by_fold.items() if rows}
+    by_fold = {}
+    for r in run.predictions:
+        by_fold.setdefault(r["fold"], []).append(r)
+    return list(run.record["au_names"]), by_fold
 
 
 def per_au(run) -> dict:
@@ -74,7 +84,10 @@ def per_au(run) -> dict:
 
 
 def inner_val(run) -> dict:
-    """Mean over the run's folds of the inner-validation scores at each fold's chosen epoch."""
+    """Mean over the run's folds of the inner-validation AU scores at each fold's chosen
+    epoch; empty under ``task=emotion_au``, whose epoch is chosen on the emotion scores."""
+    if run.record.get("task") == "emotion_au":
+        return {}
     scores: dict[str, list[float]] = {}
     epochs = []
     for key in run.record["folds"]:
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{run.name} seed {run.seed}: {len(run.missing)} folds missing", file=sys.stderr)
                 continue
             iv, te = inner_val(run), per_au(run)
-            print(f"| {run.name} | {run.seed} | {len(run.record['folds'])} | {_pct(iv, 'uar')} | {_pct(iv, 'uf1')} | "
+            print(f"| {run.name} | {run.seed} | {len(au_rows_by_fold(run)[1])} | {_pct(iv, 'uar')} | {_pct(iv, 'uf1')} | "
                   f"{iv.get('median_epoch', '–')} | {100 * te['avg_binary_f1']:.1f} | {100 * te['macro_f1']:.1f} |")
     for runs in groups:
         runs = [r for r in runs if not r.missing]
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         names = au_rows(runs[0])[0]
         scored = [per_au(r) for r in runs]
         print(f"\n## {runs[0].name}: test folds, {len(runs)} seed(s) ({', '.join(str(r.seed) for r in runs)}), "
-              f"{scored[0]['n']} clips, {len(runs[0].record['folds'])} folds\n")
+              f"{scored[0]['n']} clips, {len(au_rows_by_fold(runs[0])[1])} folds with AU rows\n")
         print("| AU | clips with the AU | avg binary F1 (present/absent) | F1 of present |")
         print("|---|---:|---:|---:|")
         for name in names:

@@ -40,6 +40,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from mefnet.config import absolute_paths, compose
+from mefnet.experiment.plan import pretrain_spec
 from mefnet.experiment.train import run, run_experiments
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.pretrain import pretrained_weights
@@ -118,7 +119,7 @@ def main() -> None:
             for s in range(1, max(a.seeds) + 1):
                 c = absolute_paths(compose([*common, *swap(backbone), f"seed={s}", "experiment_name=prefill"]))
                 t = time.perf_counter()
-                pretrained_weights(c, list(index.class_names))
+                pretrained_weights(pretrain_spec(c), list(index.class_names))
                 print(f"pretraining {backbone}, seed {s}: {time.perf_counter() - t:.0f} s (synthetic clips made on "
                       "first use; once per network and seed, cached: not in the figures below)", flush=True)
     print()

@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from mefnet.config import absolute_paths, compose
 from mefnet.experiment.batched import run_batched
 from mefnet.experiment.fold import run_fold
+from mefnet.experiment.plan import pretrain_spec
 from mefnet.experiment.train import _prepare_experiment
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.pretrain import pretrained_weights
@@ -96,7 +97,7 @@ def main() -> None:
         feats = build_features(index, Preprocessing.from_config(cfg.preprocessing), cfg.preprocessing.cache_dir,
                                n_jobs=2)
         if cfg.get("pretrain") is not None:  # cached before profiling (made once per network and seed)
-            pretrained_weights(cfg, list(index.class_names))
+            pretrained_weights(pretrain_spec(cfg), list(index.class_names))
         shutil.rmtree(cfg.experiment_dir, ignore_errors=True)
         _prepare_experiment(cfg, index)
         folds = index.subjects[:a.folds if engine == "per_fold" else (a.batched_folds or a.folds)]

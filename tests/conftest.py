@@ -45,7 +45,7 @@ def annotations(realdata: Path) -> Path:
 # under a minute) runs them alone. A unit test that starts a Lightning
 # fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
 TRAINING_MODULES = frozenset({
-    "test_api", "test_api_notebook", "test_au_flows", "test_averaging", "test_batched", "test_benchmarks",
+    "test_api", "test_api_notebook", "test_au_flows", "test_averaging", "test_batched", "test_batched_tasks", "test_benchmarks",
     "test_cli", "test_config_groups", "test_datasets_frames_csv", "test_docs_commands", "test_emotion_au",
     "test_ensemble",
     "test_experiment_folders",

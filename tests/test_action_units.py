@@ -153,8 +153,8 @@ def test_the_paper_au_composite_loads_the_three_real_sheets_with_their_au_counts
     import warnings
 
     from mefnet.config import compose
+    from mefnet.experiment.plan import load_index
     from mefnet.runs.splits import Split
-    from mefnet.tasks import load_index
     from tests.dataset_trees import build_casme2_tree, build_casme3_tree, build_samm_tree
 
     roots = {"casme2": build_casme2_tree(tmp_path / "c2", annotations),

@@ -21,9 +21,9 @@ from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.flow_folder import load_flow_folder
 from mefnet.datasets.frames_csv import load_frames_csv
 from mefnet.experiment.fold import run_fold
+from mefnet.experiment.plan import load_index
 from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.tasks import load_index
 from mefnet.tasks.au import AUTask, prepare_index
 from tests.dataset_trees import CASME2_SHEET, SAMM_SHEET, write_frames
 from tests.flow_trees import make_flow_folder
@@ -130,7 +130,7 @@ def test_the_attach_help_ends_with_an_example(capsys):
         text = capsys.readouterr().out.rstrip()
         lines = text.splitlines()
         assert lines[-2] == "example:" and lines[-1].startswith("  mefnet-aus attach "), text
-    assert aus_main(["attach", "/nonexistent"]) == 2
+    assert aus_main(["attach", "/nonexistent"]) == 1
     assert "give at least one sheet" in capsys.readouterr().err
 
 
@@ -196,7 +196,7 @@ def test_attach_on_the_real_samm_sheet_reports_unmatched_and_unparseable_clips(a
     assert dict(counts) == EXPECTED["samm"]
     assert sum(r["aus"] == NOT_ANNOTATED for r in rows) == 3  # unparseable, unmatched, SMIC
     assert aus_main(["attach", str(folder), "--samm-sheet", str(annotations / SAMM_SHEET),
-                     "--out", str(out_file)]) == 2  # never overwrites an existing --out
+                     "--out", str(out_file)]) == 1  # never overwrites an existing --out
     assert "already exists" in capsys.readouterr().err
 
 
@@ -358,7 +358,7 @@ def test_the_installed_mefnet_aus_script_runs(tmp_path):
         pytest.skip("mefnet-aus is not installed (pip install -e .)")
     (tmp_path / "labels.csv").write_text("dataset,subject,clip,label\nsmic,s01,s01_ne_01,0\n")
     done = subprocess.run([str(script), "attach", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.startswith("mefnet-aus attach: give at least one sheet")
+    assert done.returncode == 1 and done.stderr.startswith("mefnet-aus attach: give at least one sheet")
     assert "Traceback" not in done.stderr
 
 

@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from mefnet.config import CONFIG_DIR, absolute_paths, compose
+from mefnet.config import CONFIG_DIR, absolute_paths, compose, instantiate_option
 from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -51,6 +51,10 @@ CASES = {
     # differently between the engines and another epoch be chosen (then refit differs).
     "inner-refit": [*INNER_VAL, "inner_val.refit=true", "data.batch_size=256"],
     "inner-keep": [*INNER_VAL, "inner_val.refit=false", "backbone=am3f"],
+    # Each member's gradient clipped on its own, as its own fit clips it (a small bound, so
+    # that the clip acts at every step), by norm and by value.
+    "clip-norm": [BATCH, "+trainer.gradient_clip_val=0.05"],
+    "clip-value": [BATCH, "+trainer.gradient_clip_val=0.001", "+trainer.gradient_clip_algorithm=value"],
 }
 
 
@@ -223,8 +227,9 @@ def test_every_backbone_runs_vectorised_and_equals_per_fold(workdir, vmapped, ba
 
 
 def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, caplog):
-    """``engine=auto`` (the default): batched for emotion classes under LOSO; per_fold,
-    said in the log, for what the batched engine does not run; explicit values kept."""
+    """``engine=auto`` (the default): batched wherever it runs (emotion classes or AUs,
+    every protocol: tests/test_batched_tasks.py); per_fold, said in the log, for what the
+    batched engine does not run; explicit values kept."""
     from mefnet.experiment.train import resolve_engine
 
     assert compose(tiny_overrides(tmp_path, "e")).engine == "auto"
@@ -232,12 +237,13 @@ def test_engine_auto_is_batched_where_it_runs_and_per_fold_elsewhere(tmp_path, c
     assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "backbone=am3f", "selection=inner_val"))) == "batched"
     assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=per_fold"))) == "per_fold"
     with caplog.at_level("INFO", logger="mefnet"):
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "per_fold"
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "per_fold"
-        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "per_fold"
-    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched trains emotion classes only" in caplog.text
-    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched runs protocol=loso only" in caplog.text
-    assert "gradient clipping is global over all members" in caplog.text
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "task=au"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "protocol=holdout"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "+trainer.gradient_clip_val=1.0"))) == "batched"
+        assert resolve_engine(compose(tiny_overrides(tmp_path, "e", "optimizer._target_=torch.optim.LBFGS"))) == \
+            "per_fold"
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched: optimizer 'torch.optim.LBFGS'" \
+        in caplog.text
     with pytest.raises(ValueError, match="engine: 'fast' is not one of auto, batched, per_fold"):
         resolve_engine(compose(tiny_overrides(tmp_path, "e", "engine=fast")))
 
@@ -405,3 +411,36 @@ def test_the_group_heartbeat_shows_each_epochs_own_loss(tmp_path, monkeypatch, c
     beats = [r.getMessage() for r in caplog.records if " folds (" in r.getMessage() and " epoch " in r.getMessage()]
     assert any(" epoch 1/2  loss " in b for b in beats), beats
     assert not any("loss nan" in b for b in beats), beats
+
+
+def test_both_engines_write_one_checkpoint_format(workdir):
+    """model.ckpt is the same file for both engines: the fitted member's weights (the ones
+    it predicted with), its hyperparameters, epochs and fold, in Lightning's layout; the
+    module class rebuilds the fold's model from it."""
+    from mefnet.training.module import MERModule
+
+    ckpts = {}
+    for engine in ("per_fold", "batched"):
+        cfg = compose(tiny_overrides(workdir, f"ckpt-{engine}", f"engine={engine}", VMAP, BATCH,
+                                     "save_checkpoint=true"))
+        run(cfg)
+        files = sorted(Path(cfg.experiment_dir).glob("folds/*/*/model.ckpt"))
+        assert files
+        ckpts[engine] = {p.parent.name: torch.load(p, weights_only=True) for p in files}
+    pf, bt = ckpts["per_fold"], ckpts["batched"]
+    assert pf.keys() == bt.keys()
+    for fold in pf:
+        a, b = pf[fold], bt[fold]
+        assert a.keys() == b.keys() == {"state_dict", "hyper_parameters", "epoch", "fold", "pytorch-lightning_version"}
+        assert a["fold"].endswith(fold) and a["epoch"] == b["epoch"] and a["hyper_parameters"] == b["hyper_parameters"]
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        for key, value in a["state_dict"].items():
+            assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-4), (fold, key)
+    # Lightning's own loader reads it (the modules not saved as hyperparameters are given).
+    fold, ckpt = next(iter(sorted(pf.items())))
+    backbone = instantiate_option(compose(tiny_overrides(workdir, "ckpt-load")).backbone,
+                           num_classes=ckpt["hyper_parameters"]["num_classes"])
+    path = next((workdir / "outputs").glob(f"ckpt-per_fold*/**/{fold}/model.ckpt"))
+    module = MERModule.load_from_checkpoint(path, backbone=backbone, loss=nn.CrossEntropyLoss(),
+                                            optimizer=torch.optim.Adam, weights_only=True)
+    assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in module.state_dict().items())

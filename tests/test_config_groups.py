@@ -80,7 +80,7 @@ def test_every_scheduler_option_builds_and_steps(option):
 def test_the_module_configures_every_scheduler_option(option, tmp_path):
     """The LightningModule's own configure_optimizers with each option, as a fold builds it."""
     from mefnet.experiment.fitting import build_module
-    from mefnet.tasks import load_index
+    from mefnet.experiment.plan import load_index
 
     cfg = compose(tiny_overrides(tmp_path, "sched", f"scheduler={option}"))
     index = load_index(cfg)
@@ -194,7 +194,7 @@ def test_the_documented_datamodule_snippet_trains_and_predicts_a_fold(tmp_path):
 
 def test_a_dataset_config_without_target_is_refused_naming_the_key(tmp_path):
     from mefnet.experiment.fitting import datamodule
-    from mefnet.tasks import load_index
+    from mefnet.experiment.plan import load_index
 
     cfg = compose(tiny_overrides(tmp_path, "notarget"))
     index = load_index(cfg)

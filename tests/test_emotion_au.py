@@ -173,7 +173,7 @@ def test_a_backbone_that_cannot_give_penultimate_features_is_refused_with_a_reas
 # -- config --------------------------------------------------------------------------------------
 
 
-def test_task_emotion_au_composes_checks_au_weight_and_is_refused_by_the_batched_engine():
+def test_task_emotion_au_composes_checks_au_weight_and_runs_with_the_batched_engine():
     cfg = compose(["task=emotion_au"])
     assert cfg.task.au_weight == 1.0 and list(cfg.task.au_set) == list(DEFAULT_AU_SET)
     assert cfg.experiment_name.endswith("-cross_entropy+au")  # not the emotion-only run's folder
@@ -181,8 +181,7 @@ def test_task_emotion_au_composes_checks_au_weight_and_is_refused_by_the_batched
     validate(cfg)
     with pytest.raises(ConfigError, match=r"task.au_weight: -1.0 is out of range; it must be >= 0"):
         validate(compose(["task=emotion_au", "task.au_weight=-1"]))
-    assert unsupported(cfg) == ("engine=batched trains emotion classes only; use engine=per_fold with "
-                                "task=emotion_au")
+    assert unsupported(cfg) is None  # per_fold == batched: tests/test_batched_tasks.py
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -243,7 +242,8 @@ def test_a_loso_run_trains_every_clip_writes_emotion_predictions_and_au_predicti
     done = subprocess.run([sys.executable, "benchmarks/au_real.py", str(exp)], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
-    assert "mtl: test folds, 1 seed(s) (42), 8 clips, 4 folds" in done.stdout
+    assert "mtl: test folds, 1 seed(s) (42), 8 clips, 2 folds with AU rows" in done.stdout
+    assert "| mtl | 42 | 2 | – | – |" in done.stdout  # the epoch was chosen on emotion scores
     assert "| AU4 | 4 |" in done.stdout and "| AU12 | 4 |" in done.stdout
 
 

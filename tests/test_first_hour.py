@@ -151,9 +151,10 @@ def test_the_log_says_which_engine_and_why_and_has_no_raw_warnings(tmp_path):
     assert "(12 clips, 2 folds)" in out
     per_fold = mefnet("mefnet-train", "dataset=flow_folder", f"dataset.index.root={flows}",
                       "dataset.index.on_bad_clip=skip", "trainer.max_epochs=1", "logger=none",
-                      "+trainer.gradient_clip_val=1.0", "experiment_name=clipped", cwd=tmp_path)
+                      "optimizer._target_=torch.optim.ASGD", "experiment_name=asgd", cwd=tmp_path)
     assert per_fold.returncode == 0, per_fold.stderr[-3000:]
-    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched: gradient clipping" in per_fold.stdout
+    assert "engine=auto: per_fold, one Lightning fit per fold (engine=batched: optimizer 'torch.optim.ASGD'" \
+        in per_fold.stdout
 
 
 def test_debug_overfit_prints_no_lightning_warnings(tmp_path):
@@ -201,9 +202,11 @@ def test_a_recipe_run_on_other_data_names_that_data():
 
 def test_pretrain_none_is_a_quick_trial_of_a_pretraining_recipe(tmp_path):
     from mefnet.config import compose
+    from mefnet.experiment.plan import pretrain_spec
     from mefnet.experiment.train import config_fingerprint
     from mefnet.training.pretrain import pretrained_weights
 
     quick = compose(["experiment=megc2019_flows", "pretrain=none"])
-    assert not quick.get("pretrain") and pretrained_weights(quick, ["negative", "positive", "surprise"]) is None
+    assert not quick.get("pretrain") and pretrain_spec(quick) is None
+    assert pretrained_weights(pretrain_spec(quick), ["negative", "positive", "surprise"]) is None
     assert config_fingerprint(quick) == config_fingerprint(compose(["experiment=megc2019_flows", "~pretrain"]))

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 
 from mefnet.config import ConfigError, absolute_paths, compose
 from mefnet.experiment.fitting import build_module, datamodule
+from mefnet.experiment.plan import pretrain_spec
 from mefnet.experiment.train import run
 from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -33,7 +34,7 @@ def test_every_fold_starts_from_the_seeds_pretrained_weights(tmp_path):
     cfg = _cfg(tmp_path, "fold=all")
     run(cfg)  # pretrains once (before the folds), then trains and writes every fold
     files = sorted((Path(cfg.paths.cache_dir) / "pretrain").glob("*.pt"))
-    assert [f.stem for f in files] == [pretrained_path(cfg, ["negative", "positive", "surprise"]).stem]
+    assert [f.stem for f in files] == [pretrained_path(pretrain_spec(cfg), ["negative", "positive", "surprise"]).stem]
     saved = torch.load(files[0], weights_only=True)
     assert saved["seed"] == 42 and saved["pretrain"]["epochs"] == 2
 
@@ -57,15 +58,16 @@ def test_pretrained_weights_are_deterministic_and_blind_to_the_dataset(tmp_path)
     """The same config and seed give identical weights computed afresh; the experiment's
     dataset (its clips, labels, subjects) is not part of the key, and no clip of it is read."""
     classes = ["negative", "positive", "surprise"]
-    a = pretrained_weights(_cfg(tmp_path / "a"), classes)
-    b = pretrained_weights(_cfg(tmp_path / "b", "dataset.index.num_clips=24", "dataset.index.seed=5",
-                                "shuffle_train_labels=true"), classes)
+    a = pretrained_weights(pretrain_spec(_cfg(tmp_path / "a")), classes)
+    b = pretrained_weights(pretrain_spec(_cfg(tmp_path / "b", "dataset.index.num_clips=24", "dataset.index.seed=5",
+                                              "shuffle_train_labels=true")), classes)
     assert _same(a, b)
-    key = pretrain_key(_cfg(tmp_path), classes)
-    assert key == pretrain_key(_cfg(tmp_path / "elsewhere", "dataset.index.num_subjects=5", "fold=sub02"), classes)
+    key = pretrain_key(pretrain_spec(_cfg(tmp_path)), classes)
+    assert key == pretrain_key(pretrain_spec(_cfg(tmp_path / "elsewhere", "dataset.index.num_subjects=5",
+                                                  "fold=sub02")), classes)
     for change in ("seed=1", "pretrain.epochs=3", "backbone=ststnet", "loss=logit_adjusted",
                    "pretrain.data.index.num_clips=14", "augment=flow", "data.batch_size=8"):
-        assert pretrain_key(_cfg(tmp_path, change), classes) != key, change
+        assert pretrain_key(pretrain_spec(_cfg(tmp_path, change)), classes) != key, change
 
 
 def test_pretraining_refuses_what_it_cannot_do(tmp_path):
@@ -74,7 +76,7 @@ def test_pretraining_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="only task=emotion"):
         check_train_config(compose(tiny_overrides(tmp_path, "au", "pretrain=synthetic", "task=au")))
     with pytest.raises(ValueError, match=r"classes \['negative', 'positive', 'surprise'\] are not the dataset's"):
-        pretrained_weights(_cfg(tmp_path), ["happiness", "disgust", "repression", "surprise", "others"])
+        pretrained_weights(pretrain_spec(_cfg(tmp_path)), ["happiness", "disgust", "repression", "surprise", "others"])
 
 
 def test_without_pretraining_the_config_and_its_fingerprint_are_unchanged():

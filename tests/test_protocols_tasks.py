@@ -13,12 +13,12 @@ from mefnet.config import absolute_paths, compose
 from mefnet.datasets.clip_index import Clip, ClipIndex, DatasetError
 from mefnet.datasets.composite import join_indices
 from mefnet.experiment.fold import run_fold
+from mefnet.experiment.plan import load_index
 from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.table import write_table
 from mefnet.runs.splits import Split, fold_contains
 from mefnet.runs.store import ReportError
-from mefnet.tasks import load_index
 from mefnet.tasks.au import au_scores
 from tests.helpers import MULTI_PARTS as PARTS
 from tests.helpers import TINY_MULTI

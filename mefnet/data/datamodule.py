@@ -3,10 +3,10 @@
 A dataset is a clip index (from any adapter) plus preprocessing settings. Each
 ``conf/dataset/*.yaml`` instantiates this module (``_target_``), with the dataset's
 clip index inside (``index``, built on first use) and its name and face-crop default;
-the runner completes it with the preprocessing, the fold and the loader settings::
+the runner completes it with the preprocessing, the fold and the loader settings
+(:func:`mefnet.experiment.fitting.datamodule`); on its own::
 
-    dm = instantiate(cfg.dataset, preprocessing=cfg.preprocessing,
-                     cache_dir=cfg.preprocessing.cache_dir, fold="sub01")
+    dm = MERDataModule(index, Preprocessing.from_config({"size": 28}), cache_dir, fold="sub01")
     trainer.fit(model, datamodule=dm)
     trainer.predict(model, datamodule=dm)
 

@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``mefnet-aus``: fill a flow folder's ``aus`` column from the sheets; the exit status (2 on bad input)."""
+    """``mefnet-aus``: fill a flow folder's ``aus`` column from the sheets; the exit status (1 on refused input, as every mefnet command; 2 for a usage error)."""
     args = build_parser().parse_args(argv)
     labels = args.flow_folder / LABEL_FILE if args.flow_folder.is_dir() else args.flow_folder
     try:
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = attach_aus(labels, sheets, args.uncertain, out=args.out, dry_run=args.dry_run)
     except (DatasetError, OSError) as e:
         print(f"mefnet-aus attach: {e}", file=sys.stderr)
-        return 2
+        return 1
     print("\n".join(report.lines()))
     if args.dry_run:
         print("dry run: nothing written")

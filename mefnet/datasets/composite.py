@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
 
@@ -46,7 +46,7 @@ def load_composite(
         raise DatasetError("dataset=composite: dataset.datasets is empty; name the parts, e.g. [casme2,samm]")
     if len(set(names)) != len(names):
         raise DatasetError(f"dataset=composite: a part is named twice in {names}")
-    if isinstance(parts, DictConfig):
+    if OmegaConf.is_config(parts):  # as Hydra's instantiate hands it over
         parts = OmegaConf.to_container(parts, resolve=True)
     loaded: list[ClipIndex] = []
     for name in names:

@@ -41,8 +41,6 @@ from mefnet.experiment.fitting import (
 )
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.schema import VECTORIZE, choice
-from mefnet.tasks.au import is_au
-from mefnet.tasks.emotion_au import is_emotion_au
 from mefnet.training.batched import BatchedData, BatchedMERModule
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.heartbeat import Heartbeat, Member
@@ -53,8 +51,9 @@ from mefnet.utils.workers import WithParent
 log = logging.getLogger("mefnet")
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
-# over all members, one epoch schedule); seed, fold and output folder may differ.
-_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val")
+# over all members, one epoch schedule, one task: members vmapped together have one
+# network's outputs); seed, fold and output folder may differ.
+_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val", "task")
 # Optimizers whose update of a parameter depends only on that parameter's gradient and
 # state: one step over every member's parameters is one independent step per member.
 _PER_PARAMETER = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
@@ -73,14 +72,6 @@ def unsupported(cfg: DictConfig) -> str | None:
 def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     first = cfgs[0]
 
-    if is_au(first):
-        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=au")
-    if is_emotion_au(first):
-        raise ValueError("engine=batched trains emotion classes only; use engine=per_fold with task=emotion_au")
-    protocol = first.get("protocol")
-    if protocol is not None and str(protocol.get("name", "loso")) != "loso":
-        raise ValueError(f"engine=batched runs protocol=loso only; use engine=per_fold with "
-                         f"protocol={protocol.get('name')}")
     for cfg in cfgs[1:]:
         for key in _SHARED:
             a = OmegaConf.to_container(first, resolve=True).get(key)
@@ -96,13 +87,11 @@ def _check_compatible(cfgs: Sequence[DictConfig]) -> None:
     if "ddp" in str(first.trainer.get("strategy", "")):
         raise ValueError("engine=batched runs all members in one process on one device; use trainer=cpu or "
                          "trainer=gpu")
-    if first.trainer.get("gradient_clip_val"):
-        raise ValueError("engine=batched: gradient clipping is global over all members; use engine=per_fold")
     model = first.get("model")
     overrides = batched_overrides(module_class(model.get("_target_"))) if model is not None else []
     if overrides:
         raise ValueError(f"engine=batched: model {model._target_} overrides {', '.join(overrides)}, which the batched "
-                         "engine does not call (it calls a member's augmented and loss_of); use engine=per_fold")
+                         "engine does not call (it calls a member's augmented, network and loss_of); use engine=per_fold")
 
 
 def _member_names(jobs: Sequence[tuple[DictConfig, str]]) -> list[str]:
@@ -235,11 +224,6 @@ class Batched:
 
     def epochs_trained(self, k: int) -> int:
         return self._epochs[k]
-
-    def save_checkpoint(self, k: int, path: Path) -> None:
-        member = self.members[k]
-        torch.save({"state_dict": member.state_dict(), "epoch": self._epochs[k], "member": self.names[k],
-                    "pytorch-lightning_version": L.__version__, "hyper_parameters": dict(member.hparams)}, path)
 
     @property
     def loggers(self) -> list:

@@ -24,24 +24,27 @@ What a fold writes, and where, is :mod:`mefnet.runs.store`; what a fit is built 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import datamodule, inner_tracker, quiet_lightning, versions
+from mefnet.experiment.plan import split_of, task_runner
 from mefnet.inference.checkpoint import MODEL_FILE, save_model
 from mefnet.inference.pictures import fold_pictures
-from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
+    CHECKPOINT,
     FOLD_DONE,
     PREDICTIONS,
     fold_dir,
     write_au_predictions,
+    write_checkpoint,
     write_predictions,
 )
 from mefnet.selection_rules import rule_of
@@ -52,7 +55,7 @@ from mefnet.training.divergence import (
 )
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation, choose_val_subjects
-from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.training.task_runner import TaskRunner
 from mefnet.utils.files import write_json
 from mefnet.utils.testing_seam import pause_point
 
@@ -83,10 +86,6 @@ class Engine(Protocol):
 
     def epochs_trained(self, k: int) -> int:
         """The epochs member ``k``'s last fit ran."""
-        ...
-
-    def save_checkpoint(self, k: int, path: Path) -> None:
-        """Member ``k``'s Lightning checkpoint (``model.ckpt``)."""
         ...
 
     @property
@@ -198,16 +197,14 @@ def finish_folds(engine: Engine, jobs: Sequence[Job], index: ClipIndex, dms: Seq
     for k, (cfg, s) in enumerate(jobs):
         records.append(write_fold(
             cfg, index, fold_dir(cfg.experiment_dir, s), s, dms[k], engine.members[k], probs_of[k], selections[k],
-            engine.epochs_trained(k), share, engine.loggers,
-            save_checkpoint=lambda path, k=k: engine.save_checkpoint(k, path), task=tasks[k],
-            thresholds=thresholds[k]))
+            engine.epochs_trained(k), share, engine.loggers, task=tasks[k], thresholds=thresholds[k]))
     engine.close()
     return records
 
 
 def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, dm: MERDataModule,
                module: MERModule, probs: torch.Tensor, selection: dict, epochs: int, elapsed_s: float,
-               loggers: list, save_checkpoint: Callable[[Path], None], task: TaskRunner | None = None,
+               loggers: list, task: TaskRunner | None = None,
                thresholds: list[float] | None = None) -> dict:
     """Write one finished fold: predictions.csv, model.ckpt / model.pt, pictures, and
     fold.json last (the mark of a finished fold). Every engine ends here (through :func:`finish_folds`).
@@ -239,7 +236,7 @@ def write_fold(cfg: DictConfig, index: ClipIndex, out: Path, subject_key: str, d
             for i, p, pr in zip(dm.test_idx, preds.tolist(), probs.tolist(), strict=True)
         ], names)
     if cfg.get("save_checkpoint", True):
-        save_checkpoint(out / "model.ckpt")
+        write_checkpoint(out / CHECKPOINT, module, epochs, subject_key, L.__version__)
     if cfg.get("save_model", True):  # model.pt: safe to load, for mefnet-predict / export / pictures
         save_model(out / MODEL_FILE, module.backbone, cfg, task.output_names, fold=subject_key)
     # Attention / stream-weight pictures of the predicted subject, to wandb when it is on

@@ -35,12 +35,12 @@ from omegaconf import DictConfig, OmegaConf
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.fitting import close_loggers, fit_model, versions
+from mefnet.experiment.plan import task_runner
 from mefnet.inference.checkpoint import FINAL_DIR, MODEL_FILE, save_model
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.runs.store import fold_records
 from mefnet.selection_rules import rule_of
 from mefnet.training.divergence import check_finite_weights
-from mefnet.training.task_runner import task_runner
 from mefnet.utils.files import write_json
 from mefnet.utils.quiet import plural
 

@@ -24,9 +24,9 @@ import mefnet
 from mefnet.config import ConfigError, instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
+from mefnet.experiment.plan import pretrain_spec, split_of, task_runner
 from mefnet.preprocessing.features import Preprocessing
-from mefnet.report.tracking import wandb_run_settings
-from mefnet.runs.splits import split_of
+from mefnet.report.tracking import group_name, wandb_run_settings
 from mefnet.training.au import AUInnerValidation
 from mefnet.training.augment import FlowAugment
 from mefnet.training.averaging import MemberAveraging
@@ -36,7 +36,7 @@ from mefnet.training.module import MERModule, module_class
 from mefnet.training.pretrain import pretrained_weights
 from mefnet.training.progress_bar import progress_bar
 from mefnet.training.selection import InnerValidation
-from mefnet.training.task_runner import TaskRunner, task_runner
+from mefnet.training.task_runner import TaskRunner
 from mefnet.training.trainer import make_trainer
 from mefnet.utils.quiet import quiet
 
@@ -92,7 +92,7 @@ def instantiate_loggers(cfg: DictConfig, out: Path, subject_key: str, name: str 
         if name and "CSVLogger" in str(lg.get("_target_", "")):
             extra["name"] = name
         if "Wandb" in str(lg.get("_target_", "")):
-            extra.update(wandb_run_settings(cfg, subject_key, name))
+            extra.update(wandb_run_settings(group_name(cfg.experiment_name, cfg.seed), subject_key, name))
             logger = instantiate(lg, **extra)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
             loggers.append(logger)
@@ -116,7 +116,7 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
     ``model`` group (``model._target_``, conf/model/; the task's config chooses it) around
     them. With ``pretrain`` the model starts from the seed's pretrained weights
     (:mod:`mefnet.training.pretrain`)."""
-    pretrained = pretrained_weights(cfg, list(index.class_names))  # computed once per seed, then cached
+    pretrained = pretrained_weights(pretrain_spec(cfg), list(index.class_names))  # computed once per seed, then cached
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
     model = cfg.get("model")

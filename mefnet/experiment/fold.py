@@ -10,7 +10,6 @@ sweep); what it writes, and where, is defined by :mod:`mefnet.runs.store`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -20,10 +19,10 @@ from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.engine import run_folds
 from mefnet.experiment.fitting import close_loggers, fit_model
+from mefnet.experiment.plan import task_runner
 from mefnet.runs.store import claim_fold, fold_dir
 from mefnet.training.module import MERModule
 from mefnet.training.selection import InnerValidation
-from mefnet.training.task_runner import task_runner
 
 
 class PerFold:
@@ -54,9 +53,6 @@ class PerFold:
 
     def epochs_trained(self, k: int) -> int:
         return int(self.trainer.current_epoch)
-
-    def save_checkpoint(self, k: int, path: Path) -> None:
-        self.trainer.save_checkpoint(str(path))
 
     @property
     def loggers(self) -> list:

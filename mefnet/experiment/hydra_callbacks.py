@@ -32,6 +32,7 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mefnet.experiment.plan import tracking_of
 from mefnet.experiment.sweeper import TARGET, fold_override, grid, job_config
 from mefnet.experiment.validate import check_train_config
 from mefnet.preprocessing.features import Preprocessing, build_features
@@ -172,7 +173,7 @@ class ExperimentTables(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         for exp, cfg in self.experiments.items():
             if exp in self.swept_folds and (Path(exp) / "experiment.json").is_file():
-                finish_experiment(cfg, Path(exp))
+                finish_experiment(Path(exp), tracking_of(cfg))
 
 
 class SetTable(Callback):

@@ -33,9 +33,8 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mefnet.config import absolute_paths
+from mefnet.experiment.plan import load_index, split_of
 from mefnet.experiment.validate import check_train_config
-from mefnet.runs.splits import split_of
-from mefnet.tasks import load_index
 from mefnet.utils.quiet import plural
 
 log = logging.getLogger("mefnet")

@@ -41,13 +41,13 @@ from mefnet.experiment.engine import selection_rule
 from mefnet.experiment.final import run_final
 from mefnet.experiment.fitting import quiet_lightning
 from mefnet.experiment.fold import _run_fold_job, run_fold_locked
+from mefnet.experiment.plan import load_index, pretrain_spec, split_of, task_runner, tracking_of
 from mefnet.experiment.search import holdout, objective, optimized_metric
 from mefnet.experiment.validate import check_train_config, register_check_resolver
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.report.finish import finish_experiment
 from mefnet.report.progress import progress
 from mefnet.runs.identity import clip_identity, comparable_config, experiment_differences
-from mefnet.runs.splits import split_of
 from mefnet.runs.store import (
     CLIPS,
     EXPERIMENT,
@@ -61,9 +61,7 @@ from mefnet.runs.store import (
     read_experiment,
 )
 from mefnet.schema import ENGINES, choice
-from mefnet.tasks import load_index
 from mefnet.training.pretrain import pretrained_weights
-from mefnet.training.task_runner import task_runner
 from mefnet.utils.cli import cli, open_map_overrides
 from mefnet.utils.files import atomic_path, atomic_write, write_json
 from mefnet.utils.quiet import duration, plural, quiet
@@ -214,7 +212,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
                  exp_dir, len(folds) - len(todo), len(folds))
     if todo:
         if cfg.get("pretrain"):  # once, here, before the folds' processes start
-            pretrained_weights(cfg, list(index.class_names), announce=True)
+            pretrained_weights(pretrain_spec(cfg), list(index.class_names), announce=True)
         prep = Preprocessing.from_config(cfg.preprocessing)
         features = build_features(index, prep, cfg.preprocessing.cache_dir, n_jobs=int(cfg.preprocessing.n_jobs))
         n_jobs = max(1, int(cfg.n_jobs))
@@ -239,7 +237,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
 
     if str(cfg.fold) != "all":
         return None
-    return finish_experiment(cfg, exp_dir)
+    return finish_experiment(exp_dir, tracking_of(cfg))
 
 
 def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[dict] | None]:
@@ -266,13 +264,13 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
                                   n_jobs=int(cfgs[0].preprocessing.n_jobs))
         for rec in run_jobs(jobs, index, features, n_jobs):
             log_progress(Path(rec["config"]["experiment_dir"]), rec, workers=max(1, n_jobs))
-    return [finish_experiment(cfg, Path(cfg.experiment_dir)) for cfg in cfgs]
+    return [finish_experiment(Path(cfg.experiment_dir), tracking_of(cfg)) for cfg in cfgs]
 
 
 def resolve_engine(cfg: DictConfig) -> str:
     """The engine that trains ``cfg``'s folds: ``engine`` (per_fold | batched | auto). ``auto``
-    (the default) is ``batched`` wherever that engine runs the config (emotion classes
-    under LOSO, a per-parameter optimizer, no gradient clipping, one device) and
+    (the default) is ``batched`` wherever that engine runs the config (any protocol,
+    ``task=emotion`` or ``au``, a per-parameter optimizer, no gradient clipping, one device) and
     ``per_fold`` otherwise, saying why; an explicit ``batched`` that cannot run is an error."""
     engine = choice("engine", str(cfg.get("engine", "auto")), ENGINES)
     if engine != "auto":
@@ -282,7 +280,7 @@ def resolve_engine(cfg: DictConfig) -> str:
         log.info("engine=auto: per_fold, one Lightning fit per fold (%s)", reason)
         return "per_fold"
     log.info("engine=auto: batched, the folds trained together as one fit per process (this config "
-             "allows it: emotion classes, protocol=loso, a per-parameter optimizer, one device; "
+             "allows it: a per-parameter optimizer, no gradient clipping, one device; "
              "engine=per_fold gives one Lightning fit per fold)")
     return "batched"
 

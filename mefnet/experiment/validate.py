@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from mefnet.config import ConfigError
 from mefnet.datasets.action_units import check_au_set
+from mefnet.experiment.plan import task_name
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.schema import TrainConfig, number, validate, validator, whole
 from mefnet.training.pretrain import check_pretrain_config
@@ -121,7 +122,7 @@ def check_preprocessing(cfg: DictConfig) -> None:
 def check_pretrain(cfg: DictConfig) -> None:
     """The ``pretrain`` group's values (:func:`mefnet.training.pretrain.check_pretrain_config`)."""
     try:
-        check_pretrain_config(cfg)
+        check_pretrain_config(cfg.get("pretrain"), task_name(cfg))
     except ConfigError:
         raise
     except ValueError as e:

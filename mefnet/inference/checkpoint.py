@@ -68,20 +68,21 @@ def save_model(
     class_names: Sequence[str],
     fold: str = "",
 ) -> Path:
-    """Write ``backbone`` with its resolved ``config`` (a dict or DictConfig) to ``path``.
+    """Write ``backbone`` with the run's ``config`` (a mapping, stored as the model file's
+    record of what it was trained with; an OmegaConf container is resolved first) to ``path``.
 
     The file appears whole or not at all (written beside it, then renamed).
     """
     path = Path(path)
-    cfg = _plain_config(config)
-    if "backbone" not in cfg or "preprocessing" not in cfg:
+    record = _plain_config(config)
+    if "backbone" not in record or "preprocessing" not in record:
         raise ValueError("save_model: the config needs its 'backbone' and 'preprocessing' sections")
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "state_dict": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
         "class_names": [str(n) for n in class_names],
-        "config": json.dumps(cfg, sort_keys=True, default=str),
+        "config": json.dumps(record, sort_keys=True, default=str),
         "fold": str(fold),
         "mefnet_version": mefnet.__version__,
     }

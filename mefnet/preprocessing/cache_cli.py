@@ -53,13 +53,12 @@ def write_clip_list(path: Path, index: ClipIndex, report: FillReport) -> Path:
     return path
 
 
-def run(cfg: DictConfig, record_dir: str | Path | None = None) -> FillReport:
-    """Fill the cache for ``cfg`` (a composed train config) and print what was done."""
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    cache_dir = str(Path(cfg.preprocessing.cache_dir).expanduser().resolve())
-    index: ClipIndex = instantiate(cfg.dataset.index)
-    prep = Preprocessing.from_config(cfg.preprocessing)
-    n_jobs = max(1, int(cfg.preprocessing.n_jobs))
+def run(index: ClipIndex, prep: Preprocessing, cache_dir: str | Path, n_jobs: int = 1,
+        record_dir: str | Path | None = None) -> FillReport:
+    """Fill the cache under ``cache_dir`` with the input maps of ``index`` made as ``prep``
+    says (``n_jobs`` processes) and print what was done; the clip list goes to ``record_dir``."""
+    cache_dir = str(Path(cache_dir).expanduser().resolve())
+    n_jobs = max(1, int(n_jobs))
     print(index.summary())
     if index.skipped:
         print(f"left out by the dataset adapter: {len(index.skipped)}")
@@ -79,9 +78,15 @@ def run(cfg: DictConfig, record_dir: str | Path | None = None) -> FillReport:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="cache")
 def _main(cfg: DictConfig) -> None:
+    """The command: the composed config (a train config) read here, once, into what :func:`run` takes."""
     from hydra.core.hydra_config import HydraConfig
 
-    report = run(cfg, record_dir=HydraConfig.get().runtime.output_dir)
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    cache_dir = cfg.preprocessing.cache_dir
+    index: ClipIndex = instantiate(cfg.dataset.index)
+    prep = Preprocessing.from_config(cfg.preprocessing)
+    report = run(index, prep, cache_dir, int(cfg.preprocessing.n_jobs),
+                 record_dir=HydraConfig.get().runtime.output_dir)
     if report.failed:
         raise SystemExit(1)
 

@@ -69,14 +69,16 @@ class Preprocessing:
     expects it) or ``svu`` (strain, v, u: a flow PNG as ``cv2.imread`` returns it, B G R)."""
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Preprocessing:
-        cfg = dict(cfg or {})
+    def from_config(cls, block: Mapping[str, Any] | None) -> Preprocessing:
+        """From the ``preprocessing`` config block (a mapping; None: the defaults), checked:
+        unknown keys, face methods, the schema's ranges, the flow block."""
+        values = dict(block or {})
         known = {"size", "face", "face_options", "flow", "normalize", "scale", "channel_order", "cache_dir",
                  "n_jobs"}
-        unknown = set(cfg) - known
+        unknown = set(values) - known
         if unknown:
             raise ValueError(f"preprocessing: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
-        face = cfg.get("face") or "none"
+        face = values.get("face") or "none"
         if isinstance(face, Mapping):
             face = {str(k): (v or "none") for k, v in face.items()}
             for dataset, method in face.items():
@@ -91,17 +93,17 @@ class Preprocessing:
             )
         # The same checks as mefnet-train's schema, for the commands that build features
         # without it (mefnet-cache, mefnet-predict).
-        checked = schema.Preprocessing(size=cfg.get("size", 28), normalize=cfg.get("normalize", "minmax"),
-                                       n_jobs=cfg.get("n_jobs", 1), scale=cfg.get("scale", 1.0))
+        checked = schema.Preprocessing(size=values.get("size", 28), normalize=values.get("normalize", "minmax"),
+                                       n_jobs=values.get("n_jobs", 1), scale=values.get("scale", 1.0))
         size, normalize, scale = checked.size, checked.normalize, checked.scale
-        order = cfg.get("channel_order", "uvs")
+        order = values.get("channel_order", "uvs")
         if order not in CHANNEL_ORDERS:
             raise ValueError(f"preprocessing.channel_order: '{order}' is not one of {list(CHANNEL_ORDERS)}")
         prep = cls(
             size=size,
             face=face,
-            face_options=dict(cfg.get("face_options") or {}),
-            flow=FlowParams.from_config(cfg.get("flow")),
+            face_options=dict(values.get("face_options") or {}),
+            flow=FlowParams.from_config(values.get("flow")),
             normalize=normalize,
             scale=float(scale),
             channel_order=order,

@@ -23,6 +23,7 @@ section for the measured figures).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -200,29 +201,29 @@ class FlowParams:
             )
 
     @classmethod
-    def from_config(cls, cfg: Any) -> FlowParams:
+    def from_config(cls, block: Mapping[str, Any] | None) -> FlowParams:
         """From ``preprocessing.flow``: ``method`` plus a block per method.
 
         A method's block may be partial or absent: missing keys keep the values of
         ``FlowParams()`` (for ``tvl1`` the :data:`TVL1_FAST` preset). The presets in
         ``conf/flow/`` spell every key.
         """
-        cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - {"method", *FLOW_METHODS})
+        values = dict(block or {})
+        unknown = sorted(set(values) - {"method", *FLOW_METHODS})
         if unknown:
             raise ValueError(
                 f"preprocessing.flow: unknown key(s) {unknown}; expected method, {', '.join(FLOW_METHODS)}"
             )
-        method = cfg.get("method", "tvl1")
+        method = values.get("method", "tvl1")
         if method not in FLOW_METHODS:
             raise ValueError(
                 f"preprocessing.flow.method: '{method}' is not one of {', '.join(FLOW_METHODS)}"
             )
         default = cls()
         blocks = {
-            name: _params_from(getattr(default, name), cfg.get(name), f"preprocessing.flow.{name}")
+            name: _params_from(getattr(default, name), values.get(name), f"preprocessing.flow.{name}")
             for name in FLOW_METHODS
-            if cfg.get(name) is not None
+            if values.get(name) is not None
         }
         return cls(method=method, **blocks)
 
@@ -236,9 +237,9 @@ class FlowParams:
         return {"method": self.method, self.method: asdict(self.params)}
 
 
-def _params_from(base: Any, cfg: Any, where: str) -> Any:
-    """``base`` with the keys of ``cfg`` replaced; errors name the block, the key and what was expected."""
-    values = dict(cfg)
+def _params_from(base: Any, block: Mapping[str, Any], where: str) -> Any:
+    """``base`` with the keys of ``block`` replaced; errors name the block, the key and what was expected."""
+    values = dict(block)
     defaults = {f.name: f.default for f in fields(base)}
     if "lambda" in values and "lambda_" in defaults:  # YAML spells it lambda (a Python keyword)
         values["lambda_"] = values.pop("lambda")

@@ -8,18 +8,17 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from mefnet.report.table import write_table
-from mefnet.report.tracking import log_experiment_to_wandb
+from mefnet.report.tracking import Tracking, log_experiment_to_wandb
 from mefnet.runs.store import EXPERIMENT, finished_folds
 from mefnet.utils.quiet import plural
 
 log = logging.getLogger("mefnet")
 
 
-def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
-    """Write the table of a finished experiment (and log it to wandb when that logger is on).
+def finish_experiment(exp_dir: Path, tracking: Tracking | None = None) -> list[dict] | None:
+    """Write the table of a finished experiment (and log it to wandb when that logger is on:
+    ``tracking``, :func:`mefnet.experiment.plan.tracking_of`).
 
     An experiment with unfinished folds gets no table: it says how many are missing and
     how to resume.
@@ -43,8 +42,8 @@ def finish_experiment(cfg: DictConfig, exp_dir: Path) -> list[dict] | None:
                  r["experiment"], r["part"], r["uf1"], r["uar"], r["accuracy"],
                  plural(r["clips"], "clip"), plural(r["folds"], "fold"))
     log.info("table: %s", exp_dir / "table.md")
-    if any("Wandb" in str((lg or {}).get("_target_", "")) for lg in (cfg.get("logger") or {}).values()):
+    if tracking is not None:
         emotion_rows = [r for r in rows if "uf1" in r]  # the AU table is not sent to wandb yet
         if emotion_rows:
-            log_experiment_to_wandb(cfg, exp_dir, emotion_rows)
+            log_experiment_to_wandb(tracking, exp_dir, emotion_rows)
     return rows

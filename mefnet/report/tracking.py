@@ -15,9 +15,8 @@ under the experiment directory; upload them later with ``wandb sync`` (see READM
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 from mefnet.report.metrics import confusion_matrix
 from mefnet.runs.store import read_experiment, read_run
@@ -29,20 +28,33 @@ def _offline_by_default() -> None:
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 
-def group_name(cfg: DictConfig) -> str:
+def group_name(experiment_name: str, seed: int) -> str:
     """The wandb group of a run, its experiment and seed, which holds the runs of its folds."""
-    return f"{cfg.experiment_name}/seed_{cfg.seed}"
+    return f"{experiment_name}/seed_{seed}"
 
 
-def wandb_run_settings(cfg: DictConfig, subject_key: str, phase: str | None = None) -> dict:
-    """Extra ``WandbLogger`` arguments of one fold's run: name, group, job type.
+@dataclass(frozen=True)
+class Tracking:
+    """An experiment's wandb summary run: the group of its folds' runs, the wandb logger's
+    settings (``logger=wandb``) and the resolved config it logs. Built from the config by
+    :func:`mefnet.experiment.plan.tracking_of` (None without a wandb logger)."""
+
+    group: str
+    project: str = "mefnet"
+    offline: bool = True  # the logger's ``offline``; ``WANDB_MODE=online`` overrides it
+    config: dict = field(default_factory=dict)
+
+
+def wandb_run_settings(group: str, subject_key: str, phase: str | None = None) -> dict:
+    """Extra ``WandbLogger`` arguments of one fold's run in ``group`` (:func:`group_name`):
+    name, group, job type.
 
     (The run's config is logged with ``log_hyperparams`` once the logger exists.)
     """
     _offline_by_default()
     return {
         "name": f"{subject_key}" + (f" ({phase})" if phase else ""),
-        "group": group_name(cfg),
+        "group": group,
         "job_type": "fold" if not phase else f"fold-{phase}",
     }
 
@@ -52,7 +64,7 @@ def _pooled_predictions(exp_dir: Path) -> tuple[list[int], list[int]]:
     return [r["true"] for r in rows], [r["pred"] for r in rows]
 
 
-def log_experiment_to_wandb(cfg: DictConfig, exp_dir: str | Path, rows: list[dict]) -> Path:
+def log_experiment_to_wandb(tracking: Tracking, exp_dir: str | Path, rows: list[dict]) -> Path:
     """Log the finished experiment's table and confusion matrix as the group's summary run.
 
     Returns the run's local directory.
@@ -63,11 +75,10 @@ def log_experiment_to_wandb(cfg: DictConfig, exp_dir: str | Path, rows: list[dic
     exp_dir = Path(exp_dir)
     record = read_experiment(exp_dir)
     names = record["class_names"]
-    lg = next(v for v in (cfg.get("logger") or {}).values() if v and "Wandb" in str(v.get("_target_", "")))
     run = wandb.init(
-        project=lg.get("project", "mefnet"), group=group_name(cfg), name="table", job_type="summary",
-        dir=str(exp_dir), config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
-        mode="offline" if lg.get("offline", True) and os.environ.get("WANDB_MODE") != "online" else "online",
+        project=tracking.project, group=tracking.group, name="table", job_type="summary",
+        dir=str(exp_dir), config=tracking.config, reinit="finish_previous",
+        mode="offline" if tracking.offline and os.environ.get("WANDB_MODE") != "online" else "online",
     )
     columns = ["experiment", "part", "uf1", "uar", "accuracy", "clips", "folds"]
     run.log({"results": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])})

@@ -20,7 +20,9 @@ validation (``selection=inner_val``) draws its subjects from the fold's training
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mefnet.datasets.clip_index import ClipIndex, DatasetError
 from mefnet.schema import PROTOCOLS, choice  # the schema owns the list
@@ -35,13 +37,14 @@ class Split:
     test: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, cfg) -> Split:
-        """From the ``protocol`` config block (None or absent: ``loso``)."""
-        if cfg is None:
+    def from_config(cls, protocol: Mapping[str, Any] | None) -> Split:
+        """From the ``protocol`` config block, a mapping (None or absent: ``loso``); the
+        composed config's split is :func:`mefnet.experiment.plan.split_of`."""
+        if protocol is None:
             return cls()
-        name = choice("protocol", str(cfg.get("name", "loso")), PROTOCOLS)
-        train = tuple(str(d) for d in (cfg.get("train") or ()))
-        test = tuple(str(d) for d in (cfg.get("test") or ()))
+        name = choice("protocol", str(protocol.get("name", "loso")), PROTOCOLS)
+        train = tuple(str(d) for d in (protocol.get("train") or ()))
+        test = tuple(str(d) for d in (protocol.get("test") or ()))
         if name == "holdout":
             if not train or not test:
                 raise ValueError(
@@ -127,7 +130,3 @@ def fold_contains(fold_key: str, dataset: str, subject: str) -> bool:
         return dataset in tail.split("+")
     return (dataset, subject) == (head, tail)
 
-
-def split_of(cfg) -> Split:
-    """The configured protocol's split (``protocol`` config group; LOSO without one)."""
-    return Split.from_config(cfg.get("protocol") if cfg is not None else None)

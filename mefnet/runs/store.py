@@ -43,6 +43,7 @@ PREDICTIONS = "predictions.csv"
 # task=emotion_au: the AU head's predictions of the fold's annotated test clips (AU format).
 AU_PREDICTIONS = "au_predictions.csv"
 FOLD_DONE = "fold.json"
+CHECKPOINT = "model.ckpt"
 REQUIRED_COLUMNS = ("dataset", "subject", "clip", "true", "pred")
 
 _log = logging.getLogger("mefnet")
@@ -162,6 +163,24 @@ def read_experiment(experiment_dir: str | Path) -> dict:
     if not isinstance(record["class_names"], list) or not record["class_names"]:
         raise ReportError(f"{path}: 'class_names' must be a non-empty list")
     return record
+
+
+def write_checkpoint(path: str | Path, module, epochs: int, fold: str, lightning_version: str) -> Path:
+    """A fold's ``model.ckpt``, the same for every engine: the fitted member's weights (the
+    ones it predicted with, weight averages applied), its hyperparameters, the epochs it
+    trained and its fold, in Lightning's checkpoint layout (``state_dict``,
+    ``hyper_parameters``, ``epoch``, ``pytorch-lightning_version``), so the module class's
+    ``load_from_checkpoint`` reads it. No optimizer state: mefnet never resumes a fold from
+    it (a fold without ``fold.json`` is computed again), and one vectorised fit's optimizer
+    state belongs to all its members together. ``model.pt`` stays the file to predict
+    from (:mod:`mefnet.inference.checkpoint`)."""
+    import torch  # the store's readers (tables, progress) do not need torch
+
+    record = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": int(epochs),
+              "fold": fold, "pytorch-lightning_version": lightning_version}
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+    return Path(path)
 
 
 def write_predictions(out_dir: str | Path, rows: list[list], class_names: list[str]) -> Path:

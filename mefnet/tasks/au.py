@@ -26,8 +26,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ class AUTask:
     """The checked ``task=au`` settings: the AU set, what becomes of clips without AU, positive
     weights and the decision threshold."""
 
+    name: ClassVar[str] = "au"
     au_set: tuple[int, ...]
     no_au_clips: str = "drop"
     pos_weight: bool = True
@@ -62,7 +64,8 @@ class AUTask:
     threshold_value: float = 0.5
 
     @classmethod
-    def from_config(cls, task) -> AUTask:
+    def from_config(cls, task: Mapping[str, Any]) -> AUTask:
+        """The settings of the ``task`` config block (``task=au``), checked."""
         checked = schema.Task(name="au", no_au_clips=task.get("no_au_clips", "drop"),
                               threshold=task.get("threshold", "fixed"),
                               threshold_value=task.get("threshold_value", 0.5))
@@ -74,9 +77,9 @@ class AUTask:
         return au_names(self.au_set)
 
 
-def is_au(cfg) -> bool:
-    """Whether ``cfg`` trains the action-unit task (``task.name: au``); no task means emotion."""
-    task = cfg.get("task") if cfg is not None else None
+def is_au(task: Mapping[str, Any] | None) -> bool:
+    """Whether the ``task`` config block is the action-unit task (``name: au``); no block
+    (None) means emotion."""
     return task is not None and str(task.get("name", "emotion")) == "au"
 
 

@@ -25,8 +25,9 @@ together by one backbone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +49,15 @@ LABEL, MASK, FIRST_AU = 0, 1, 2
 class EmotionAUTask:
     """The checked ``task=emotion_au`` settings."""
 
+    name: ClassVar[str] = NAME
     au_set: tuple[int, ...]
     au_weight: float = 1.0
     pos_weight: bool = True
     threshold_value: float = 0.5
 
     @classmethod
-    def from_config(cls, task) -> EmotionAUTask:
+    def from_config(cls, task: Mapping[str, Any]) -> EmotionAUTask:
+        """The settings of the ``task`` config block (``task=emotion_au``), checked."""
         checked = schema.Task(name=NAME, au_weight=task.get("au_weight", 1.0),
                               threshold_value=task.get("threshold_value", 0.5))
         return cls(check_au_set(list(task.get("au_set") or [])), checked.au_weight,
@@ -65,9 +68,9 @@ class EmotionAUTask:
         return au_names(self.au_set)
 
 
-def is_emotion_au(cfg) -> bool:
-    """Whether ``cfg`` trains the multi-task option (``task.name: emotion_au``)."""
-    task = cfg.get("task") if cfg is not None else None
+def is_emotion_au(task: Mapping[str, Any] | None) -> bool:
+    """Whether the ``task`` config block is the multi-task option (``name: emotion_au``);
+    no block (None) means emotion."""
     return task is not None and str(task.get("name", "emotion")) == NAME
 
 

@@ -27,6 +27,10 @@ class AUModule(MERModule):
         self._val_targets: list[torch.Tensor] = []
         self.last_validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def train_metrics(self) -> dict:
+        """None: training logs the loss only (the AU scores need thresholds)."""
+        return {}
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss, _ = self.step_loss(x, y)
@@ -71,7 +75,8 @@ class AUInnerValidation(InnerValidation):
         n = len(self.curve)
         super().on_train_epoch_end(trainer, pl_module)
         if len(self.curve) > n:  # this epoch entered the curve
-            probs, y = pl_module.last_validation
+            model = pl_module if self.member is None else pl_module.members[self.member]
+            probs, y = model.last_validation
             self.probs[self.curve[-1]["epoch"]] = probs
             self.y = y
 

@@ -96,8 +96,9 @@ class MemberAveraging(L.Callback):
     as Lightning's callback does for a module of its own. For one member the average
     also goes into a Lightning checkpoint as Lightning's callback puts it there
     (``state_dict`` the average, ``current_model_state`` the trained weights,
-    ``averaging_state``, the callback's ``latest_update_step`` under its own key), so a
-    fold's ``model.ckpt`` is what it was."""
+    ``averaging_state``, the callback's ``latest_update_step`` under its own key), for a
+    user's own checkpoint callback (a fold's ``model.ckpt`` is written by
+    :func:`mefnet.runs.store.write_checkpoint` from the averaged weights)."""
 
     def __init__(self, averaging: WeightAveraging) -> None:
         self.averaging = averaging
@@ -227,8 +228,8 @@ class MemberAveraging(L.Callback):
         self.latest_update_step = state_dict["latest_update_step"]
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # One module's checkpoint holds its average as Lightning's callback writes it (the
-        # batched engine writes its members' files itself, without the trainer).
+        # One module's Lightning checkpoint (a user's ModelCheckpoint) holds its average as
+        # Lightning's callback writes it; a batched fit has no one module to write.
         if len(self.models) != 1 or self._batched(pl_module):
             return
         state = self.models[0].state_dict()

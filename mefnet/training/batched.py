@@ -12,8 +12,10 @@ fold trained on its own has:
   own random stream: its augmentation and its dropout masks are drawn from its own saved
   generator state, in the order a fit of its own draws them (see below);
 * its own batch-norm statistics (its own buffers, updated by its own batches);
-* its own loss (class priors of its own training clips) and its own training loss, UF1
-  and UAR per epoch (logged as ``train/<metric>/<member name>``), its own inner validation (one
+* its own loss (class priors of its own training clips; any task's: the member's
+  ``loss_of``, for ``task=au`` and ``emotion_au`` too) and its own training loss, loss
+  parts, UF1 and UAR per epoch where its task has them (logged as
+  ``train/<metric>/<member name>``), its own inner validation (one
   validation loader per member; scores logged as ``val/<metric>/<member name>``), its own
   number of epochs (a member that is done stops stepping while the others go on) and,
   with a weight-averaging callback (``callbacks=ema``), its own average
@@ -24,7 +26,7 @@ by architecture and batch shape (a fold's last batch of an epoch is usually smal
 its size differs between folds). For each group the members' parameters and buffers are
 stacked (``torch.stack``: differentiable, so each member's gradient flows back to its own
 leaves) and one ``vmap(functional_call(template, ...))`` runs the whole group's forward
-pass; vmapped convolutions run as grouped convolutions, vmapped linear layers as batched
+pass (the template: a copy of the member's ``network()``, its backbone); vmapped convolutions run as grouped convolutions, vmapped linear layers as batched
 matrix products. Each member's loss is computed on its own slice of the logits; the
 losses are summed and one backward pass gives every member exactly the gradient of its
 own loss. Batch norm updates the stacked running statistics in place; the rows are copied
@@ -45,8 +47,9 @@ from the member's own device stream: deterministic, but not the per-fold engine'
 the other per-parameter optimizers update each parameter from its own gradient and state
 alone (Adam's step count and bias correction are per parameter tensor), and a member
 without a batch at a step has no gradient (``None``) and is not touched: one step over
-the union is K independent steps. Optimizers that couple parameters (LBFGS, global
-gradient clipping) are refused by the engine.
+the union is K independent steps. Optimizers that couple parameters (LBFGS) are refused
+by the engine; gradient clipping (``trainer.gradient_clip_val``) clips each member's
+gradient on its own (:meth:`BatchedMERModule.configure_gradient_clipping`).
 
 **One tensor per member.** For the optimizer (and the weight average) each member's
 parameters are views into one flat tensor of its own, its float buffers into another, for
@@ -221,11 +224,15 @@ class _MemberStorage:
 
     @staticmethod
     def possible(member: nn.Module) -> bool:
-        """Every parameter trainable, of one dtype and device (else the member keeps its
-        tensors, and the optimizer holds them one by one)."""
+        """Every parameter trainable, of one dtype and device, and every step's loss
+        reaching every parameter (else the member keeps its tensors, and the optimizer
+        holds them one by one, skipping those without a gradient as a fit of its own
+        does: ``task=emotion_au``'s AU head gets none from a batch without an annotated
+        clip, ``steps_reach_every_parameter`` false)."""
         params = list(member.parameters())
         return bool(params) and all(p.requires_grad for p in params) and \
-            len({(p.dtype, p.device) for p in params}) == 1
+            len({(p.dtype, p.device) for p in params}) == 1 and \
+            bool(getattr(member, "steps_reach_every_parameter", True))
 
     def state(self) -> list[torch.Tensor]:
         """The member's tensors as :func:`flat_state` gives them (for the weight average)."""
@@ -313,9 +320,11 @@ class BatchedMERModule(L.LightningModule):
         self.stepped: list[int] = []  # the members that took a training step in the last batch
         self._loss_sum: list = [0.0] * len(members)
         self._loss_n = [0] * len(members)
+        self._parts: list[dict] = [{} for _ in members]  # this epoch's summed loss parts, per member
         self._preds: list[list[torch.Tensor]] = [[] for _ in members]  # this epoch's, per member
         self._targets: list[list[torch.Tensor]] = [[] for _ in members]
         self._epoch_logged = False  # this epoch's training figures logged (see on_train_batch_end)
+        self._validated: set[int] = set()  # the members with validation batches since the last epoch end
         self.__dict__["_own"] = {}  # member -> (its parameters, its buffers), see _own_tensors
         self.__dict__["_storage"] = []  # per member: its _MemberStorage during a fit, or None
 
@@ -355,7 +364,7 @@ class BatchedMERModule(L.LightningModule):
     def _template(self, k: int) -> _Template:
         key = self.architectures[k]
         if key not in self._templates:
-            self._templates[key] = _Template(self.members[k].backbone)
+            self._templates[key] = _Template(self.members[k].network())
         return self._templates[key]
 
     def _own_tensors(self, k: int, template: _Template) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -363,8 +372,8 @@ class BatchedMERModule(L.LightningModule):
         walking the module tree at every step cost as much as the optimizer step). Built on
         the first training step, after Lightning moved the members to their device."""
         if k not in self._own:
-            backbone = self.members[k].backbone
-            params, buffers = dict(backbone.named_parameters()), dict(backbone.named_buffers())
+            network = self.members[k].network()
+            params, buffers = dict(network.named_parameters()), dict(network.named_buffers())
             self._own[k] = ([params[n] for n in template.params], [buffers[n] for n in template.buffers])
         return self._own[k]
 
@@ -382,7 +391,7 @@ class BatchedMERModule(L.LightningModule):
             template = self._template(k)
             with self.member_rng(k):
                 x = member.augmented(x)
-                masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.backbone, x)]
+                masks = [_draw_mask(shape, p, x.device) for shape, p in template.dropout_shapes(member.network(), x)]
             groups.setdefault((self.architectures[k], tuple(x.shape)), []).append((k, x, y, masks))
         self.stepped = [k for group in groups.values() for k, *_ in group]
         # 2. One vmapped forward per group, each member's own loss on its own slice.
@@ -394,24 +403,32 @@ class BatchedMERModule(L.LightningModule):
             buffers = {n: torch.stack([b[i] for _, b in own]) for i, n in enumerate(template.buffers)}
             x = torch.stack([g[1] for g in group])
             masks = [torch.stack(ms) for ms in zip(*(g[3] for g in group), strict=True)]
-            logits = template(params, buffers, x, masks)
+            outputs = template(params, buffers, x, masks)  # a tensor, or a tuple (task=emotion_au)
             if buffers:  # batch norm's updated running statistics back to each member, in one call
                 with torch.no_grad():
                     torch._foreach_copy_([b[i] for i in range(len(template.buffers)) for _, b in own],
                                          [row for stacked in buffers.values() for row in stacked.unbind(0)])
-            preds = logits.detach().argmax(dim=-1)
             for j, (k, _, y, _) in enumerate(group):
-                loss = self.members[k].loss_of(logits[j], y)
-                self._count(k, loss, preds[j], y)
+                own = outputs[j] if isinstance(outputs, torch.Tensor) else type(outputs)(o[j] for o in outputs)
+                loss = self.members[k].loss_of(own, y)
+                self._count(k, loss, own, y)
                 total = loss if total is None else total + loss
         return total
 
-    def _count(self, k: int, loss: torch.Tensor, preds: torch.Tensor, y: torch.Tensor) -> None:
-        """Member ``k``'s batch into its epoch's training loss and predictions."""
+    def _count(self, k: int, loss: torch.Tensor, outputs, y: torch.Tensor) -> None:
+        """Member ``k``'s batch into its epoch's training loss, its loss parts
+        (:meth:`MERModule.loss_parts`) and, for a member with training scores
+        (:meth:`MERModule.train_metrics`; none for ``task=au``), its predictions."""
+        member = self.members[k]
         self._loss_sum[k] = self._loss_sum[k] + loss.detach() * len(y)
         self._loss_n[k] += len(y)
-        self._preds[k].append(preds)
-        self._targets[k].append(y)
+        for key, value in member.loss_parts(outputs, y).items():
+            self._parts[k][key] = self._parts[k].get(key, 0.0) + value.detach() * len(y)
+        if member.train_metrics():
+            with torch.no_grad():
+                preds, labels = member.train_predictions(outputs, y)
+            self._preds[k].append(preds)
+            self._targets[k].append(labels)
 
     def _looped_step(self, batch) -> torch.Tensor | None:
         total = None
@@ -422,23 +439,24 @@ class BatchedMERModule(L.LightningModule):
             x, y = b
             member = self.members[k]
             with self.member_rng(k):
-                loss, logits = member.step_loss(x, y)
+                loss, outputs = member.step_loss(x, y)
             self.stepped.append(k)
-            self._count(k, loss, logits.detach().argmax(dim=1), y)
+            self._count(k, loss, outputs, y)
             total = loss if total is None else total + loss
         return total
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum = [0.0] * len(self.members)
         self._loss_n = [0] * len(self.members)
+        self._parts = [{} for _ in self.members]
         self._preds = [[] for _ in self.members]
         self._targets = [[] for _ in self.members]
         self._epoch_logged = False
 
     def _log_training(self) -> None:
-        """Each member's epoch: its mean training loss and, from its own ``train_uf1`` /
-        ``train_uar`` metrics, its training UF1 and UAR (``train/<metric>/<name>``), as a
-        fit of its own logs them. The metrics are fed once per epoch with the epoch's
+        """Each member's epoch: its mean training loss and, from its own training metrics
+        (:meth:`MERModule.train_metrics`: UF1 and UAR; none for ``task=au``), its training
+        scores (``train/<metric>/<name>``), as a fit of its own logs them. The metrics are fed once per epoch with the epoch's
         predictions, which gives what one update per batch gives, at a fraction of the
         calls."""
         self._epoch_logged = True
@@ -447,10 +465,14 @@ class BatchedMERModule(L.LightningModule):
                 continue
             self.log(f"train/loss/{name}", self._loss_sum[k] / self._loss_n[k],
                      on_step=False, on_epoch=True, batch_size=1)
-            member = self.members[k]
+            for key, total in self._parts[k].items():
+                self.log(f"train/{key}/{name}", total / self._loss_n[k], on_step=False, on_epoch=True, batch_size=1)
+            metrics = self.members[k].train_metrics()
+            if not metrics:
+                continue
             preds, targets = torch.cat(self._preds[k]), torch.cat(self._targets[k])
             self._preds[k], self._targets[k] = [], []
-            for key, metric in (("uf1", member.train_uf1), ("uar", member.train_uar)):
+            for key, metric in metrics.items():
                 metric.update(preds, targets)
                 self.log(f"train/{key}/{name}", metric.compute(), on_step=False, on_epoch=True, batch_size=1)
                 metric.reset()
@@ -468,13 +490,15 @@ class BatchedMERModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.members[dataloader_idx].val_update(*batch)
+        self._validated.add(dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
-        for k, member in enumerate(self.members):
-            if member.val_loss.update_count == 0:
-                continue
-            for name, value in member.val_compute().items():
+        # Only the members that got validation batches this time (any task's member keeps
+        # its own scores until val_compute).
+        for k in sorted(self._validated):
+            for name, value in self.members[k].val_compute().items():
                 self.log(f"val/{name}/{self.names[k]}", value)
+        self._validated = set()
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.members[dataloader_idx].predict_step(batch, batch_idx)
@@ -510,6 +534,21 @@ class BatchedMERModule(L.LightningModule):
             if storage is not None:
                 storage.release()
         self.__dict__["_storage"] = []
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``trainer.gradient_clip_val``: each member's gradient clipped on its own, as its
+        own fit clips it (Lightning would clip every member's tensors together, so one
+        member's large gradient would shrink every other member's step). A member that did
+        not step has no gradient and is left alone."""
+        if not gradient_clip_val or gradient_clip_val <= 0:
+            return
+        algorithm = str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower()
+        for member, storage in zip(self.members, self._storage, strict=True):
+            tensors = [storage.flat] if storage is not None else list(member.parameters())
+            if algorithm == "value":
+                torch.nn.utils.clip_grad_value_(tensors, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(tensors, gradient_clip_val)
 
     def configure_optimizers(self):
         # one optimizer over the members' flat parameters (see the module doc), built as a

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
 from mefnet.config import ConfigError
@@ -89,35 +89,57 @@ class MERModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    # The training step (augment, forward, loss) is these three methods, which both engines
+    # The training step (augment, forward, loss) is these methods, which both engines
     # call: a fold fitted on its own through step_loss; the batched engine's looped path
     # through step_loss under each member's random stream, its vmapped path through
-    # augmented and loss_of with one vectorised forward pass of the members in between
-    # (mefnet.training.batched). A subclass changes the step for both engines here.
+    # augmented and loss_of with one vectorised forward pass of the members' networks in
+    # between (mefnet.training.batched); both read train_predictions and loss_parts for
+    # the logged figures. A subclass changes the step for both engines here.
+
+    def network(self) -> nn.Module:
+        """The module a training step's forward pass runs: input maps to the outputs
+        :meth:`loss_of` takes (the backbone here; the batched engine vectorises it)."""
+        return self.backbone
 
     def augmented(self, x: torch.Tensor) -> torch.Tensor:
         """A training batch's input maps as the step sees them (``augment``, when configured;
         draws from the global RNG)."""
         return x if self.augment is None else self.augment(x)
 
-    def loss_of(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training loss of a batch's logits."""
-        return self.loss_fn(logits, y)
+    def loss_of(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch's network outputs (here the logits)."""
+        return self.loss_fn(outputs, y)
 
     def step_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training step's loss and logits: augment, forward, loss (no metric updated)."""
-        logits = self(self.augmented(x))
-        return self.loss_of(logits, y), logits
+        """One training step's loss and network outputs: augment, forward, loss (no metric
+        updated)."""
+        outputs = self.network()(self.augmented(x))
+        return self.loss_of(outputs, y), outputs
+
+    def train_predictions(self, outputs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted classes, true classes) of a training batch, for :meth:`train_metrics`."""
+        return outputs.argmax(dim=-1), y
+
+    def loss_parts(self, outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Parts of a batch's training loss logged per epoch as ``train/<key>`` (none here)."""
+        return {}
 
     def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of one batch (augmented as configured) and its predictions.
         Updates the training metrics; draws dropout and augmentation from the global RNG."""
         x, y = batch
-        loss, logits = self.step_loss(x, y)
-        preds = logits.argmax(dim=1)
-        self.train_uf1(preds, y)
-        self.train_uar(preds, y)
+        loss, outputs = self.step_loss(x, y)
+        preds, labels = self.train_predictions(outputs, y)
+        self.train_uf1(preds, labels)
+        self.train_uar(preds, labels)
+        for key, value in self.loss_parts(outputs, y).items():
+            self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=len(y))
         return loss, preds
+
+    def train_metrics(self) -> dict[str, Metric]:
+        """The training scores logged per epoch as ``train/<key>``, fed with the batches'
+        predicted classes (the batched engine logs each member's from these)."""
+        return {"uf1": self.train_uf1, "uar": self.train_uar}
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self.train_loss(batch)
@@ -218,12 +240,12 @@ def module_class(target: object) -> type[MERModule]:
 
 
 # The methods of a MERModule that a subclass may override and still train the same under
-# both engines: engine=batched calls a member's augmented and loss_of around its own
-# (vectorised) forward pass of the backbone, and its validation and prediction methods;
-# nothing else of a member's training (not training_step, forward, step_loss,
-# configure_optimizers nor Lightning's hooks).
-BATCHED_OVERRIDABLE = ("__init__", "augmented", "loss_of", "val_update", "val_compute", "probabilities",
-                       "predict_step")
+# both engines: engine=batched calls a member's augmented, network (vectorised), loss_of,
+# loss_parts, train_predictions and train_metrics, and its validation and prediction
+# methods; nothing else of a member's training (not training_step, forward, step_loss,
+# train_loss, configure_optimizers nor Lightning's hooks).
+BATCHED_OVERRIDABLE = ("__init__", "augmented", "network", "loss_of", "loss_parts", "train_predictions",
+                       "train_metrics", "val_update", "val_compute", "probabilities", "predict_step")
 
 
 def batched_overrides(cls: type[MERModule]) -> list[str]:

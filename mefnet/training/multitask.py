@@ -38,6 +38,40 @@ def logits_layer(backbone: nn.Module, num_classes: int) -> str:
     return found[-1]
 
 
+def penultimate(backbone: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(emotion logits, penultimate features) of one forward pass through ``backbone``:
+    the features are the input of its classifier ``layer``, taken with a forward hook; a
+    ValueError naming the backbone when its output is not that layer's."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(_module, args, output) -> None:
+        seen["features"], seen["logits"] = args[0], output
+
+    handle = backbone.get_submodule(layer).register_forward_hook(keep)
+    try:
+        emotion = backbone(x)
+    finally:
+        handle.remove()
+    if seen.get("logits") is not emotion:
+        raise ValueError(
+            f"task=emotion_au: backbone {type(backbone).__name__}'s output is not the output of its "
+            f"layer '{layer}' (the logits are changed after it, or it is not called), so its "
+            "penultimate features cannot feed the AU head; use ststnet, am3f, offapexnet or resnet")
+    return emotion, seen["features"]
+
+
+class _Penultimate(nn.Module):
+    """The backbone as the training step's network, ``x`` -> (emotion logits, penultimate
+    features) (:func:`penultimate`), over the member's own backbone."""
+
+    def __init__(self, backbone: nn.Module, layer: str) -> None:
+        super().__init__()
+        self.backbone, self.layer = backbone, layer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return penultimate(self.backbone, self.layer, x)
+
+
 class EmotionAUModule(MERModule):
     """:class:`MERModule` with a second head: per-AU logits from the backbone's penultimate
     features. ``self(x)`` and :meth:`probabilities` stay the emotion outputs; the loss is an
@@ -48,6 +82,11 @@ class EmotionAUModule(MERModule):
         num_aus: the AU head's outputs (one per AU of ``task.au_set``).
         au_names: their names (recorded with the hyperparameters).
     """
+
+    # A batch without an AU-annotated clip gives the AU head no gradient (its masked loss
+    # is a constant 0): the batched engine's optimizer then holds this member's tensors
+    # one by one and skips the head, as the fold's own optimizer does.
+    steps_reach_every_parameter = False
 
     def __init__(
         self,
@@ -75,39 +114,35 @@ class EmotionAUModule(MERModule):
 
     def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(emotion logits, AU logits) of one forward pass through the backbone."""
-        seen: dict[str, torch.Tensor] = {}
+        emotion, features = penultimate(self.backbone, self.logits_layer, x)
+        return emotion, self.au_head(features)
 
-        def keep(_module, args, output) -> None:
-            seen["features"], seen["logits"] = args[0], output
+    # The training step (MERModule.step_loss, for both engines): the network is the
+    # backbone giving (emotion logits, penultimate features); the loss applies the AU head
+    # to the features, then adds the weighted, masked AU loss to the emotion loss. The head
+    # stays outside the network so that a batch without an annotated clip leaves it without
+    # a gradient under the batched engine too (a head vmapped with other members would get
+    # zeros, which Adam's step does not ignore). Emotion predictions and training metrics as
+    # MERModule's; logged besides: train/emotion_loss and train/au_loss.
 
-        handle = self.backbone.get_submodule(self.logits_layer).register_forward_hook(keep)
-        try:
-            emotion = self.backbone(x)
-        finally:
-            handle.remove()
-        if seen.get("logits") is not emotion:
-            raise ValueError(
-                f"task=emotion_au: backbone {type(self.backbone).__name__}'s output is not the output of its "
-                f"layer '{self.logits_layer}' (the logits are changed after it, or it is not called), so its "
-                "penultimate features cannot feed the AU head; use ststnet, am3f, offapexnet or resnet")
-        return emotion, self.au_head(seen["features"])
+    def network(self) -> nn.Module:
+        """The backbone, ``x`` -> (emotion logits, penultimate features). A new wrapper of
+        the module's own backbone at each call (nothing registered twice)."""
+        return _Penultimate(self.backbone, self.logits_layer)
 
-    def train_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's emotion loss plus the weighted, masked AU loss; emotion predictions
-        and training metrics as :class:`MERModule`'s (logged: ``train/emotion_loss``,
-        ``train/au_loss``)."""
-        x, y = batch
-        if self.augment is not None:
-            x = self.augment(x)
-        emotion_logits, au_logits = self.forward_both(x)
-        emotion, au = self.loss_fn.parts(emotion_logits, au_logits, y)
-        labels = unpack(y)[0]
-        preds = emotion_logits.argmax(dim=1)
-        self.train_uf1(preds, labels)
-        self.train_uar(preds, labels)
-        self.log("train/emotion_loss", emotion, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/au_loss", au, on_step=False, on_epoch=True, batch_size=len(y))
-        return emotion + self.loss_fn.au_weight * au, preds
+    def loss_of(self, outputs: tuple[torch.Tensor, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        emotion, features = outputs
+        return self.loss_fn(emotion, self.au_head(features), y)
+
+    def train_predictions(self, outputs: tuple[torch.Tensor, torch.Tensor],
+                          y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return outputs[0].argmax(dim=-1), unpack(y)[0]
+
+    def loss_parts(self, outputs: tuple[torch.Tensor, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        emotion, features = outputs
+        with torch.no_grad():
+            emotion, au = self.loss_fn.parts(emotion, self.au_head(features), y)
+        return {"emotion_loss": emotion, "au_loss": au}
 
     def val_update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Emotion scores only (the epoch is chosen as for ``task=emotion``)."""

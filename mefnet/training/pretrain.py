@@ -14,6 +14,9 @@ are cached under ``<paths.cache_dir>/pretrain/<key>.pt`` (``key``: a hash of eve
 that shapes them, :func:`pretrain_key`); parallel processes of one run wait for the one
 that computes them (a file lock), and a later run, or another experiment with the same
 network and recipe, reads them.
+
+What the pretraining is made of travels as one :class:`PretrainSpec`, built from the
+composed config by :func:`mefnet.experiment.plan.pretrain_spec`.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from mefnet.config import instantiate_option
 from mefnet.datasets.synthetic import generation_seconds, is_generated, synthetic_folder
 from mefnet.preprocessing.features import Preprocessing, build_features
-from mefnet.tasks.au import is_au
 from mefnet.training.divergence import FiniteCheck
 from mefnet.training.module import MERModule
 from mefnet.training.trainer import make_trainer
@@ -42,78 +46,99 @@ from mefnet.utils.quiet import duration, plural
 
 log = logging.getLogger("mefnet")
 
-# What shapes the pretrained weights besides pretrain.* and the seed: the network, its
-# loss and optimiser, the batch and its augmentation, and how the maps are made.
-_SHAPING = ("backbone", "loss", "optimizer", "augment", "data.batch_size", "preprocessing.size",
-            "preprocessing.normalize", "preprocessing.flow", "preprocessing.scale",
-            "preprocessing.channel_order", "trainer.accelerator", "trainer.precision")
+#: What shapes the pretrained weights besides ``pretrain.*`` and the seed (config keys,
+#: read into :attr:`PretrainSpec.shaping`): the network, its loss and optimiser, the batch
+#: and its augmentation, and how the maps are made.
+SHAPING_KEYS = ("backbone", "loss", "optimizer", "augment", "data.batch_size", "preprocessing.size",
+                "preprocessing.normalize", "preprocessing.flow", "preprocessing.scale",
+                "preprocessing.channel_order", "trainer.accelerator", "trainer.precision")
 # Where the synthetic clips are written (not what they are).
 _LOCATION = ("root", "data_dir")
 
 
-def _get(cfg: DictConfig, dotted: str):
-    node = OmegaConf.select(cfg, dotted, default=None)  # None where a key is absent
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+@dataclass(frozen=True)
+class PretrainSpec:
+    """What one seed's synthetic pretraining is made of (a checked ``pretrain`` block and the
+    experiment's network, loss, optimiser, batch, augmentation, maps and trainer)."""
+
+    pretrain: dict  # the resolved ``pretrain`` block: ``epochs`` and ``data`` (its ``index``, ``face``)
+    seed: int
+    threads: int  # ``threads_per_fold``: the same arithmetic whoever computes the weights
+    shaping: dict  # the values of :data:`SHAPING_KEYS` (None where absent), hashed into the key
+    cache_dir: str  # ``paths.cache_dir``: the weights under ``pretrain/``
+    preprocessing: dict  # the resolved ``preprocessing`` block the synthetic maps are made with
+    batch_size: int
+    backbone: Callable[..., nn.Module]  # called with ``num_classes``
+    loss: Callable[[Sequence[int]], nn.Module]  # the loss for these class counts
+    optimizer: Callable[[], Any]  # the optimizer factory MERModule takes
+    augment: Callable[[], Any] | None  # the batch augmentation, or None
+    trainer: Mapping[str, Any]  # the ``trainer`` group's node (:func:`make_trainer`)
+    model_name: str = "the model"  # for the log
+
+    @property
+    def epochs(self) -> int:
+        return int(self.pretrain["epochs"])
 
 
-def pretrain_key(cfg: DictConfig, class_names: list[str]) -> str:
+def pretrain_key(spec: PretrainSpec, class_names: list[str]) -> str:
     """Hash of everything the pretrained weights depend on (not where anything is stored)."""
-    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    p = spec.pretrain
     index = {k: v for k, v in (p.get("data", {}).get("index") or {}).items() if k not in _LOCATION}
     what = {
         "epochs": p.get("epochs"),
         "index": index,
-        "seed": int(cfg.seed),
+        "seed": int(spec.seed),
         "class_names": list(class_names),
-        "threads": int(cfg.get("threads_per_fold", 1)),
-        **{k: _get(cfg, k) for k in _SHAPING},
+        "threads": int(spec.threads),
+        **{k: spec.shaping.get(k) for k in SHAPING_KEYS},
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def pretrained_path(cfg: DictConfig, class_names: list[str]) -> Path:
-    """The cache file of the pretrained weights of this config and class set (:func:`pretrain_key`)."""
-    return Path(cfg.paths.cache_dir).expanduser() / "pretrain" / f"{pretrain_key(cfg, class_names)}.pt"
+def pretrained_path(spec: PretrainSpec, class_names: list[str]) -> Path:
+    """The cache file of the pretrained weights of this spec and class set (:func:`pretrain_key`)."""
+    return Path(spec.cache_dir).expanduser() / "pretrain" / f"{pretrain_key(spec, class_names)}.pt"
 
 
-def check_pretrain_config(cfg: DictConfig) -> None:
-    """Refuse a ``pretrain`` block that cannot run, naming the key."""
-    p = cfg.get("pretrain")
-    if not p:  # null, or {} (pretrain=none)
+def check_pretrain_config(pretrain: Any, task: str = "emotion") -> None:
+    """Refuse a ``pretrain`` block (``pretrain``, the block's value) that cannot run for the
+    task named ``task``, naming the key."""
+    if not pretrain:  # null, or {} (pretrain=none)
         return
-    if not OmegaConf.is_dict(p) or "data" not in p or "index" not in p.data:
+    data = pretrain.get("data") if isinstance(pretrain, Mapping) else None
+    if not isinstance(data, Mapping) or "index" not in data:
         raise ValueError("pretrain: expected a block with data (a dataset config, e.g. conf/dataset/synthetic.yaml) "
                          "and epochs; use pretrain=synthetic, or leave it out (null)")
-    epochs = p.get("epochs")
+    epochs = pretrain.get("epochs")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"pretrain.epochs: expected a whole number of epochs >= 1, got {epochs!r}")
 
-    if is_au(cfg):
+    if task == "au":
         raise ValueError("pretrain: only task=emotion can be pretrained (the synthetic clips carry emotion "
                          "classes, not action units); this run has task=au")
 
 
-def pretrained_weights(cfg: DictConfig, class_names: list[str], announce: bool = False) -> dict[str, torch.Tensor] | None:
+def pretrained_weights(spec: PretrainSpec | None, class_names: list[str],
+                       announce: bool = False) -> dict[str, torch.Tensor] | None:
     """The seed's pretrained backbone weights (computed and cached on first use); None
-    without ``pretrain``. ``announce``: say so when cached weights are reused (the run's
-    one call before its folds; the folds' own calls stay quiet)."""
-    if not cfg.get("pretrain"):  # null, or {} (pretrain=none)
+    without pretraining (``spec`` None). ``announce``: say so when cached weights are reused
+    (the run's one call before its folds; the folds' own calls stay quiet)."""
+    if spec is None:
         return None
-    check_pretrain_config(cfg)
-    path = pretrained_path(cfg, class_names)
+    path = pretrained_path(spec, class_names)
     if path.is_file() and announce:
         log.info("pretraining: the weights of this pretraining config and seed %s are cached, reused: %s",
-                 cfg.seed, path)
+                 spec.seed, path)
     if not path.is_file():
         with exclusive(path.with_suffix(".lock"), what=f"pretraining {path.name}"):
             if not path.is_file():  # another process may have finished it while this one waited
                 start = time.perf_counter()
-                state = _pretrain(cfg, class_names)
+                state = _pretrain(spec, class_names)
                 with atomic_path(path) as tmp:
-                    torch.save({"state_dict": state, "key": path.stem,
-                                "pretrain": OmegaConf.to_container(cfg.pretrain, resolve=True),
-                                "seed": int(cfg.seed), "class_names": list(class_names)}, tmp)
-                log.info("pretrained weights for seed %s in %.0f s: %s", cfg.seed, time.perf_counter() - start, path)
+                    torch.save({"state_dict": state, "key": path.stem, "pretrain": spec.pretrain,
+                                "seed": int(spec.seed), "class_names": list(class_names)}, tmp)
+                log.info("pretrained weights for seed %s in %.0f s: %s", spec.seed, time.perf_counter() - start,
+                         path)
     return _load(str(path))
 
 
@@ -122,16 +147,17 @@ def _load(path: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def synthetic_maps(spec: PretrainSpec) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The pretraining clips' input maps and labels, made with the experiment's preprocessing
     (its face method replaced by the pretraining dataset's)."""
     from hydra.utils import instantiate
 
 
-    announce_corpus(cfg)
-    index = instantiate(cfg.pretrain.data.index)
-    pre = OmegaConf.to_container(cfg.preprocessing, resolve=True)
-    pre["face"] = cfg.pretrain.data.get("face", "none")
+    announce_corpus(spec)
+    data = spec.pretrain["data"]
+    index = instantiate(data["index"])
+    pre = dict(spec.preprocessing)
+    pre["face"] = data.get("face", "none")
     pre["face_options"] = {}
     log.info("pretraining corpus: %d synthetic clips of %d subjects (not the experiment's data); their input "
              "maps are cached in %s for every later run", len(index), len(index.subjects), pre["cache_dir"])
@@ -139,47 +165,46 @@ def synthetic_maps(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, list[st
     return feats, torch.tensor([c.label for c in index], dtype=torch.long), list(index.class_names)
 
 
-def announce_corpus(cfg: DictConfig) -> None:
+def announce_corpus(spec: PretrainSpec) -> None:
     """Say, before the wait, that the synthetic pretraining clips are being made, once, and
     about how long it takes (the clips are kept under ``paths.data_dir`` for every later run
     with the same ``pretrain.data``)."""
-    index = OmegaConf.to_container(cfg.pretrain.data.index, resolve=True)
+    index = spec.pretrain["data"]["index"]
     if not str(index.get("_target_", "")).endswith(".load_synthetic"):
         return
 
-    spec, folder = synthetic_folder(**{k: v for k, v in index.items() if k != "_target_"})
+    spec_, folder = synthetic_folder(**{k: v for k, v in index.items() if k != "_target_"})
     if not is_generated(folder):
         log.info("making %d synthetic pretraining clips, once: ~%s (kept in %s for every later run)",
-                 spec.num_clips, duration(generation_seconds(spec)), folder.resolve())
+                 spec_.num_clips, duration(generation_seconds(spec_)), folder.resolve())
 
 
-def _pretrain(cfg: DictConfig, class_names: list[str]) -> dict[str, torch.Tensor]:
+def _pretrain(spec: PretrainSpec, class_names: list[str]) -> dict[str, torch.Tensor]:
     import lightning as L
-    from hydra.utils import instantiate
     from torch.utils.data import DataLoader, TensorDataset
 
 
-    x, y, synthetic_classes = synthetic_maps(cfg)
+    x, y, synthetic_classes = synthetic_maps(spec)
     if synthetic_classes != list(class_names):
         raise ValueError(f"pretrain: the pretraining clips' classes {synthetic_classes} are not the dataset's "
                          f"{list(class_names)}; the pretrained network's output layer needs the same classes "
                          "(pretrain=synthetic fits negative / positive / surprise data, such as the MEGC2019 "
                          "composite)")
     threads = torch.get_num_threads()
-    torch.set_num_threads(int(cfg.get("threads_per_fold", 1)))  # the same arithmetic whoever computes it
+    torch.set_num_threads(int(spec.threads))  # the same arithmetic whoever computes it
     try:
-        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        L.seed_everything(int(spec.seed), workers=True, verbose=False)
         n = len(class_names)
-        backbone = instantiate_option(cfg.backbone, num_classes=n)
-        loss = instantiate_option(cfg.loss)(class_counts=torch.bincount(y, minlength=n).tolist())
-        module = MERModule(backbone, loss, instantiate(cfg.optimizer), n, class_names,
-                           augment=instantiate(cfg.augment) if cfg.get("augment") else None)
-        loader = DataLoader(TensorDataset(x, y), batch_size=int(cfg.data.batch_size), shuffle=True,
-                            generator=torch.Generator().manual_seed(int(cfg.seed)))
-        trainer = make_trainer(cfg.trainer, Path(cfg.paths.cache_dir) / "pretrain", int(cfg.pretrain.epochs),
+        backbone = spec.backbone(num_classes=n)
+        loss = spec.loss(torch.bincount(y, minlength=n).tolist())
+        module = MERModule(backbone, loss, spec.optimizer(), n, class_names,
+                           augment=spec.augment() if spec.augment is not None else None)
+        loader = DataLoader(TensorDataset(x, y), batch_size=int(spec.batch_size), shuffle=True,
+                            generator=torch.Generator().manual_seed(int(spec.seed)))
+        trainer = make_trainer(spec.trainer, Path(spec.cache_dir) / "pretrain", spec.epochs,
                                [FiniteCheck("pretraining")], enable_checkpointing=False, limit_val_batches=0)
-        log.info("pretraining %s on %d synthetic clips for %s (seed %s)", cfg.backbone.get("name", "the model"),
-                 len(y), plural(int(cfg.pretrain.epochs), "epoch"), cfg.seed)
+        log.info("pretraining %s on %d synthetic clips for %s (seed %s)", spec.model_name,
+                 len(y), plural(spec.epochs, "epoch"), spec.seed)
         with warnings.catch_warnings():  # no validation here: the pretraining has no held-out clips
             warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
             trainer.fit(module, train_dataloaders=loader)

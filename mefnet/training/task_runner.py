@@ -6,24 +6,29 @@ runner (:mod:`mefnet.tasks`, :mod:`mefnet.tasks.au`, :mod:`mefnet.tasks.emotion_
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from mefnet.config import instantiate_option
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.runs.store import AU_PREDICTIONS, write_au_predictions
 from mefnet.schema import uses_inner_val
-from mefnet.tasks.au import AUBCELoss, AUTask, is_au, positive_weights, targets
+from mefnet.tasks import TaskSettings
+from mefnet.tasks.au import AUBCELoss, AUTask, positive_weights, targets
 from mefnet.tasks.emotion_au import NAME as EMOTION_AU
 from mefnet.tasks.emotion_au import (
     EmotionAULoss,
     EmotionAUTask,
     au_positive_weights,
-    is_emotion_au,
     packed_targets,
     unpack,
 )
+
+#: The configured emotion loss for the training fold's class counts (the ``loss`` group;
+#: :func:`mefnet.experiment.plan.loss_factory`).
+LossFactory = Callable[[Sequence[int]], nn.Module]
 
 
 class TaskRunner:
@@ -34,8 +39,8 @@ class TaskRunner:
     # the class of model._target_ must take them.
     module_args: tuple[str, ...] = ()
 
-    def __init__(self, cfg, index: ClipIndex) -> None:
-        self.cfg, self.index = cfg, index
+    def __init__(self, task: TaskSettings, index: ClipIndex, loss: LossFactory) -> None:
+        self.task, self.index, self._loss = task, index, loss
 
     @property
     def num_outputs(self) -> int:
@@ -49,7 +54,7 @@ class TaskRunner:
         return None  # the class labels
 
     def loss(self, dm):
-        return instantiate_option(self.cfg.loss)(class_counts=dm.train_class_counts())
+        return self._loss(dm.train_class_counts())
 
     def module_options(self) -> dict:
         """The task's own arguments of the module (:attr:`module_args`), by keyword."""
@@ -71,10 +76,11 @@ class AUTaskRunner(TaskRunner):
 
     name = "au"
 
-    def __init__(self, cfg, index: ClipIndex) -> None:
-        super().__init__(cfg, index)
-        self.task = AUTask.from_config(cfg.task)
-        if self.task.threshold == "inner_val" and not uses_inner_val(cfg.selection):
+    task: AUTask
+
+    def __init__(self, task: AUTask, index: ClipIndex, loss: LossFactory, selection: str | None) -> None:
+        super().__init__(task, index, loss)
+        if self.task.threshold == "inner_val" and not uses_inner_val(selection):
             raise ValueError("task.threshold=inner_val needs selection=inner_val (thresholds come from the "
                              "inner validation subjects)")
         self._targets = targets(index, self.task.au_set)
@@ -109,9 +115,10 @@ class EmotionAUTaskRunner(TaskRunner):
     name = EMOTION_AU
     module_args = ("num_aus", "au_names")
 
-    def __init__(self, cfg, index: ClipIndex) -> None:
-        super().__init__(cfg, index)
-        self.task = EmotionAUTask.from_config(cfg.task)
+    task: EmotionAUTask
+
+    def __init__(self, task: EmotionAUTask, index: ClipIndex, loss: LossFactory) -> None:
+        super().__init__(task, index, loss)
         self._targets = packed_targets(index, self.task.au_set)
 
     def targets(self) -> torch.Tensor:
@@ -148,9 +155,13 @@ class EmotionAUTaskRunner(TaskRunner):
 RUNNERS: dict[str, type[TaskRunner]] = {r.name: r for r in (TaskRunner, AUTaskRunner, EmotionAUTaskRunner)}
 
 
-def task_runner(cfg, index: ClipIndex) -> TaskRunner:
-    """The runner of the configured task: action units for ``task=au``, both for
-    ``task=emotion_au``, else emotion classes."""
-    if is_au(cfg):
-        return AUTaskRunner(cfg, index)
-    return EmotionAUTaskRunner(cfg, index) if is_emotion_au(cfg) else TaskRunner(cfg, index)
+def task_runner(task: TaskSettings, index: ClipIndex, loss: LossFactory, selection: str | None = None) -> TaskRunner:
+    """The runner of ``task`` (:func:`mefnet.tasks.task_of`): action units for ``task=au``,
+    both for ``task=emotion_au``, else emotion classes. ``loss``: the configured emotion
+    loss; ``selection``: the selection rule's name (the AU task's ``threshold=inner_val``
+    needs a rule that holds out inner-validation subjects)."""
+    if isinstance(task, AUTask):
+        return AUTaskRunner(task, index, loss, selection)
+    if isinstance(task, EmotionAUTask):
+        return EmotionAUTaskRunner(task, index, loss)
+    return TaskRunner(task, index, loss)

@@ -8,17 +8,18 @@ adds the configured callbacks and loggers) and the synthetic pretraining
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 
-def make_trainer(trainer_cfg: DictConfig, root: str | Path, max_epochs: int, callbacks: list,
+def make_trainer(trainer: Mapping[str, Any], root: str | Path, max_epochs: int, callbacks: list,
                  loggers: list | None = None, **settings) -> L.Trainer:
-    """The configured trainer (``trainer_cfg``: the ``trainer`` config group, instantiated
+    """The configured trainer (``trainer``: the ``trainer`` config group's node, instantiated
     by its ``_target_``) writing under ``root``, for ``max_epochs`` epochs, with these
     callbacks and loggers (none: no logger); ``settings`` override the group's keys."""
-    return instantiate(trainer_cfg, logger=loggers or False, callbacks=list(callbacks),
+    return instantiate(trainer, logger=loggers or False, callbacks=list(callbacks),
                        default_root_dir=str(root), max_epochs=int(max_epochs), **settings)
