@@ -51,9 +51,9 @@ from mefnet.utils.workers import WithParent
 log = logging.getLogger("mefnet")
 
 # Config entries every member of one batched fit must share (one trainer, one optimizer
-# over all members, one epoch schedule, one task: members vmapped together have one
-# network's outputs); seed, fold and output folder may differ.
-_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val", "task")
+# over all members, one epoch schedule, one task and one LightningModule: members vmapped
+# together have one network's outputs); seed, fold and output folder may differ.
+_SHARED = ("trainer", "optimizer", "scheduler", "selection", "inner_val", "task", "model")
 # Optimizers whose update of a parameter depends only on that parameter's gradient and
 # state: one step over every member's parameters is one independent step per member.
 _PER_PARAMETER = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta")
