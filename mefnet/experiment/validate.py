@@ -15,7 +15,9 @@ from mefnet.datasets.action_units import check_au_set
 from mefnet.experiment.plan import task_name
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.schema import TrainConfig, number, validate, validator, whole
+from mefnet.training.module import MODULE_ARGS, module_class
 from mefnet.training.pretrain import check_pretrain_config
+from mefnet.training.task_runner import RUNNERS, TaskRunner
 
 # Lightning strategies that keep training and prediction in this one process.
 _ONE_PROCESS_STRATEGIES = ("auto", "single_device")
@@ -180,9 +182,6 @@ def check_model(cfg: DictConfig) -> None:
     what mefnet gives it (:data:`~mefnet.training.module.MODULE_ARGS` and the task's own),
     and no key the class does not take or that mefnet builds itself, each refusal naming
     the key."""
-    from mefnet.training.module import MODULE_ARGS, module_class
-    from mefnet.training.task_runner import RUNNERS, TaskRunner
-
     model = cfg.get("model")
     if model is None:
         raise ConfigError("model: the config chooses no LightningModule; add `- model: emotion` to the primary "
