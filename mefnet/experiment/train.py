@@ -269,8 +269,8 @@ def run_experiments(cfgs: Sequence[DictConfig], n_jobs: int = 1) -> list[list[di
 
 def resolve_engine(cfg: DictConfig) -> str:
     """The engine that trains ``cfg``'s folds: ``engine`` (per_fold | batched | auto). ``auto``
-    (the default) is ``batched`` wherever that engine runs the config (any protocol,
-    ``task=emotion`` or ``au``, a per-parameter optimizer, no gradient clipping, one device) and
+    (the default) is ``batched`` wherever that engine runs the config (any protocol and
+    task, a per-parameter optimizer, one device: docs/architecture.md lists what it refuses) and
     ``per_fold`` otherwise, saying why; an explicit ``batched`` that cannot run is an error."""
     engine = choice("engine", str(cfg.get("engine", "auto")), ENGINES)
     if engine != "auto":
@@ -280,7 +280,7 @@ def resolve_engine(cfg: DictConfig) -> str:
         log.info("engine=auto: per_fold, one Lightning fit per fold (%s)", reason)
         return "per_fold"
     log.info("engine=auto: batched, the folds trained together as one fit per process (this config "
-             "allows it: a per-parameter optimizer, no gradient clipping, one device; "
+             "allows it: a per-parameter optimizer, one device; "
              "engine=per_fold gives one Lightning fit per fold)")
     return "batched"
 
