@@ -397,6 +397,8 @@ def smooth(v, k):
 
 
 def analyse(dirs, root, smooth_k=5, min_epoch=3):
+    from mefnet.report.metrics import mean_std
+
     index, _ = load(root)
     y = np.array([c.label for c in index])
     ds = np.array([c.dataset for c in index])
@@ -442,8 +444,8 @@ def analyse(dirs, root, smooth_k=5, min_epoch=3):
                 parts = {p: uf1_uar(y[ds == p], ens[ds == p].argmax(1))[0] for p in sorted(set(ds))}
                 parts_seed = {p: np.mean([uf1_uar(y[ds == p], per_seed[s][j][ds == p].argmax(1))[0]
                                           for s in complete]) for p in sorted(set(ds))}
-                out[mode] = {"uf1_mean": float(np.mean([a for a, _ in scores])),
-                             "uf1_std": float(np.std([a for a, _ in scores], ddof=1)) if len(scores) > 1 else 0.0,
+                uf1_mean, uf1_std = mean_std([a for a, _ in scores])
+                out[mode] = {"uf1_mean": uf1_mean, "uf1_std": uf1_std or 0.0,
                              "uar_mean": float(np.mean([b for _, b in scores])),
                              "ens_uf1": uf1_uar(y, ens.argmax(1))[0], "ens_uar": uf1_uar(y, ens.argmax(1))[1],
                              "parts_mean": parts_seed, "parts_ens": parts}
@@ -477,6 +479,8 @@ def combine(dirs, root, readout="ema+tta"):
     of the test subjects. Test figures are printed beside the validation ones, never used
     to choose."""
     import itertools
+
+    from mefnet.report.metrics import mean_std
 
     keys = {"raw": ("val_logits", "test_probs"), "ema": ("ema_val", "ema_test"),
             "ema+tta": ("tta_val", "tta_test")}[readout]
@@ -523,9 +527,9 @@ def combine(dirs, root, readout="ema+tta"):
                     pt[r["test_idx"]] = np.mean([probs(n, f, s, "test")[0] for n in combo], 0)
                 val_seed.append(float(np.mean(vals)))
                 test_seed.append(uf1_uar(y, pt.argmax(1))[0])
+            test_mean, test_std = mean_std(test_seed)
             results.append({"members": combo, "val_per_seed": val_seed, "test_per_seed": test_seed,
-                            "val": float(np.mean(val_seed)), "test": float(np.mean(test_seed)),
-                            "test_std": float(np.std(test_seed, ddof=1)) if len(seeds) > 1 else 0.0})
+                            "val": float(np.mean(val_seed)), "test": test_mean, "test_std": test_std or 0.0})
     print(f"\nreadout {readout}, seeds {seeds}")
     print("| members | validation UF1 (per seed) | test UF1 mean ± std (per seed) |")
     print("|---|---|---|")
