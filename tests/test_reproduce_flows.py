@@ -110,13 +110,17 @@ def test_the_flows_set_runs_seeds_and_writes_the_ensemble_and_part_rows(tmp_path
     for var in ROOTS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MEFNET_FLOW_ROOT", str(root))
-    monkeypatch.setenv("MEFNET_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.delenv("MEFNET_OUTPUT_DIR", raising=False)
     monkeypatch.delenv("MEFNET_REPRODUCE_SET", raising=False)
+    # paths.output_dir on the command line alone decides where everything goes, the set's
+    # table included (not ./outputs of the working folder).
+    monkeypatch.chdir(tmp_path / "flows")
     rep.main(["--only", "megc2019-am3f", "megc2019-am3f-previous-recipe", "--n-jobs", "1", "trainer.max_epochs=2",
               "inner_val.min_epochs=1", "preprocessing.n_jobs=1",
               "logger=none", "save_checkpoint=false", "save_model=false", f"paths.output_dir={tmp_path / 'outputs'}",
               f"paths.data_dir={tmp_path / 'data'}", "backbone.widths=[4,8]", *TINY_PRETRAIN])
     out = tmp_path / "outputs" / "reproduce" / "flows"
+    assert not (tmp_path / "flows" / "outputs").exists()
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["experiment"], r["part"], r["seeds"]) for r in rows] == [
         ("megc2019-am3f", "all", "3"), ("megc2019-am3f", "smic", "3"), ("megc2019-am3f", "casme2", "3"),

@@ -166,14 +166,18 @@ def reproduce(set_name: str | None = None, extra: list[str] | None = None, n_job
     # not compose on the sweep's base config).
     hydra_own = [o for o in extra or [] if o.lstrip("+~").startswith(("hydra/", "hydra."))]
     per_run = [o for o in extra or [] if o not in hydra_own]
+    # The folders (paths.*) go on the sweep's command line as well: the set's table
+    # callback resolves its out_dir (${paths.output_dir}/reproduce/<set>) from the sweep's
+    # own config, not from a run's.
+    sweep_paths = [o for o in per_run if o.lstrip("+~").startswith("paths.")]
     runs = [f"hydra.sweeper.runs.{n}=[{','.join(quote_override(str(o)) for o in (*ov, *per_run))}]"
             for n, ov in spec.runs.items() if n in names and per_run]
     drop = [f"~hydra.sweeper.runs.{n}" for n in spec.runs if n not in names]
-    overrides = [f"reproduce={name}", f"n_jobs={n_jobs}", *drop, *runs, *hydra_own]
+    overrides = [f"reproduce={name}", f"n_jobs={n_jobs}", *drop, *runs, *sweep_paths, *hydra_own]
     first = next(job for n, job in todo if n in names)  # as the table callback sees paths.output_dir
     out = Path(compose([*first, *(extra or [])]).paths.output_dir) / "reproduce" / name
     log.info("reproduce set '%s': %d runs: mefnet-train %s", name, sum(n in names for n, _ in todo),
-             " ".join(o for o in overrides if o not in drop + runs) + (" (with " + " ".join(per_run) +
+             " ".join(o for o in overrides if o not in drop + runs + sweep_paths) + (" (with " + " ".join(per_run) +
                                                                      " after each run's overrides)" if per_run else ""))
 
     hydra_callbacks._failures.clear()
