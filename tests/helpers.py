@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 TINY_SYNTHETIC = [
     "dataset.index.num_subjects=4",
@@ -74,3 +77,50 @@ def trained_am3f(base: Path) -> Path:
                    f"paths.data_dir={base / 'data'}", "experiment_name=am3f-tiny"])
     run(cfg)
     return Path(cfg.experiment_dir)
+
+
+def user_files(root: Path, files: dict[str, str], entry_points: dict[str, str] | None = None) -> Path:
+    """A user's own code and configs, outside mefnet, as the "where to add" tests need them.
+
+    ``files`` maps paths under ``root`` to their text: ``site/<package>/<module>.py`` (each
+    package folder gets an empty ``__init__.py``) and ``conf/<group>/<option>.yaml`` (for
+    ``--config-dir root/conf``). ``entry_points``: per package, the text of its
+    ``entry_points.txt``, written into a ``.dist-info`` beside it as pip would install it.
+    Returns ``root/site``, for ``PYTHONPATH``."""
+    site = root / "site"
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if path.suffix == ".py" and path.parent.parent == site:
+            (path.parent / "__init__.py").touch()
+    for package, text in (entry_points or {}).items():
+        info = site / f"{package}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(text)
+    return site
+
+
+def fold_selections(exp: Path) -> dict[str, dict]:
+    """Each finished fold's ``selection`` record (``fold.json``), by ``<dataset>/<subject>``."""
+    return {str(p.parent.relative_to(exp / "folds")): json.loads(p.read_text())["selection"]
+            for p in sorted(exp.glob("folds/*/*/fold.json"))}
+
+
+def assert_same_selection(exp_a: Path, exp_b: Path) -> dict[str, tuple[dict, dict]]:
+    """Two engines' runs of the same folds chose alike: the same rule per fold and, under
+    inner validation, the same chosen epoch and validation subjects and the same
+    validation curve within 1e-2 (the 1e-7 differences of vmapped arithmetic grow over
+    whole epochs of Adam steps on batches of 1 to 5; 1e-2 still tells a wrong member,
+    another fold's weights or a shared EMA, apart). Returns the pairs, by fold."""
+    sa, sb = fold_selections(exp_a), fold_selections(exp_b)
+    assert sa.keys() == sb.keys() and sa
+    for fold in sa:
+        assert sa[fold]["rule"] == sb[fold]["rule"], fold
+        if sa[fold]["rule"] == "inner_val":
+            assert sa[fold]["best_epoch"] == sb[fold]["best_epoch"], fold
+            assert sa[fold]["val_subjects"] == sb[fold]["val_subjects"], fold
+            for ra, rb in zip(sa[fold]["curve"], sb[fold]["curve"], strict=True):
+                assert ra == pytest.approx(rb, abs=1e-2), fold
+    return {fold: (sa[fold], sb[fold]) for fold in sa}

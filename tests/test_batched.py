@@ -24,7 +24,7 @@ from mefnet.experiment.batched import run_batched
 from mefnet.experiment.train import run
 from mefnet.preprocessing.features import Preprocessing, build_features
 from mefnet.training.batched import _Template
-from tests.helpers import TINY_PRETRAIN, tiny_overrides
+from tests.helpers import TINY_PRETRAIN, assert_same_selection, tiny_overrides
 
 # Batches of 8 over 5 to 16 training clips per fold (inner training sets included): the
 # first step of an epoch has members with batches of one size (one vmapped group), the
@@ -103,10 +103,6 @@ def _probs(exp: Path) -> dict[tuple[str, str], list[float]]:
     return out
 
 
-def _selection(exp: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text())["selection"] for p in sorted(exp.glob("folds/*/*/fold.json"))}
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_batched_equals_per_fold(workdir, vmapped, flat_steps, case):
     """Every clip's class probabilities within 1e-4 of the per-fold engine's, the same
@@ -127,18 +123,7 @@ def test_batched_equals_per_fold(workdir, vmapped, flat_steps, case):
     assert a.keys() == b.keys() and len(a) == 18
     assert max(abs(x - y) for k in a for x, y in zip(a[k], b[k], strict=True)) <= 1e-4
     assert [r["uf1"] for r in pf_rows] == pytest.approx([r["uf1"] for r in bt_rows], abs=0.01)
-    sa, sb = _selection(pf), _selection(bt)
-    assert sa.keys() == sb.keys()
-    for fold in sa:
-        assert sa[fold]["rule"] == sb[fold]["rule"]
-        if sa[fold]["rule"] == "inner_val":
-            assert sa[fold]["best_epoch"] == sb[fold]["best_epoch"]
-            assert sa[fold]["val_subjects"] == sb[fold]["val_subjects"]
-            # Scores of whole epochs of training: the 1e-7 differences of vmapped
-            # arithmetic grow over the steps (Adam, batches of 1 to 5); 1e-2 still tells
-            # a wrong member (another fold's weights, a shared EMA) apart.
-            for ra, rb in zip(sa[fold]["curve"], sb[fold]["curve"], strict=True):
-                assert ra == pytest.approx(rb, abs=1e-2)
+    assert_same_selection(pf, bt)
     # Determinism: the same config and seed again, byte-identical predictions.
     again = compose(tiny_overrides(workdir, f"{case}-batched-again", "engine=batched", VMAP, *CASES[case]))
     run(again)

@@ -7,7 +7,6 @@ path."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from mefnet.experiment.train import run
 from mefnet.runs.store import AU_PREDICTIONS, PREDICTIONS
 from mefnet.training.batched import BatchedMERModule, _Template
 from tests import test_emotion_au
-from tests.helpers import tiny_overrides
+from tests.helpers import assert_same_selection, tiny_overrides
 from tests.test_batched import BATCH, INNER_VAL, VMAP
 from tests.test_emotion_au import _overrides as mixed_overrides
 from tests.test_emotion_au import _run
@@ -61,10 +60,6 @@ def _rows(exp: Path) -> dict[tuple[str, str, str], dict[str, str]]:
             out[(r["dataset"], r["subject"], r["clip"])] = r
     return out
 
-
-def _selection(exp: Path) -> dict[str, dict]:
-    return {str(p.parent.relative_to(exp / "folds")): json.loads(p.read_text())["selection"]
-            for p in sorted(exp.glob("folds/*/*/fold.json"))}
 
 
 def _count_steps(monkeypatch) -> tuple[list[int], list[int]]:
@@ -112,19 +107,11 @@ def test_batched_equals_per_fold_on_other_protocols_and_tasks(workdir, monkeypat
     for c in a:
         assert {k: v for k, v in a[c].items() if k.startswith(("thr_", "pred"))} == \
             {k: v for k, v in b[c].items() if k.startswith(("thr_", "pred"))}, c
-    sa, sb = _selection(exps["per_fold"]), _selection(exps["batched"])
-    assert sa.keys() == sb.keys() and sa
-    for fold in sa:
-        assert sa[fold]["rule"] == sb[fold]["rule"]
-        if sa[fold]["rule"] == "inner_val":
-            assert sa[fold]["best_epoch"] == sb[fold]["best_epoch"]
-            assert sa[fold]["val_subjects"] == sb[fold]["val_subjects"]
-            for ra, rb in zip(sa[fold]["curve"], sb[fold]["curve"], strict=True):
-                assert ra == pytest.approx(rb, abs=1e-2)
-        if "task.threshold=inner_val" in extra:
-            assert sa[fold]["thresholds"] == sb[fold]["thresholds"]
-    if "task.threshold=inner_val" in extra:  # thresholds really chosen, not all the fixed 0.5
-        assert any(t != 0.5 for s in sb.values() for t in s["thresholds"].values())
+    pairs = assert_same_selection(exps["per_fold"], exps["batched"])
+    if "task.threshold=inner_val" in extra:
+        assert all(sa["thresholds"] == sb["thresholds"] for sa, sb in pairs.values())
+        # thresholds really chosen, not all the fixed 0.5
+        assert any(t != 0.5 for _, sb in pairs.values() for t in sb["thresholds"].values())
 
 
 def _fold_logs(exp: Path) -> dict[str, list[dict]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import user_files
 from tests.test_first_hour import mefnet
 
 NETS = '''
@@ -74,19 +75,9 @@ smoothing: 0.1
 def user_package(root: Path) -> Path:
     """``root/site``: the package ``mynets`` and its ``.dist-info`` with the entry points,
     as pip would install it; ``root/conf``: its configs for ``--config-dir``."""
-    site = root / "site"
-    (site / "mynets").mkdir(parents=True)
-    (site / "mynets" / "__init__.py").write_text("")
-    (site / "mynets" / "nets.py").write_text(NETS)
-    (site / "mynets" / "trap.py").write_text(TRAP)
-    info = site / "mynets-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mynets\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    for group, text in (("backbone", BACKBONE_YAML), ("loss", LOSS_YAML)):
-        (root / "conf" / group).mkdir(parents=True)
-        (root / "conf" / group / f"tiny{group.replace('backbone', 'net')}.yaml").write_text(text)
-    return site
+    return user_files(root, {"site/mynets/nets.py": NETS, "site/mynets/trap.py": TRAP,
+                             "conf/backbone/tinynet.yaml": BACKBONE_YAML, "conf/loss/tinyloss.yaml": LOSS_YAML},
+                      {"mynets": ENTRY_POINTS})
 
 
 @pytest.fixture(scope="module")

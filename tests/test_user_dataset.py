@@ -9,6 +9,7 @@ import csv
 import json
 from pathlib import Path
 
+from tests.helpers import user_files
 from tests.test_first_hour import mefnet
 
 # The adapter: it reads its clips (here: mefnet's synthetic generator as the raw data, so
@@ -45,12 +46,7 @@ index:
 
 
 def test_a_user_dataset_with_its_own_class_mapping_trains_one_epoch(tmp_path):
-    site = tmp_path / "site"
-    (site / "mytoy").mkdir(parents=True)
-    (site / "mytoy" / "__init__.py").write_text("")
-    (site / "mytoy" / "data.py").write_text(ADAPTER)
-    (tmp_path / "conf" / "dataset").mkdir(parents=True)
-    (tmp_path / "conf" / "dataset" / "toy.yaml").write_text(DATASET_YAML)
+    site = user_files(tmp_path, {"site/mytoy/data.py": ADAPTER, "conf/dataset/toy.yaml": DATASET_YAML})
     run = mefnet("mefnet-train", "--config-dir", str(tmp_path / "conf"), "dataset=toy", "trainer.max_epochs=1",
                  "preprocessing.n_jobs=1", "logger=none", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert run.returncode == 0, run.stderr[-3000:]

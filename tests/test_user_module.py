@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.helpers import user_files
 from tests.test_first_hour import mefnet
 
 MODULES = '''
@@ -51,13 +52,8 @@ TINY = ["dataset.index.num_subjects=3", "dataset.index.num_clips=12", "dataset.i
 
 def user_package(root: Path) -> tuple[Path, Path]:
     """``root/site/mymodules`` (on PYTHONPATH) and ``root/conf/model/smoothed.yaml``."""
-    site = root / "site"
-    (site / "mymodules").mkdir(parents=True)
-    (site / "mymodules" / "__init__.py").write_text("")
-    (site / "mymodules" / "modules.py").write_text(MODULES)
-    (root / "conf" / "model").mkdir(parents=True)
-    (root / "conf" / "model" / "smoothed.yaml").write_text(MODEL_YAML)
-    return site, root / "conf"
+    return user_files(root, {"site/mymodules/modules.py": MODULES, "conf/model/smoothed.yaml": MODEL_YAML}), \
+        root / "conf"
 
 
 def test_a_user_lightning_module_trains_through_mefnet_train(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import user_files
 from tests.test_first_hour import mefnet
 
 # "The last evaluated epoch": inner validation as inner_val runs it, but the weights the
@@ -62,17 +63,8 @@ TINY = ["dataset.index.num_subjects=4", "dataset.index.num_clips=16", "dataset.i
 def user_package(root: Path) -> Path:
     """``root/site``: the package ``myrules`` and its ``.dist-info`` with the entry point,
     as pip would install it; ``root/conf``: its config for ``--config-dir``."""
-    site = root / "site"
-    (site / "myrules").mkdir(parents=True)
-    (site / "myrules" / "__init__.py").write_text("")
-    (site / "myrules" / "rules.py").write_text(RULE)
-    info = site / "myrules-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myrules\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    (root / "conf" / "experiment").mkdir(parents=True)
-    (root / "conf" / "experiment" / "last_evaluated.yaml").write_text(EXPERIMENT_YAML)
-    return site
+    return user_files(root, {"site/myrules/rules.py": RULE, "conf/experiment/last_evaluated.yaml": EXPERIMENT_YAML},
+                      {"myrules": ENTRY_POINTS})
 
 
 @pytest.fixture(scope="module")
