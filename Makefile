@@ -19,8 +19,8 @@ STAMP := $(VENV)/.installed
 export MEFNET_OUTPUT_DIR ?= $(CURDIR)/outputs
 export MEFNET_DATA_DIR ?= $(CURDIR)/data
 
-# Test tiers: test-unit (the tests that train nothing and read no real third-party data,
-# under a minute; tests/conftest.py marks them), test (every test but the slow ones: what
+# Test tiers: test-unit (the tests that train nothing, read no real third-party data and
+# start no console command in a new process, under a minute; tests/conftest.py marks them), test (every test but the slow ones: what
 # CI runs first), test-slow (the long end-to-end runs), test-all (both).
 .PHONY: install test test-unit test-slow test-all lint docs reproduce-table check-readme clean
 
@@ -40,7 +40,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q -m "unit and not slow and not realdata"
+	$(PY) -m pytest -q -m "unit and not slow and not realdata and not command"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

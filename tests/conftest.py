@@ -41,8 +41,9 @@ def annotations(realdata: Path) -> Path:
 # -- test tiers --------------------------------------------------------------------------------
 # The modules whose tests train a model (a Lightning fit, a run, a pretraining): marked
 # `train`. Every other test is marked `unit`: it trains nothing, and the unit tier
-# (`make test-unit`: unit tests that are neither slow nor read the real third-party data,
-# under a minute) runs them alone. A unit test that starts a Lightning
+# (`make test-unit`: unit tests that are neither slow, nor read the real third-party data,
+# nor start a console command in a new Python process (`command`), under a minute) runs
+# them alone. A unit test that starts a Lightning
 # fit fails (`_unit_tests_train_nothing`), so the tier stays what it says.
 TRAINING_MODULES = frozenset({
     "test_api", "test_api_notebook", "test_au_flows", "test_averaging", "test_batched", "test_batched_tasks", "test_benchmarks",

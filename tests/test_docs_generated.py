@@ -52,6 +52,7 @@ def helps() -> dict[str, str]:
     return gen_cli_reference.helps()
 
 
+@pytest.mark.command
 def test_every_console_command_help_ends_with_an_example(helps):
     assert set(helps) == set(gen_cli_reference.scripts()) and len(helps) >= 9
     for name, text in helps.items():
@@ -61,6 +62,7 @@ def test_every_console_command_help_ends_with_an_example(helps):
         assert lines[-1].startswith(f"  {name} "), f"{name} --help's example is not a {name} command: {lines[-1]!r}"
 
 
+@pytest.mark.command
 def test_the_cli_reference_is_up_to_date(helps):
     page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     assert page == gen_cli_reference.render(helps), "run: python tools/gen_cli_reference.py"

@@ -252,6 +252,7 @@ def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     (["-m", "seed=1,99999999999"], "mefnet-train: seed: 99999999999 is out of range"),
     (["-m", "fold=each", "engine=foo"], "mefnet-train: engine: 'foo' is not one of auto, batched, per_fold"),
 ], ids=["single", "multirun", "multirun-fold-each"])
+@pytest.mark.command
 def test_the_command_refuses_before_writing(output_dir, args, message):
     before = _snapshot(output_dir)
     out = _train(output_dir, *args)
