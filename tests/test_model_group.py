@@ -49,7 +49,7 @@ HERE = __name__
     (["task=au"], "mefnet.training.au.AUModule"),
     (["task=emotion_au"], "mefnet.training.multitask.EmotionAUModule"),
     (["experiment=megc2019_flows"], "mefnet.training.module.MERModule"),
-    (["task=au", f"model._target_={HERE}.LossOnly"], f"{HERE}.LossOnly"),
+    (["task=emotion", f"model._target_={HERE}.LossOnly"], f"{HERE}.LossOnly"),
     (["model=au", "task=au"], "mefnet.training.au.AUModule"),
 ])
 def test_each_task_chooses_its_module_and_the_command_line_wins(overrides, target):
@@ -75,8 +75,14 @@ def test_a_user_module_and_its_options_pass_the_schema():
                                                    "but not a subclass of mefnet.training.module.MERModule"),
     (["model._target_=MERModule"], "model._target_: 'MERModule' is not a class path"),
     ([f"model._target_={HERE}.NoMirror"], "does not take test_time_mirror"),
-    (["task=emotion_au", "model=au"], "AUModule does not take num_aus, au_names, which mefnet gives the module of "
-                                      "task=emotion_au"),
+    # Another task's module would train the wrong outputs or write them as this task's.
+    (["task=emotion_au", "model=au"], "mefnet.training.au.AUModule is the module of task=au; task=emotion_au trains "
+                                      "mefnet.training.multitask.EmotionAUModule or a subclass of it"),
+    (["model=au"], "AUModule is the module of task=au; task=emotion trains mefnet.training.module.MERModule"),
+    (["model=emotion_au"], "EmotionAUModule is the module of task=emotion_au; task=emotion trains"),
+    (["task=au", "model=emotion"], "MERModule is not a subclass of the task's module; task=au trains "
+                                   "mefnet.training.au.AUModule or a subclass of it (model=au"),
+    (["task=au", f"model._target_={HERE}.LossOnly"], "LossOnly is not a subclass of the task's module"),
 ])
 def test_a_model_that_cannot_be_built_is_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:

@@ -14,6 +14,7 @@ from mefnet.config import ConfigError
 from mefnet.datasets.action_units import check_au_set
 from mefnet.experiment.plan import task_name
 from mefnet.preprocessing.features import Preprocessing
+from mefnet.runs.identity import TASK_IMPLIED_KEYS
 from mefnet.schema import TrainConfig, number, validate, validator, whole
 from mefnet.training.module import MODULE_ARGS, module_class
 from mefnet.training.pretrain import check_pretrain_config
@@ -191,6 +192,17 @@ def check_model(cfg: DictConfig) -> None:
                           "conf/model/ with model=<name>)")
     cls = module_class(model.get("_target_"))
     task = RUNNERS.get(str((cfg.get("task") or {}).get("name", "emotion")), TaskRunner)
+    # Another task's module (model=au under task=emotion, model=emotion under task=au) would
+    # train the wrong outputs, or write them as the task's (per-AU sigmoid probabilities as
+    # emotion classes): the task's own module, or a subclass of it, is required.
+    modules = {name: module_class(target) for name, target in TASK_IMPLIED_KEYS["model._target_"].items()}
+    own = modules[task.name]
+    other = next((name for name, m in modules.items() if issubclass(cls, m) and not issubclass(own, m)), None)
+    if other is not None or not issubclass(cls, own):
+        what = f"is the module of task={other}" if other else "is not a subclass of the task's module"
+        raise ConfigError(f"model._target_: {cls.__module__}.{cls.__qualname__} {what}; task={task.name} trains "
+                          f"{own.__module__}.{own.__qualname__} or a subclass of it (model={task.name}, or drop "
+                          "the model= override)")
     given = (*MODULE_ARGS, *task.module_args)
     built = [k for k in model if k in {*MODULE_ARGS, *(a for r in RUNNERS.values() for a in r.module_args)}]
     if built:
