@@ -121,8 +121,3 @@ def registered_losses() -> list[str]:
     names = [class_path(c) for c in _registered[LOSS_GROUP].values()]
     names += [_entry_target(ep) for ep in _entry_points(LOSS_GROUP)]
     return sorted(dict.fromkeys(names))
-
-
-def registered_loss(target: str) -> type[nn.Module] | None:
-    """The registered loss class ``target`` names, or None."""
-    return _lookup(LOSS_GROUP, target)
