@@ -21,10 +21,11 @@ from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 import mefnet
-from mefnet.config import ConfigError, instantiate_option
+from mefnet.config import instantiate_option
 from mefnet.data.datamodule import MERDataModule
 from mefnet.datasets.clip_index import ClipIndex
 from mefnet.experiment.plan import pretrain_spec, split_of, task_runner
+from mefnet.experiment.validate import model_node
 from mefnet.preprocessing.features import Preprocessing
 from mefnet.report.tracking import group_name, wandb_run_settings
 from mefnet.training.au import AUInnerValidation
@@ -119,10 +120,7 @@ def build_module(cfg: DictConfig, index: ClipIndex, dm: MERDataModule, task: Tas
     pretrained = pretrained_weights(pretrain_spec(cfg), list(index.class_names))  # computed once per seed, then cached
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = task or task_runner(cfg, index)
-    model = cfg.get("model")
-    if model is None:
-        raise ConfigError("model: the config chooses no LightningModule; add `- model: emotion` to the primary "
-                          "config's defaults (conf/model/) or choose one with model=<name>")
+    model = model_node(cfg)  # checked by the schema before a run; here too for callers that skip it
     module_class(model.get("_target_"))  # a one-line ConfigError naming model._target_ when unusable
     order = cfg.preprocessing.get("channel_order", "uvs")
     if order != "uvs" and str(cfg.backbone.get("_target_", "")).rpartition(".")[2] not in _ORDER_FREE:

@@ -177,12 +177,9 @@ def _module_options(cls: type) -> list[str]:
     return names
 
 
-@validator
-def check_model(cfg: DictConfig) -> None:
-    """The ``model`` group (conf/model/): its ``_target_`` a MERModule subclass that takes
-    what mefnet gives it (:data:`~mefnet.training.module.MODULE_ARGS` and the task's own),
-    and no key the class does not take or that mefnet builds itself, each refusal naming
-    the key."""
+def model_node(cfg: DictConfig) -> DictConfig:
+    """The ``model`` group's block (conf/model/), or a :class:`ConfigError` saying what to add;
+    its ``_target_`` is checked by :func:`mefnet.training.module.module_class`."""
     model = cfg.get("model")
     if model is None:
         raise ConfigError("model: the config chooses no LightningModule; add `- model: emotion` to the primary "
@@ -190,6 +187,16 @@ def check_model(cfg: DictConfig) -> None:
     if not isinstance(model, DictConfig | dict):
         raise ConfigError(f"model: {model!r} is not a config block with a _target_ (choose an option of "
                           "conf/model/ with model=<name>)")
+    return model
+
+
+@validator
+def check_model(cfg: DictConfig) -> None:
+    """The ``model`` group (conf/model/): its ``_target_`` a MERModule subclass that takes
+    what mefnet gives it (:data:`~mefnet.training.module.MODULE_ARGS` and the task's own),
+    and no key the class does not take or that mefnet builds itself, each refusal naming
+    the key."""
+    model = model_node(cfg)
     cls = module_class(model.get("_target_"))
     task = RUNNERS.get(str((cfg.get("task") or {}).get("name", "emotion")), TaskRunner)
     # Another task's module (model=au under task=emotion, model=emotion under task=au) would
